@@ -1,0 +1,244 @@
+"""asyncio shell around :class:`SimulatedDevice`: pacing, TCP (dial or listen) and serial links.
+
+Like the real device it keeps sampling whether or not a bridge is connected; blocks wait in SRAM until
+acknowledged and are resent oldest first after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from device.protocol import (
+    Ack,
+    Connection,
+    ConnectionClosed,
+    Encoding,
+    FrameError,
+    Message,
+    ProtocolError,
+    Role,
+)
+from device.protocol.connection import NEED_DATA
+
+from .device import SimulatedDevice
+
+WRITE_HIGH_WATER = 1 << 20  # bytes queued in the transport before we stop pushing blocks
+STATUS_INTERVAL_S = 1.0
+SERIAL_HELLO_INTERVAL_S = 2.0
+
+
+def log(message: str) -> None:
+    print(f"openstrom-device-sim: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkSpec:
+    connect: tuple[str, int] | None = None
+    listen: tuple[str, int] | None = None
+    serial: str | None = None
+    baudrate: int = 3_000_000
+
+
+class Runner:
+    def __init__(
+        self,
+        device: SimulatedDevice,
+        *,
+        speed: float = 1.0,
+        duration_s: float | None = None,
+        encoding: Encoding = Encoding.BINARY,
+        compress: bool = False,
+    ) -> None:
+        self.device = device
+        self.speed = speed
+        self.duration_s = duration_s
+        self.encoding = encoding
+        self.compress = compress
+        self._conn: Connection | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._sent_seq: int | None = None
+        self._last_status = 0.0
+        self._done = asyncio.Event()
+
+    # ---------------------------------------------------------------- sending
+
+    def _write(self, msg: Message) -> None:
+        if self._conn is None or self._writer is None:
+            return
+        self._writer.write(self._conn.send(msg))
+
+    def _pump(self) -> None:
+        """Push unsent blocks while the transport has room; then STATUS if due."""
+        w = self._writer
+        if self._conn is None or w is None or w.is_closing():
+            return
+        for block in self.device.unsent_after(self._sent_seq):
+            if w.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                break
+            self._write(block)
+            self._sent_seq = block.block_seq
+        now = time.monotonic()
+        if self.device.status_dirty or now - self._last_status >= STATUS_INTERVAL_S:
+            self._last_status = now
+            self._write(self.device.status())
+
+    # ---------------------------------------------------------------- sampling
+
+    async def _sample_forever(self) -> None:
+        dev = self.device
+        start = time.monotonic()
+        block_s = dev.board.n / dev.board.fs
+        while self.duration_s is None or dev.sim_time_s < self.duration_s:
+            due = start + (dev.next_index + 1) * block_s / self.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                await asyncio.sleep(0)
+            _, results = dev.generate()
+            for r in results:
+                self._write(r)
+            self._pump()
+        # let the bridge acknowledge the tail, then stop
+        deadline = time.monotonic() + 5.0
+        while dev.sram and time.monotonic() < deadline:
+            self._pump()
+            await asyncio.sleep(0.05)
+        log(f"duration reached after {dev.next_index} blocks; {len(dev.sram)} unacknowledged")
+        self._done.set()
+
+    # ---------------------------------------------------------------- links
+
+    async def _session(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, serial: bool
+    ) -> None:
+        conn = Connection(Role.DEVICE, encoding=self.encoding, compress=self.compress)
+        self._conn, self._writer, self._sent_seq = conn, writer, None
+        self._write(self.device.hello())
+        self._pump()
+        last_hello = time.monotonic()
+        try:
+            while True:
+                try:
+                    timeout = SERIAL_HELLO_INTERVAL_S if serial else None
+                    data = await asyncio.wait_for(reader.read(65536), timeout)
+                except TimeoutError:
+                    data = None
+                if (
+                    serial
+                    and time.monotonic() - last_hello >= SERIAL_HELLO_INTERVAL_S
+                    and self.device.acked_seq is None
+                ):
+                    # nobody listening yet on the line: announce again
+                    self._write(self.device.hello())
+                    last_hello = time.monotonic()
+                if data is None:
+                    continue
+                conn.receive_data(data)
+                while True:
+                    ev = conn.next_event()
+                    if ev is NEED_DATA:
+                        break
+                    if isinstance(ev, ConnectionClosed):
+                        return
+                    if isinstance(ev, FrameError):
+                        log(f"skipped bad frame from bridge: {ev.error}")
+                        continue
+                    for answer in self.device.handle(ev):  # type: ignore[arg-type]
+                        self._write(answer)
+                    if isinstance(ev, Ack):
+                        self._pump()
+                if not data:
+                    return
+                await writer.drain()
+        except (ProtocolError, ConnectionError, OSError) as exc:
+            log(f"link dropped: {exc}")
+        finally:
+            if self._conn is conn:
+                self._conn, self._writer = None, None
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _dial(self, host: str, port: int) -> None:
+        backoff = 0.1
+        failures = 0
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError as exc:
+                # log the first failure of an outage, then a reminder every 20 tries, not a flood
+                if failures % 20 == 0:
+                    log(
+                        f"cannot reach bridge at {host}:{port} ({exc.strerror or exc}); retrying with backoff"
+                    )
+                failures += 1
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            log(
+                f"connected to bridge at {host}:{port}"
+                + (f" after {failures} failed tries" if failures else "")
+            )
+            backoff, failures = 0.1, 0
+            await self._session(reader, writer, serial=False)
+            log("connection to bridge closed; reconnecting")
+            await asyncio.sleep(backoff)
+
+    async def _listen(self, host: str, port: int) -> None:
+        current: asyncio.Task[Any] | None = None
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal current
+            if current is not None:
+                current.cancel()  # one bridge at a time: the newest wins
+            current = asyncio.current_task()
+            log(f"bridge connected from {writer.get_extra_info('peername')}")
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._session(reader, writer, serial=False)
+
+        server = await asyncio.start_server(on_client, host, port)
+        log(f"listening for a bridge on {host}:{port}")
+        async with server:
+            await server.serve_forever()
+
+    async def _serial(self, path: str, baudrate: int) -> None:
+        import serial_asyncio_fast
+
+        while True:
+            try:
+                reader, writer = await serial_asyncio_fast.open_serial_connection(url=path, baudrate=baudrate)
+            except Exception as exc:  # pyserial raises SerialException (an OSError subclass) or ValueError
+                log(f"cannot open serial port {path}: {exc}; retry in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            log(f"serial line {path} open at {baudrate} baud")
+            await self._session(reader, writer, serial=True)
+            await asyncio.sleep(0.5)
+
+    async def run(self, link: LinkSpec) -> None:
+        if link.connect:
+            link_coro = self._dial(*link.connect)
+        elif link.listen:
+            link_coro = self._listen(*link.listen)
+        elif link.serial:
+            link_coro = self._serial(link.serial, link.baudrate)
+        else:
+            raise ValueError("no link given")
+        link_task = asyncio.create_task(link_coro)
+        sample_task = asyncio.create_task(self._sample_forever())
+        done_wait = asyncio.create_task(self._done.wait())
+        try:
+            finished, _ = await asyncio.wait({link_task, done_wait}, return_when=asyncio.FIRST_COMPLETED)
+            for t in finished:
+                if t is link_task:
+                    t.result()  # re-raise a link failure
+        finally:
+            for t in (link_task, sample_task, done_wait):
+                t.cancel()
+            await asyncio.gather(link_task, sample_task, done_wait, return_exceptions=True)
