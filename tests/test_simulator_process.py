@@ -104,7 +104,8 @@ async def test_tcp_stream_is_bit_exact_and_survives_a_cut() -> None:
                 writer.write(out)
             if not data:
                 break
-        assert await sim.wait(10) == 0, sim.log
+        async with asyncio.timeout(10):
+            assert await sim.wait() == 0, sim.log
     seqs = sorted(rx.blocks)
     assert seqs == list(range(len(seqs))), "gap in the de-duplicated sequence"
     assert len(seqs) == 50  # 4 s at 12.5 blocks/s

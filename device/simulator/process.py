@@ -43,9 +43,10 @@ class SimulatorProcess:
             if self.echo:
                 print(line, file=sys.stderr, flush=True)
 
-    async def wait(self, timeout: float) -> int:
+    async def wait(self) -> int:
+        """The exit code (wrap in ``asyncio.timeout`` to bound the wait)."""
         assert self.proc is not None
-        return await asyncio.wait_for(self.proc.wait(), timeout)
+        return await self.proc.wait()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:

@@ -1,0 +1,96 @@
+"""Zero crossings of the fundamental, found block by block with the same result however blocks are cut.
+
+A crossing is a sign change of the voltage that follows an excursion beyond the hysteresis band on the
+other side (so noise and notches near zero never count twice). Its position is refined by a
+least-squares line through the 2K samples around it, in fractional samples. A DC offset moves every
+rising crossing by the same amount, so periods and whole-cycle windows are unaffected by it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+FIT_HALF = 4  # K: samples on each side of a crossing used by the line fit
+
+_OFFSETS = np.arange(-FIT_HALF, FIT_HALF, dtype=np.float64) + 0.5  # relative to the midpoint n-0.5
+_PINV = np.linalg.pinv(np.vander(_OFFSETS, 4, increasing=True))  # (4, 2K) least-squares cubic
+
+
+@dataclass(frozen=True, slots=True)
+class Crossings:
+    """Fractional global sample positions and direction (+1 rising, -1 falling), ascending."""
+
+    position: FloatArray
+    rising: npt.NDArray[np.bool_]
+
+
+class CrossingDetector:
+    """Streaming detector over one channel; ``push`` returns the crossings it can now settle."""
+
+    def __init__(self, hysteresis: float) -> None:
+        if hysteresis <= 0:
+            raise ValueError(f"hysteresis must be > 0 volts, got {hysteresis}")
+        self.hysteresis = hysteresis
+        self._state = 0  # -1 last excursion below -h, +1 above +h, 0 none yet
+        self._last_rising: bool | None = None
+        self.settled_until = FIT_HALF  # global index n of the next sample pair (n-1, n) to test
+
+    def push(self, x: FloatArray, start: int) -> Crossings:
+        """``x`` holds global samples ``start .. start+len(x)`` and must begin at or before
+        ``settled_until - FIT_HALF`` (callers keep that much history)."""
+        lo = self.settled_until - start
+        if lo < FIT_HALF:
+            raise ValueError(f"crossing detector needs history from sample {self.settled_until - FIT_HALF}")
+        hi = x.size - FIT_HALF  # the fit needs FIT_HALF samples after n
+        if hi <= lo:
+            return Crossings(np.empty(0), np.empty(0, dtype=bool))
+        seg = x[lo - 1 : hi]  # seg[k] is global sample start+lo-1+k
+        h = self.hysteresis
+        mark = np.where(seg < -h, -1, np.where(seg > h, 1, 0))
+        # state before sample n = the last excursion mark at or before n-1 (forward fill)
+        idx = np.where(mark != 0, np.arange(mark.size), -1)
+        np.maximum.accumulate(idx, out=idx)
+        filled = np.where(idx >= 0, mark[np.maximum(idx, 0)], self._state)
+        prev_state = filled[:-1]
+        a, b = seg[:-1], seg[1:]
+        up = (a < 0) & (b >= 0) & (prev_state == -1)
+        down = (a >= 0) & (b < 0) & (prev_state == 1)
+        hits = np.flatnonzero(up | down)
+        rising = up[hits]
+        if hits.size:
+            # wiggles inside the band could repeat a direction: keep the first of each run
+            keep = np.ones(hits.size, dtype=bool)
+            keep[1:] = rising[1:] != rising[:-1]
+            if self._last_rising is not None:
+                keep[0] = bool(rising[0]) != self._last_rising
+            hits, rising = hits[keep], rising[keep]
+        n = hits + lo
+        pos = (n + start).astype(np.float64) + self._refine(x, n)
+        self._state = int(filled[-1])
+        self.settled_until = start + hi
+        if rising.size:
+            self._last_rising = bool(rising[-1])
+        return Crossings(pos, rising)
+
+    @staticmethod
+    def _refine(x: FloatArray, n: npt.NDArray[np.intp]) -> FloatArray:
+        """Offsets (relative to n) of the zero of a cubic least-squares fit through the 2K samples
+        around each crossing: a line would be biased by the curvature of a distorted wave, and that
+        bias would change from cycle to cycle as the sampling phase slides."""
+        if n.size == 0:
+            return np.empty(0)
+        win = x[n[:, None] + np.arange(-FIT_HALF, FIT_HALF)]
+        coef = win @ _PINV.T  # (k, 4): c0 + c1 t + c2 t^2 + c3 t^3, t relative to n - 0.5
+        lin = x[n - 1] / (x[n - 1] - x[n]) - 0.5  # linear interpolation, relative to n - 0.5
+        t = lin.copy()
+        for _ in range(3):  # Newton from the interpolated point; converges in 2 steps on mains
+            f = ((coef[:, 3] * t + coef[:, 2]) * t + coef[:, 1]) * t + coef[:, 0]
+            d = (3 * coef[:, 3] * t + 2 * coef[:, 2]) * t + coef[:, 1]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = t - f / d
+        ok = np.isfinite(t) & (np.abs(t - lin) < 1.0)
+        return np.where(ok, t, lin) - 0.5

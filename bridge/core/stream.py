@@ -1,0 +1,325 @@
+"""The streaming analyzer: sample blocks of one device in, windows, voltage events and energy out.
+
+State carried across blocks is only what the next block needs (a sample tail, detector states,
+counters), and every decision is taken on sample positions, never on where a block happened to end,
+so feeding the same samples in any cuts gives the same results bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from .aggregate import Aggregate, Aggregator, ClassAFrequency
+from .crossings import FIT_HALF, CrossingDetector
+from .energy import EnergyCounters, add_windows
+from .events import EventDetector, Thresholds, VoltageEvent
+from .window import WindowMetrics, measure_stacked, segment_sums
+
+FloatArray = npt.NDArray[np.float64]
+SYNC_TOLERANCE = 1.25  # a window may be this much longer than nominal (down to 40 Hz at 50 Hz nominal)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalyzerSettings:
+    fs: float
+    f_nominal: float = 50.0
+    u_nominal: float = 230.0
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    v_clip: tuple[float, ...] | None = None  # |volts| at the ADC rail, per circuit
+    i_clip: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 500 <= self.fs <= 100_000:
+            raise ValueError(f"fs must be a sample rate in Hz (500..100000), got {self.fs}")
+        if self.f_nominal not in (50.0, 60.0):
+            raise ValueError(f"f_nominal must be 50 or 60 Hz, got {self.f_nominal}")
+        if not self.u_nominal > 0:
+            raise ValueError(f"u_nominal must be > 0 V, got {self.u_nominal}")
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per window: 10 at 50 Hz, 12 at 60 Hz (about 200 ms)."""
+        return 10 if self.f_nominal == 50.0 else 12
+
+    @property
+    def nominal_window(self) -> float:
+        return self.cycles * self.fs / self.f_nominal
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    windows: list[WindowMetrics]
+    events: list[VoltageEvent]
+    aggregates: list[Aggregate] = field(default_factory=list)
+    freq_10s: list[tuple[float, float]] = field(default_factory=list)  # (interval start s, Class A Hz)
+
+
+class StreamAnalyzer:
+    """Analyse a device's circuits from consecutive sample blocks.
+
+    ``feed`` takes float64 volts and amperes shaped ``(circuits, n)``; window synchronisation follows
+    the first circuit's voltage (circuits of one board share the mains frequency; a whole number of
+    cycles of one phase is a whole number of cycles of every phase).
+    """
+
+    def __init__(self, circuits: int, settings: AnalyzerSettings, *, origin_s: float = 0.0) -> None:
+        if circuits < 1:
+            raise ValueError("circuits must be >= 1")
+        self.c = circuits
+        self.cfg = settings
+        for name in ("v_clip", "i_clip"):
+            clip = getattr(settings, name)
+            if clip is not None and len(clip) != circuits:
+                raise ValueError(f"{name} needs one value per circuit ({circuits}), got {len(clip)}")
+        self._v_clip = None if settings.v_clip is None else np.asarray(settings.v_clip, dtype=np.float64)
+        self._i_clip = None if settings.i_clip is None else np.asarray(settings.i_clip, dtype=np.float64)
+        self.energy = [EnergyCounters() for _ in range(circuits)]
+        self.events = EventDetector(circuits, settings.u_nominal, settings.thresholds)
+        self.aggregator = Aggregator(circuits)
+        self.class_a = ClassAFrequency()
+        self.last_seq: int | None = None
+        self.duplicates = 0
+        self.gaps = 0
+        self._reset(origin_s, 0)
+
+    def _reset(self, origin_s: float, index: int) -> None:
+        self._origin_s = origin_s
+        self._origin_idx = index
+        self._start = index  # global index of buffer column 0
+        self._x = np.empty((2 * self.c, 0))  # voltages in rows 0..c-1, currents in rows c..2c-1
+        self._det = CrossingDetector(0.05 * math.sqrt(2) * self.cfg.u_nominal)
+        self._det.settled_until = index + FIT_HALF
+        self._rising = np.empty(0)  # settled rising crossings not yet used as a window end
+        self._cycle_edges = np.empty(0)  # settled rising crossings from the open window on
+        self._win_start: float | None = None
+        self._synced = False
+        self._bounds_last = index - 0.5  # last half-cycle boundary (crossing or synthetic)
+        self._half_prev: tuple[FloatArray, float] | None = None  # v^2 integral and length, last half cycle
+        self._flag_pos = np.empty(0)
+        self._flag_val = np.empty((self.c, 0), dtype=bool)
+        self._det_new_rising: FloatArray = np.empty(0)
+        self.last_urms_half = np.full(self.c, np.nan)  # latest Urms(1/2) per circuit, volts
+
+    @property
+    def end(self) -> int:
+        """Global index one past the last sample fed."""
+        return self._start + self._x.shape[1]
+
+    def time_of(self, position: float) -> float:
+        """Seconds (on the caller's clock) of a global sample position."""
+        return self._origin_s + (position - self._origin_idx) / self.cfg.fs
+
+    # ------------------------------------------------------------------ input
+
+    def feed(
+        self, v: npt.ArrayLike, i: npt.ArrayLike, *, seq: int | None = None, t0_s: float | None = None
+    ) -> Update:
+        """Add one block. ``seq`` (u32) makes feeding idempotent: a block at or before the last one seen
+        is ignored; a jump resynchronises (the gap is counted). ``t0_s`` is the time of the block's
+        first sample; it sets the clock after a gap or at the start."""
+        va = np.asarray(v, dtype=np.float64)
+        ia = np.asarray(i, dtype=np.float64)
+        if va.ndim == 1:
+            va, ia = va[None, :], ia[None, :]
+        if va.shape != ia.shape or va.shape[0] != self.c:
+            raise ValueError(f"v and i must both be ({self.c}, n) arrays, got {va.shape} and {ia.shape}")
+        pre: Update | None = None
+        if seq is not None:
+            if self.last_seq is not None:
+                step = (seq - self.last_seq) & 0xFFFFFFFF
+                if step == 0 or step >= 0x80000000:
+                    self.duplicates += 1
+                    return Update([], [])
+                if step > 1:
+                    self.gaps += 1
+                    pre = self.flush()
+                    self.class_a = ClassAFrequency()  # cycles were lost: this interval cannot be counted
+                    self._reset(t0_s if t0_s is not None else self.time_of(self.end), self.end)
+            self.last_seq = seq
+        if t0_s is not None and self.end == self._origin_idx:
+            self._origin_s = t0_s
+        self._x = np.concatenate((self._x, np.concatenate((va, ia), axis=0)), axis=1)
+        out = self._process(final=False)
+        if pre is not None:
+            return Update(
+                pre.windows + out.windows,
+                pre.events + out.events,
+                pre.aggregates + out.aggregates,
+                pre.freq_10s + out.freq_10s,
+            )
+        return out
+
+    def flush(self) -> Update:
+        """Close the open window at the last sample (for the end of a capture or before a gap)."""
+        return self._process(final=True)
+
+    # ------------------------------------------------------------------ processing
+
+    def _process(self, *, final: bool) -> Update:
+        events = self._half_cycles()
+        windows: list[WindowMetrics] = []
+        crossings = self._det_new_rising
+        if crossings.size:
+            self._rising = np.concatenate((self._rising, crossings))
+            self._cycle_edges = np.concatenate((self._cycle_edges, crossings))
+        cfg = self.cfg
+        limit = SYNC_TOLERANCE * cfg.nominal_window
+        while True:
+            a = self._win_start
+            if a is None:
+                if not self._rising.size:
+                    # no crossing yet: a dead or missing voltage still needs windows (energy, events)
+                    stream_start = self._origin_idx - 0.5
+                    if self._det.settled_until > stream_start + limit:
+                        self._win_start, self._synced = stream_start, False
+                        continue
+                    break
+                first = float(self._rising[0])
+                self._rising = self._rising[1:]
+                if first - (self._origin_idx - 0.5) >= 1.0:
+                    w = self._emit(self._origin_idx - 0.5, first, synced=False)
+                    if w is None:
+                        self._rising = np.concatenate(([first], self._rising))
+                        break
+                    windows.append(w)
+                self._win_start, self._synced = first, True
+                continue
+            later = self._rising[self._rising > a]
+            need = cfg.cycles if self._synced else 1
+            if later.size >= need and later[need - 1] <= a + limit:
+                b = float(later[need - 1])
+                w = self._emit(a, b, synced=self._synced)
+                if w is None:
+                    break
+                windows.append(w)
+                self._rising = later[need:]
+                self._win_start, self._synced = b, True
+                continue
+            if self._det.settled_until > a + limit:
+                b = a + cfg.nominal_window
+                w = self._emit(a, b, synced=False)
+                if w is None:
+                    break
+                windows.append(w)
+                self._rising = later[later > b]
+                self._win_start, self._synced = b, False
+                continue
+            break
+        if final and self._win_start is not None and self.end - 0.5 - self._win_start >= 1.0:
+            w = self._emit(self._win_start, self.end - 0.5, synced=False, allow_edge=True)
+            if w is not None:
+                windows.append(w)
+                self._win_start = self.end - 0.5
+        elif final and self._win_start is None and self.end > self._origin_idx:
+            w = self._emit(self._origin_idx - 0.5, self.end - 0.5, synced=False, allow_edge=True)
+            if w is not None:
+                windows.append(w)
+                self._win_start = self.end - 0.5
+        self._trim()
+        aggregates = [agg for w in windows for agg in self.aggregator.add(w)]
+        freq = self.class_a.add(np.array([self.time_of(p) for p in crossings])) if crossings.size else []
+        return Update(windows, events, aggregates, freq)
+
+    def _emit(self, a: float, b: float, *, synced: bool, allow_edge: bool = False) -> WindowMetrics | None:
+        j_last = math.ceil(b - 0.5)
+        if j_last + (0 if allow_edge else 1) >= self.end:
+            return None  # the window's last samples have not arrived yet
+        a = max(a, self._start - 0.5)
+        inner = self._cycle_edges[(self._cycle_edges > a) & (self._cycle_edges < b)]
+        m = measure_stacked(
+            self._x,
+            self._start,
+            a,
+            b,
+            fs=self.cfg.fs,
+            cycles=self.cfg.cycles,
+            synced=synced,
+            v_clip=self._v_clip,
+            i_clip=self._i_clip,
+            cycle_edges=inner,
+        )
+        sel = (self._flag_pos > a) & (self._flag_pos <= b)
+        event = self._flag_val[:, sel].any(axis=1) | self.events.active()
+        add_windows(self.energy, m.p_import_w, m.p_export_w, m.q_var, m.s_va, m.duration_s)
+        return replace(m, event=event, t_start_s=self.time_of(a))
+
+    def _half_cycles(self) -> list[VoltageEvent]:
+        """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector."""
+        det = self._det
+        begin = max(self._start, det.settled_until - FIT_HALF - 1)
+        cr = det.push(self._x[0, begin - self._start :], begin)
+        self._det_new_rising = cr.position[cr.rising]
+        half = self.cfg.fs / (2 * self.cfg.f_nominal)
+        bounds = self._merge_bounds(cr.position, det.settled_until, half)
+        if not bounds.size:
+            return []
+        # v^2 integrals per half cycle between consecutive boundaries (fractional edges)
+        edges = np.concatenate(([max(self._bounds_last, self._start - 0.5)], bounds))
+        edges = np.minimum(edges, self.end - 0.5)
+        lo = math.floor(edges[0] + 0.5) - self._start
+        hi = min(math.floor(edges[-1] + 0.5) + 1 - self._start, self._x.shape[1])
+        vpart = self._x[: self.c, lo:hi]
+        sums = segment_sums(vpart * vpart, self._start + lo, edges)
+        counts = np.diff(edges)
+        self._bounds_last = float(bounds[-1])
+        prev = self._half_prev
+        all_sums = sums if prev is None else np.concatenate((prev[0][:, None], sums), axis=1)
+        all_counts = counts if prev is None else np.concatenate(([prev[1]], counts))
+        self._half_prev = (sums[:, -1], float(counts[-1]))
+        if all_sums.shape[1] < 2:
+            return []
+        cyc = all_sums[:, 1:] + all_sums[:, :-1]
+        n = all_counts[1:] + all_counts[:-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            urms = np.sqrt(cyc / n)
+        pos = bounds[-urms.shape[1] :]
+        finished, flagged = self.events.push(pos, urms)
+        self._flag_pos = np.concatenate((self._flag_pos, pos))
+        self._flag_val = np.concatenate((self._flag_val, flagged), axis=1)
+        self.last_urms_half = urms[:, -1].copy()
+        return finished
+
+    def _merge_bounds(self, real: FloatArray, settled: int, half: float) -> FloatArray:
+        """Crossings as half-cycle boundaries, with boundaries at nominal spacing where crossings are
+        missing (an interruption has none, but must still be measured)."""
+        gap = 1.5 * half
+        last = self._bounds_last
+        if real.size and real[0] - last <= gap and (np.diff(real) <= gap).all() and settled - real[-1] <= gap:
+            return real
+        out: list[float] = []
+        k = 0
+        while True:
+            nxt = float(real[k]) if k < real.size else math.inf
+            if nxt - last <= gap:
+                out.append(nxt)
+                last = nxt
+                k += 1
+            elif last + gap < settled:
+                last = last + half
+                out.append(last)
+            else:
+                break
+        return np.asarray(out, dtype=np.float64)
+
+    def _trim(self) -> None:
+        keep = self._det.settled_until - FIT_HALF - 2
+        keep = min(keep, math.floor(self._bounds_last + 0.5) - 1)
+        if self._win_start is not None:
+            keep = min(keep, math.floor(self._win_start + 0.5) - 1)
+        else:
+            keep = min(keep, self._origin_idx)
+        drop = keep - self._start
+        if drop > 0:
+            self._x = self._x[:, drop:]
+            self._start = keep
+        if self._win_start is not None and self._cycle_edges.size:
+            self._cycle_edges = self._cycle_edges[self._cycle_edges > self._win_start]
+        if self._win_start is not None and self._flag_pos.size:
+            old = self._flag_pos <= self._win_start
+            if old.any():
+                self._flag_pos = self._flag_pos[~old]
+                self._flag_val = self._flag_val[:, ~old]

@@ -1,0 +1,268 @@
+"""One measurement window (10 cycles at 50 Hz, 12 at 60 Hz) for every circuit of a device at once.
+
+Window edges are fractional sample positions (zero crossings). Sample j stands for the interval
+[j - 1/2, j + 1/2); the two edge samples count with the share of their interval inside the window, so
+consecutive windows split a boundary sample between them and every sample is integrated exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+MAX_HARMONIC = 40
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowMetrics:
+    """Per-circuit results of one window; every array has shape ``(circuits,)`` unless noted.
+
+    Units: volts, amperes, watts, var, VA, degrees, hertz, percent. ``harmonics_v``/``harmonics_i`` are
+    ``(circuits, 40)`` rms subgroup magnitudes of orders 1..40 (NaN above the Nyquist limit).
+    """
+
+    start: float  # fractional global sample index of the first edge
+    end: float
+    duration_s: float
+    freq_hz: float  # NaN when the window was not synchronised to crossings
+    synced: bool
+    v_rms: FloatArray
+    i_rms: FloatArray
+    v_dc: FloatArray
+    i_dc: FloatArray
+    p_w: FloatArray
+    q_var: FloatArray  # Q1, fundamental reactive power: + inductive, - capacitive
+    s_va: FloatArray
+    n_va: FloatArray  # non-active power sqrt(S^2 - P^2)
+    pf: FloatArray  # P/S, signed like P
+    dpf: FloatArray  # P1/S1
+    angle_deg: FloatArray  # atan2(Q1, P1)
+    v1_rms: FloatArray
+    i1_rms: FloatArray
+    thd_v: FloatArray
+    thd_i: FloatArray
+    harmonics_v: FloatArray
+    harmonics_i: FloatArray
+    clipped: BoolArray
+    p_import_w: FloatArray  # the window's active energy split by cycle direction, as mean powers:
+    p_export_w: FloatArray  # p_import_w - p_export_w == p_w; both >= 0
+    event: BoolArray  # a dip, swell or interruption touched this window
+    t_start_s: float = 0.0  # caller's clock; set by the stream analyzer
+
+
+def segment_sums(x: FloatArray, start: int, edges: FloatArray) -> FloatArray:
+    """Integrals of the sampled signal between fractional global positions ``edges`` (k+1,).
+
+    Returns ``(rows, k)``: each sample's cell counts with the share of it inside the segment, so
+    adjacent segments split a boundary sample and nothing is counted twice.
+    """
+    j = np.floor(edges + 0.5).astype(np.int64)  # cell holding each edge
+    lj = j - start
+    m = x.shape[1]
+    if lj.size and (lj[0] < 0 or lj[-1] > m):
+        raise ValueError(f"segments need samples {j[0]}..{j[-1]}, buffer holds {start}..{start + m - 1}")
+    rows = x.shape[0]
+    k = edges.size - 1
+    if k < 1:
+        return np.zeros((rows, 0))
+    if lj[-1] > lj[0]:
+        whole = np.add.reduceat(x[:, : lj[-1]], np.minimum(lj[:-1], lj[-1] - 1), axis=1)
+        whole[:, lj[1:] == lj[:-1]] = 0.0  # reduceat yields x[i] for an empty segment
+    else:
+        whole = np.zeros((rows, k))
+    at = np.where(lj < m, x[:, np.minimum(lj, m - 1)], 0.0)  # a cell at the buffer end has no weight
+    frac = edges - j + 0.5  # share of the edge cell before the edge
+    part = at * frac
+    return whole - part[:, :-1] + part[:, 1:]
+
+
+def _weighted_sums(x: FloatArray, w_first: float, w_last: float) -> FloatArray:
+    return _edge_corrected(x.sum(axis=-1), x[..., 0], x[..., -1], w_first, w_last)
+
+
+def measure_window(
+    v: FloatArray,
+    i: FloatArray,
+    buf_start: int,
+    a: float,
+    b: float,
+    *,
+    fs: float,
+    cycles: int,
+    synced: bool,
+    v_clip: FloatArray | None = None,
+    i_clip: FloatArray | None = None,
+    cycle_edges: FloatArray | None = None,
+) -> WindowMetrics:
+    """Measure the window ``[a, b)`` (global fractional sample positions) of buffers ``v``, ``i``.
+
+    ``v`` and ``i`` are ``(circuits, m)`` float64 arrays whose column 0 is global sample ``buf_start``;
+    they must hold samples ``floor(a + 1/2) .. ceil(b - 1/2)``. ``cycles`` is the number of fundamental
+    periods the window spans when ``synced``. ``cycle_edges`` (crossings inside the window) split the
+    active energy into cycles, so a window in which power reverses fills both import and export.
+
+    >>> fs, n = 5000.0, 1000
+    >>> k = np.arange(n + 2)
+    >>> v = np.sqrt(2) * 230 * np.sin(2 * np.pi * 50 * k / fs)[None, :]
+    >>> i = np.sqrt(2) * 10 * np.sin(2 * np.pi * 50 * k / fs - np.pi / 6)[None, :]
+    >>> m = measure_window(v, i, 0, 0.0, 1000.0, fs=fs, cycles=10, synced=True)
+    >>> round(float(m.p_w[0]), 3), round(float(m.q_var[0]), 3), round(float(m.pf[0]), 5)
+    (1991.858, 1150.0, 0.86603)
+    """
+    if v.shape != i.shape or v.ndim != 2:
+        raise ValueError(f"v and i must be equal (circuits, samples) arrays, got {v.shape} and {i.shape}")
+    return measure_stacked(
+        np.concatenate((v, i), axis=0), buf_start, a, b, fs=fs, cycles=cycles, synced=synced,
+        v_clip=v_clip, i_clip=i_clip, cycle_edges=cycle_edges,
+    )  # fmt: skip
+
+
+def _edge_corrected(
+    total: FloatArray, first: FloatArray, last: FloatArray, w_first: float, w_last: float
+) -> FloatArray:
+    """A plain sum over the window's samples, with the two edge samples weighted by their share."""
+    out: FloatArray = total - (1.0 - w_first) * first - (1.0 - w_last) * last
+    return out
+
+
+def measure_stacked(
+    x: FloatArray,
+    buf_start: int,
+    a: float,
+    b: float,
+    *,
+    fs: float,
+    cycles: int,
+    synced: bool,
+    v_clip: FloatArray | None = None,
+    i_clip: FloatArray | None = None,
+    cycle_edges: FloatArray | None = None,
+) -> WindowMetrics:
+    """:func:`measure_window` on one ``(2 * circuits, m)`` buffer: voltages in the first half of the
+    rows, currents in the second (what the stream analyzer keeps, so no copy is made per window)."""
+    if x.ndim != 2 or x.shape[0] % 2:
+        raise ValueError(f"x must be a (2 * circuits, samples) array, got {x.shape}")
+    if not b > a:
+        raise ValueError(f"window end {b} must follow its start {a}")
+    c = x.shape[0] // 2
+    j_first = math.floor(a + 0.5)
+    j_last = math.ceil(b - 0.5)  # an edge exactly between two cells takes the earlier one whole
+    w_first = j_first + 0.5 - a
+    w_last = b - (j_last - 0.5)
+    lo, hi = j_first - buf_start, j_last - buf_start + 1
+    if lo < 0 or hi > x.shape[1]:
+        raise ValueError(
+            f"buffer holds samples {buf_start}..{buf_start + x.shape[1] - 1}, "
+            f"window needs {j_first}..{j_last}"
+        )
+    xs = x[:, lo:hi]
+    xv, xi = xs[:c], xs[c:]
+    width = b - a
+    means = _weighted_sums(xs, w_first, w_last) / width
+    sv, si = means[:c], means[c:]
+    squares = _edge_corrected(np.einsum("ij,ij->i", xs, xs), xs[:, 0] ** 2, xs[:, -1] ** 2, w_first, w_last)
+    prod = xv * xi
+    svi = _weighted_sums(prod, w_first, w_last) / width
+    ms = squares / width - means * means
+    rms = np.sqrt(np.maximum(ms, 0.0))
+    v_rms, i_rms = rms[:c], rms[c:]
+    p = svi - sv * si  # DC is an offset of the sensor chain, not power delivered (docs/measurements.md)
+    s = v_rms * i_rms
+
+    # fundamental phasors by a synchronous DFT over exactly `cycles` periods, fractional edges included
+    n_cycles = cycles if synced else width * 50.0 / fs  # unsynced: nominal-rate estimate is enough
+    omega = 2.0 * math.pi * n_cycles / width
+    t = np.arange(hi - lo, dtype=np.float64) + (j_first - a)
+    basis = np.empty((hi - lo, 2))
+    np.cos(omega * t, out=basis[:, 0])
+    np.sin(omega * t, out=basis[:, 1])
+    basis[0] *= w_first
+    basis[-1] *= w_last
+    scale = math.sqrt(2.0) / width
+    both = (xs @ basis) * scale  # (2C, 2): Re, -Im
+    both -= means[:, None] * (basis.sum(axis=0) * scale)[None, :]  # remove what DC adds
+    ph = both[:, 0] - 1j * both[:, 1]
+    v1, i1 = ph[:c], ph[c:]
+    vi = v1 * np.conj(i1)
+    p1, q1 = vi.real, vi.imag
+    mag = np.abs(ph)
+    s1 = mag[:c] * mag[c:]
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pf = np.where(s > 0, p / s, np.nan)
+        dpf = np.where(s1 > 0, p1 / s1, np.nan)
+    angle = np.degrees(np.arctan2(q1, p1))
+
+    harm = _harmonics(xs, width, cycles if synced else max(1, round(n_cycles)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        thd = 100.0 * np.sqrt(np.nansum(harm[:, 1:] ** 2, axis=1)) / harm[:, 0]
+
+    # per-cycle active energy (DC removed with the window's means) for the import/export split
+    if cycle_edges is not None and cycle_edges.size:
+        edges = np.concatenate(([a], cycle_edges, [b]))
+        seg_vi = segment_sums(prod, j_first, edges)
+        seg_x = segment_sums(xs, j_first, edges)
+        seg_n = np.diff(edges)
+        seg_p = seg_vi - si[:, None] * seg_x[:c] - sv[:, None] * seg_x[c:] + (sv * si)[:, None] * seg_n
+        p_import = np.maximum(seg_p, 0.0).sum(axis=1) / width
+        p_export = np.maximum(-seg_p, 0.0).sum(axis=1) / width
+    else:
+        p_import, p_export = np.maximum(p, 0.0), np.maximum(-p, 0.0)
+
+    clipped = np.zeros(c, dtype=bool)
+    if v_clip is not None or i_clip is not None:
+        peak = np.maximum(xs.max(axis=1), -xs.min(axis=1))
+        if v_clip is not None:
+            clipped |= peak[:c] >= v_clip
+        if i_clip is not None:
+            clipped |= peak[c:] >= i_clip
+    v_rms_out, thd_v, thd_i, hv, hi_ = v_rms, thd[:c], thd[c:], harm[:c], harm[c:]
+    return WindowMetrics(
+        start=a,
+        end=b,
+        duration_s=width / fs,
+        freq_hz=fs * cycles / width if synced else math.nan,
+        synced=synced,
+        v_rms=v_rms_out,
+        i_rms=i_rms,
+        v_dc=sv,
+        i_dc=si,
+        p_w=p,
+        q_var=q1,
+        s_va=s,
+        n_va=np.sqrt(np.maximum(s * s - p * p, 0.0)),
+        pf=pf,
+        dpf=dpf,
+        angle_deg=angle,
+        v1_rms=mag[:c],
+        i1_rms=mag[c:],
+        thd_v=thd_v,
+        thd_i=thd_i,
+        harmonics_v=hv,
+        harmonics_i=hi_,
+        clipped=clipped,
+        p_import_w=p_import,
+        p_export_w=p_export,
+        event=np.zeros(c, dtype=bool),
+    )
+
+
+def _harmonics(xs: FloatArray, width: float, cycles: int) -> FloatArray:
+    """IEC 61000-4-7 harmonic subgroups (rms, orders 1..40) from a rectangular DFT over the window's
+    whole samples; NaN for orders whose subgroup lies above the Nyquist frequency."""
+    n = min(max(round(width), 2), xs.shape[1])
+    spec = np.fft.rfft(xs[:, :n], axis=1)
+    power = spec.real**2 + spec.imag**2
+    power *= 2.0 / (n * n)  # rms^2 per bin
+    orders = np.arange(1, MAX_HARMONIC + 1)
+    centre = orders * cycles
+    out = np.full((xs.shape[0], MAX_HARMONIC), np.nan)
+    ok = centre + 1 < power.shape[1]
+    idx = centre[ok]
+    out[:, ok] = np.sqrt(power[:, idx - 1] + power[:, idx] + power[:, idx + 1])
+    return out
