@@ -42,9 +42,7 @@ def test_t1_unity_power_factor() -> None:
     assert np.abs(synced(r, "freq_hz") - 50).max() < 1e-3
 
 
-@pytest.mark.parametrize(
-    ("deg", "q1", "pf", "angle"), [(-36.870, 1380, 0.8, 36.87), (36.870, -1380, 0.8, -36.87)]
-)
+@pytest.mark.parametrize(("deg", "q1", "pf", "angle"), [(-36.870, 1380, 0.8, 36.87), (36.870, -1380, 0.8, -36.87)])
 def test_t2_t3_inductive_positive_capacitive_negative(deg: float, q1: float, pf: float, angle: float) -> None:
     r = analyze(*waveform(2, i_parts=[(1, 10.0, deg)]), FS)
     check(r, p=1840, q1=q1, s=2300, pf=pf, angle=angle)

@@ -12,9 +12,7 @@ from device.protocol.delta import EncodedChannel, decode_channel, decode_channel
 INT24 = st.integers(-(2**23), 2**23 - 1)
 
 
-@given(
-    hnp.arrays(np.int64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=64), elements=INT24)
-)
+@given(hnp.arrays(np.int64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=64), elements=INT24))
 def test_round_trip_any_24_bit_block(x: np.ndarray) -> None:
     chans = encode_channels(x)
     assert np.array_equal(decode_channels(chans, x.shape[1]), x)

@@ -87,9 +87,7 @@ def test_xml_garbage_is_refused() -> None:
     with pytest.raises(RemoteProtocolError, match="XML"):
         decode_payload(MessageType.ACK, Encoding.XML, b"<openstrom type='ack'><block_seq>x</block_seq>")
     with pytest.raises(RemoteProtocolError, match="must be a int"):
-        decode_payload(
-            MessageType.ACK, Encoding.XML, b"<openstrom type='ack'><block_seq>x</block_seq></openstrom>"
-        )
+        decode_payload(MessageType.ACK, Encoding.XML, b"<openstrom type='ack'><block_seq>x</block_seq></openstrom>")
 
 
 def test_binary_layout_is_stable() -> None:

@@ -176,9 +176,7 @@ async def test_relay_command_cuts_the_load_at_a_zero_crossing_and_self_test_repo
     tail = rx.blocks[switched].i[0]
     cut = int(np.flatnonzero(np.abs(tail) > 50)[-1]) + 1
     v_at_cut = rx.blocks[switched].v[0][cut - 1 : cut + 1]
-    assert np.sign(v_at_cut[0]) != np.sign(v_at_cut[1]) or np.min(np.abs(v_at_cut)) < 3000, (
-        "not at a zero crossing"
-    )
+    assert np.sign(v_at_cut[0]) != np.sign(v_at_cut[1]) or np.min(np.abs(v_at_cut)) < 3000, "not at a zero crossing"
 
 
 async def test_serial_link_over_a_pty() -> None:
@@ -203,9 +201,7 @@ async def test_serial_link_over_a_pty() -> None:
 
     loop.add_reader(master, readable)
     try:
-        async with SimulatorProcess(
-            ["--serial", path, "--speed", "8", "--seed", "3", "--scenario", str(PLANT)]
-        ) as sim:
+        async with SimulatorProcess(["--serial", path, "--speed", "8", "--seed", "3", "--scenario", str(PLANT)]) as sim:
             await asyncio.wait_for(got.wait(), 30)
             assert sim.log
     finally:

@@ -147,12 +147,7 @@ class ClassAFrequency:
         for tick in np.unique(ticks):
             sel = crossings_s[ticks == tick]
             if self._interval is not None and tick != self._interval:
-                if (
-                    self._count >= 2
-                    and self._first is not None
-                    and self._last is not None
-                    and not self._partial
-                ):
+                if self._count >= 2 and self._first is not None and self._last is not None and not self._partial:
                     out.append((self._interval, (self._count - 1) / (self._last - self._first)))
                 self._interval, self._first, self._count, self._partial = None, None, 0, False
             if self._interval is None:

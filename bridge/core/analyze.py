@@ -15,9 +15,22 @@ from .window import WindowMetrics
 FloatArray = npt.NDArray[np.float64]
 
 _FIELDS = (
-    "v_rms", "i_rms", "v_dc", "i_dc", "p_w", "q_var", "s_va", "n_va", "pf", "dpf", "angle_deg",
-    "thd_v", "thd_i", "v1_rms", "i1_rms",
-)  # fmt: skip
+    "v_rms",
+    "i_rms",
+    "v_dc",
+    "i_dc",
+    "p_w",
+    "q_var",
+    "s_va",
+    "n_va",
+    "pf",
+    "dpf",
+    "angle_deg",
+    "thd_v",
+    "thd_i",
+    "v1_rms",
+    "i1_rms",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,9 +44,7 @@ class EnergyCounters:
     q_cap_varh: Register = field(default_factory=Register)
     s_vah: Register = field(default_factory=Register)
 
-    def add_window(
-        self, p_import_w: float, p_export_w: float, q_var: float, s_va: float, duration_s: float
-    ) -> None:
+    def add_window(self, p_import_w: float, p_export_w: float, q_var: float, s_va: float, duration_s: float) -> None:
         """One window: active energy by direction (split per cycle by the core), Q1 by sign
         (+ inductive, - capacitive), apparent."""
         h = duration_s / 3600.0

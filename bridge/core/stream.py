@@ -109,15 +109,21 @@ class StreamAnalyzer:
         """Global index one past the last sample fed."""
         return self._start + self._x.shape[1]
 
+    @property
+    def integrated_until(self) -> int:
+        """Global index of the first sample whose energy is not yet in the counters (the open
+        window's first sample; its edge share is counted, a difference of under one sample)."""
+        if self._win_start is None:
+            return self._origin_idx
+        return math.floor(self._win_start + 0.5)
+
     def time_of(self, position: float) -> float:
         """Seconds (on the caller's clock) of a global sample position."""
         return self._origin_s + (position - self._origin_idx) / self.cfg.fs
 
     # ------------------------------------------------------------------ input
 
-    def feed(
-        self, v: npt.ArrayLike, i: npt.ArrayLike, *, seq: int | None = None, t0_s: float | None = None
-    ) -> Update:
+    def feed(self, v: npt.ArrayLike, i: npt.ArrayLike, *, seq: int | None = None, t0_s: float | None = None) -> Update:
         """Add one block. ``seq`` (u32) makes feeding idempotent: a block at or before the last one seen
         is ignored; a jump resynchronises (the gap is counted). ``t0_s`` is the time of the block's
         first sample; it sets the clock after a gap or at the start."""

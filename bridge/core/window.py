@@ -117,9 +117,17 @@ def measure_window(
     if v.shape != i.shape or v.ndim != 2:
         raise ValueError(f"v and i must be equal (circuits, samples) arrays, got {v.shape} and {i.shape}")
     return measure_stacked(
-        np.concatenate((v, i), axis=0), buf_start, a, b, fs=fs, cycles=cycles, synced=synced,
-        v_clip=v_clip, i_clip=i_clip, cycle_edges=cycle_edges,
-    )  # fmt: skip
+        np.concatenate((v, i), axis=0),
+        buf_start,
+        a,
+        b,
+        fs=fs,
+        cycles=cycles,
+        synced=synced,
+        v_clip=v_clip,
+        i_clip=i_clip,
+        cycle_edges=cycle_edges,
+    )
 
 
 def _edge_corrected(
@@ -157,8 +165,7 @@ def measure_stacked(
     lo, hi = j_first - buf_start, j_last - buf_start + 1
     if lo < 0 or hi > x.shape[1]:
         raise ValueError(
-            f"buffer holds samples {buf_start}..{buf_start + x.shape[1] - 1}, "
-            f"window needs {j_first}..{j_last}"
+            f"buffer holds samples {buf_start}..{buf_start + x.shape[1] - 1}, window needs {j_first}..{j_last}"
         )
     xs = x[:, lo:hi]
     xv, xi = xs[:c], xs[c:]

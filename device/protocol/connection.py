@@ -166,13 +166,9 @@ class Connection:
                 offset=item.offset,
             )
         if self.skip_before_hello and self.state is State.AWAIT_HELLO and _kind(msg) == "message":
-            err = RemoteProtocolError(
-                f"{msg.TYPE.name} before HELLO skipped", code="before-hello", offset=item.offset
-            )
+            err = RemoteProtocolError(f"{msg.TYPE.name} before HELLO skipped", code="before-hello", offset=item.offset)
             return FrameError(error=err, skipped_bytes=0)
-        self._advance(
-            _kind(msg), local=False, what=f"receiving {msg.TYPE.name} at stream offset {item.offset}"
-        )
+        self._advance(_kind(msg), local=False, what=f"receiving {msg.TYPE.name} at stream offset {item.offset}")
         if isinstance(msg, Hello):
             self.hello = msg
         return msg

@@ -93,9 +93,7 @@ def encode_channels(samples: npt.ArrayLike) -> list[EncodedChannel]:
     """
     x = np.asarray(samples)
     if x.ndim != 2 or x.shape[1] < 1:
-        raise LocalProtocolError(
-            f"samples must be shaped (channels, n>=1), got {x.shape}", code="delta-shape"
-        )
+        raise LocalProtocolError(f"samples must be shaped (channels, n>=1), got {x.shape}", code="delta-shape")
     if not np.issubdtype(x.dtype, np.integer):
         raise LocalProtocolError(f"samples must be integer ADC counts, got {x.dtype}", code="delta-dtype")
     x = x.astype(np.int64, copy=False)
@@ -104,9 +102,7 @@ def encode_channels(samples: npt.ArrayLike) -> list[EncodedChannel]:
     for _ in range(min(MAX_ORDER, n - 1)):
         levels.append(np.diff(levels[-1], axis=-1))
     # max |residual| per channel and order, in one pass per order
-    peaks = [
-        np.abs(level).max(axis=-1) if level.shape[1] else np.zeros(x.shape[0], np.int64) for level in levels
-    ]
+    peaks = [np.abs(level).max(axis=-1) if level.shape[1] else np.zeros(x.shape[0], np.int64) for level in levels]
     out: list[EncodedChannel] = []
     for c in range(x.shape[0]):
         best: tuple[int, int, int] | None = None  # (bytes, order, width)
@@ -124,9 +120,7 @@ def encode_channels(samples: npt.ArrayLike) -> list[EncodedChannel]:
             )
         _, order, width = best
         heads = tuple(int(levels[k][c, 0]) for k in range(order))
-        out.append(
-            EncodedChannel(order=order, heads=heads, width=width, residuals=_pack(levels[order][c], width))
-        )
+        out.append(EncodedChannel(order=order, heads=heads, width=width, residuals=_pack(levels[order][c], width)))
     return out
 
 
@@ -161,13 +155,10 @@ def decode_channels(channels: list[EncodedChannel], n: int) -> IntArray:
         for c in idx:
             if len(channels[c].residuals) != width * count:
                 raise RemoteProtocolError(
-                    f"channel {c} carries {len(channels[c].residuals)} residual bytes, "
-                    f"expected {count} x {width}",
+                    f"channel {c} carries {len(channels[c].residuals)} residual bytes, expected {count} x {width}",
                     code="delta-length",
                 )
-        res = _unpack(b"".join(channels[c].residuals for c in idx), width, count * len(idx)).reshape(
-            len(idx), count
-        )
+        res = _unpack(b"".join(channels[c].residuals for c in idx), width, count * len(idx)).reshape(len(idx), count)
         heads = np.array([channels[c].heads for c in idx], dtype=np.int64).reshape(len(idx), order)
         for level in range(order - 1, -1, -1):
             head = heads[:, level : level + 1]

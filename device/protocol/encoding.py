@@ -81,9 +81,7 @@ def encode_samples_binary(msg: Samples) -> bytes:
 
 def decode_samples_binary(payload: bytes) -> Samples:
     if len(payload) < _SAMPLES_HEAD.size:
-        raise RemoteProtocolError(
-            f"SAMPLES payload of {len(payload)} bytes is shorter than its header", code="short"
-        )
+        raise RemoteProtocolError(f"SAMPLES payload of {len(payload)} bytes is shorter than its header", code="short")
     block_seq, t0_ns, mhz, n, mask = _SAMPLES_HEAD.unpack_from(payload)
     circuits = tuple(c + 1 for c in range(16) if mask >> c & 1)
     pos = _SAMPLES_HEAD.size
@@ -99,9 +97,7 @@ def decode_samples_binary(payload: bytes) -> Samples:
             if pos + size > len(payload):
                 raise IndexError
             chans.append(
-                delta.EncodedChannel(
-                    order=order, heads=heads, width=width, residuals=payload[pos : pos + size]
-                )
+                delta.EncodedChannel(order=order, heads=heads, width=width, residuals=payload[pos : pos + size])
             )
             pos += size
     except (IndexError, struct.error):
@@ -109,9 +105,7 @@ def decode_samples_binary(payload: bytes) -> Samples:
             f"SAMPLES block {block_seq} is truncated at payload byte {pos}", code="short"
         ) from None
     if pos != len(payload):
-        raise RemoteProtocolError(
-            f"SAMPLES block {block_seq} has {len(payload) - pos} trailing bytes", code="trailing"
-        )
+        raise RemoteProtocolError(f"SAMPLES block {block_seq} has {len(payload) - pos} trailing bytes", code="trailing")
     return _samples_from_channels(
         block_seq=block_seq, t0_ns=t0_ns, rate_hz=mhz / 1000, circuits=circuits, n=n, chans=chans
     )
@@ -183,9 +177,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         if not isinstance(value, list):
-            raise RemoteProtocolError(
-                f"{where} must be a list, got {type(value).__name__}", code="field-type"
-            )
+            raise RemoteProtocolError(f"{where} must be a list, got {type(value).__name__}", code="field-type")
         item_hint = typing.get_args(hint)[0]
         return tuple(_coerce(v, item_hint, f"{where}[{k}]") for k, v in enumerate(value))
     if hint is Fault:
@@ -197,9 +189,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is int and isinstance(value, bool):
         raise RemoteProtocolError(f"{where} must be an integer, got a boolean", code="field-type")
     if not isinstance(value, hint):
-        raise RemoteProtocolError(
-            f"{where} must be {hint.__name__}, got {type(value).__name__}", code="field-type"
-        )
+        raise RemoteProtocolError(f"{where} must be {hint.__name__}, got {type(value).__name__}", code="field-type")
     return value
 
 
@@ -262,9 +252,7 @@ def _xml_read(el: ET.Element, hint: Any) -> Any:
         if hint is float:
             return float(text)
     except ValueError:
-        raise RemoteProtocolError(
-            f"<{el.tag}> must be a {hint.__name__}, got {text!r}", code="field-type"
-        ) from None
+        raise RemoteProtocolError(f"<{el.tag}> must be a {hint.__name__}, got {text!r}", code="field-type") from None
     return text
 
 
@@ -297,9 +285,7 @@ def _decode_xml(cls: type[Any], payload: bytes) -> Any:
         tree = {}
         for el in root:
             if el.tag == "channels":
-                tree["channels"] = [
-                    {c.tag: _xml_read(c, _CHANNEL_XML_HINTS.get(c.tag, str)) for c in ch} for ch in el
-                ]
+                tree["channels"] = [{c.tag: _xml_read(c, _CHANNEL_XML_HINTS.get(c.tag, str)) for c in ch} for ch in el]
             else:
                 tree[el.tag] = _xml_read(el, _SAMPLES_XML_HINTS.get(el.tag, str))
         return tree

@@ -79,9 +79,7 @@ def pack_frame(msg_type: int, flags: int, seq: int, payload: bytes) -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise RemoteProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", code="too-large")
     head = HEADER.pack(MAGIC, VERSION, msg_type, flags, 0, seq & 0xFFFFFFFF, len(payload))
-    return b"".join(
-        (head, HEADER_CRC.pack(crc16(head)), payload, TRAILER.pack(zlib.crc32(payload) & 0xFFFFFFFF))
-    )
+    return b"".join((head, HEADER_CRC.pack(crc16(head)), payload, TRAILER.pack(zlib.crc32(payload) & 0xFFFFFFFF)))
 
 
 class FrameReader:

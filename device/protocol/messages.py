@@ -81,20 +81,14 @@ class Hello:
     def __post_init__(self) -> None:
         _check(0 < len(self.serial_number) <= 64, "HELLO serial_number must be 1..64 characters", "hello")
         _check(1 <= self.circuit_count <= MAX_CIRCUITS, f"HELLO circuit_count {self.circuit_count}", "hello")
-        _check(
-            500.0 <= self.sample_rate_hz <= 20000.0, f"HELLO sample_rate_hz {self.sample_rate_hz}", "hello"
-        )
-        _check(
-            8 <= self.v_adc_bits <= 24 and 8 <= self.i_adc_bits <= 24, "HELLO ADC bits outside 8..24", "hello"
-        )
+        _check(500.0 <= self.sample_rate_hz <= 20000.0, f"HELLO sample_rate_hz {self.sample_rate_hz}", "hello")
+        _check(8 <= self.v_adc_bits <= 24 and 8 <= self.i_adc_bits <= 24, "HELLO ADC bits outside 8..24", "hello")
         _check(
             len(self.v_lsb_volts) == self.circuit_count and len(self.i_lsb_amps) == self.circuit_count,
             "HELLO needs one v_lsb_volts and one i_lsb_amps per circuit",
             "hello",
         )
-        _check(
-            all(s > 0 for s in (*self.v_lsb_volts, *self.i_lsb_amps)), "HELLO LSB scales must be > 0", "hello"
-        )
+        _check(all(s > 0 for s in (*self.v_lsb_volts, *self.i_lsb_amps)), "HELLO LSB scales must be > 0", "hello")
         _check_u32(self.next_block_seq, "HELLO next_block_seq")
 
 
@@ -126,9 +120,7 @@ class Samples:
         for name in ("v", "i"):
             arr = np.array(getattr(self, name), dtype=np.int64)  # private copy: callers keep theirs
             _check(
-                arr.ndim == 2
-                and arr.shape[0] == len(self.circuits)
-                and 1 <= arr.shape[1] <= MAX_BLOCK_SAMPLES,
+                arr.ndim == 2 and arr.shape[0] == len(self.circuits) and 1 <= arr.shape[1] <= MAX_BLOCK_SAMPLES,
                 f"SAMPLES {name} must be (circuits, 1..{MAX_BLOCK_SAMPLES}), got {arr.shape}",
                 "samples",
             )
@@ -181,9 +173,7 @@ class Status:
             "STATUS relay_wiring must be NO or NC",
             "status",
         )
-        _check(
-            0 <= self.sram_fill_blocks <= self.sram_capacity_blocks, "STATUS sram fill > capacity", "status"
-        )
+        _check(0 <= self.sram_fill_blocks <= self.sram_capacity_blocks, "STATUS sram fill > capacity", "status")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,9 +274,7 @@ class Calibrate:
 
     def __post_init__(self) -> None:
         _check_circuit(self.circuit, "CALIBRATE")
-        _check(
-            self.channel in ("v", "i"), f"CALIBRATE channel {self.channel!r} is not 'v' or 'i'", "calibrate"
-        )
+        _check(self.channel in ("v", "i"), f"CALIBRATE channel {self.channel!r} is not 'v' or 'i'", "calibrate")
         _check(self.lsb > 0, "CALIBRATE lsb must be > 0", "calibrate")
 
 

@@ -25,9 +25,7 @@ def _hostport(text: str) -> tuple[str, int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openstrom-device-sim", description=__doc__)
     link = p.add_mutually_exclusive_group(required=True)
-    link.add_argument(
-        "--connect", type=_hostport, metavar="HOST:PORT", help="dial a bridge (device dials in)"
-    )
+    link.add_argument("--connect", type=_hostport, metavar="HOST:PORT", help="dial a bridge (device dials in)")
     link.add_argument("--listen", type=_hostport, metavar="[HOST:]PORT", help="wait for the bridge to dial")
     link.add_argument("--serial", metavar="PATH", help="serial port (e.g. /dev/ttyUSB0 or a pty)")
     p.add_argument("--baudrate", type=int, default=3_000_000)

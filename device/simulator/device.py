@@ -157,9 +157,7 @@ class SimulatedDevice:
                 self.circuit_on[c] = cmd.on
                 state = "on" if cmd.on else "off"
                 results.append(
-                    CommandResult(
-                        command_id=cmd.command_id, ok=True, code="ok", text=f"circuit {cmd.circuit} {state}"
-                    )
+                    CommandResult(command_id=cmd.command_id, ok=True, code="ok", text=f"circuit {cmd.circuit} {state}")
                 )
             self._pending.clear()
             self.status_dirty = True
@@ -223,9 +221,7 @@ class SimulatedDevice:
             case Calibrate():
                 table = self.v_lsb if msg.channel == "v" else self.i_lsb
                 table[msg.circuit - 1] = msg.lsb
-                return [
-                    CommandResult(command_id=msg.command_id, ok=True, code="ok", text="calibration stored")
-                ]
+                return [CommandResult(command_id=msg.command_id, ok=True, code="ok", text="calibration stored")]
             case TimeSync():
                 now = self.clock_ns + round(self.sim_time_s * 1e9)
                 self.clock_ns += msg.unix_time_ns - now

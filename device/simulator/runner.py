@@ -114,9 +114,7 @@ class Runner:
 
     # ---------------------------------------------------------------- links
 
-    async def _session(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, serial: bool
-    ) -> None:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, serial: bool) -> None:
         conn = Connection(Role.DEVICE, encoding=self.encoding, compress=self.compress)
         self._conn, self._writer, self._sent_seq = conn, writer, None
         self._write(self.device.hello())
@@ -174,17 +172,12 @@ class Runner:
             except OSError as exc:
                 # log the first failure of an outage, then a reminder every 20 tries, not a flood
                 if failures % 20 == 0:
-                    log(
-                        f"cannot reach bridge at {host}:{port} ({exc.strerror or exc}); retrying with backoff"
-                    )
+                    log(f"cannot reach bridge at {host}:{port} ({exc.strerror or exc}); retrying with backoff")
                 failures += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            log(
-                f"connected to bridge at {host}:{port}"
-                + (f" after {failures} failed tries" if failures else "")
-            )
+            log(f"connected to bridge at {host}:{port}" + (f" after {failures} failed tries" if failures else ""))
             backoff, failures = 0.1, 0
             await self._session(reader, writer, serial=False)
             log("connection to bridge closed; reconnecting")

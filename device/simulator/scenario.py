@@ -56,9 +56,7 @@ class Circuit(_Frozen):
 
 class Event(_Frozen):
     at: float = Field(ge=0, description="seconds after simulator start")
-    kind: Literal[
-        "sag", "swell", "interruption", "frequency_step", "overcurrent", "fault", "relay_stuck", "no_ack"
-    ]
+    kind: Literal["sag", "swell", "interruption", "frequency_step", "overcurrent", "fault", "relay_stuck", "no_ack"]
     duration: float = Field(0.0, ge=0)
     depth: float = Field(1.0, ge=0, le=2, description="sag/swell: voltage as a share of the declared voltage")
     delta_hz: float = 0.0

@@ -188,9 +188,7 @@ class Board:
         i = self.currents(t, phi, v1, env) * energised
         return v, i
 
-    def adc(
-        self, index: int, v: FloatArray, i: FloatArray
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def adc(self, index: int, v: FloatArray, i: FloatArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Quantise to 24-bit counts with Gaussian noise, clipping at the rails like a real ADC."""
         rng = np.random.default_rng([self.seed, index])
         sigma = self.scenario.noise_lsb

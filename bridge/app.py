@@ -1,0 +1,161 @@
+"""The composition root: builds every piece from the validated config, wires them, owns start-up and
+graceful shutdown. Nothing else creates servers or long-running tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .commands import CommandPath
+from .config import Config
+from .link.transports import dial_tcp, open_serial, serve_tcp
+from .logs import get_logger
+from .metrics import serve_http
+from .register_map import load_map
+from .session import DeviceHub
+from .state import Model
+from .store import Store
+
+log = get_logger("bridge.app")
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+@dataclass
+class Endpoints:
+    devices: str | None = None
+    modbus: list[tuple[str, str, int]] = field(default_factory=list)  # (map, host, port)
+    opcua: str | None = None
+    http: str | None = None
+
+
+class BridgeApp:
+    def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        base = base_dir or Path.cwd()
+        state_dir = Path(config.bridge.state_dir)
+        self.state_dir = state_dir if state_dir.is_absolute() else base / state_dir
+        self.model = Model(config)
+        self.store = Store(self.state_dir / "bridge.sqlite")
+        self.hub = DeviceHub(config, self.model, self.store)
+        self.commands = CommandPath(config, self.hub, self.store)
+        self.maps = {s.map: load_map(s.map, tuple(config.modbus.map_dirs)) for s in config.modbus.servers}
+        self.endpoints = Endpoints()
+        self.ready = asyncio.Event()
+        self._servers: list[Any] = []
+        self.opcua: Any = None
+        self._safe_state_done: set[str] = set()
+
+    async def run(self) -> None:
+        cfg = self.config
+        try:
+            async with asyncio.TaskGroup() as tg:
+                waits = []
+                if cfg.links.listen:
+                    host, port = _split(cfg.links.listen)
+                    ev = asyncio.Event()
+                    tg.create_task(serve_tcp(host, port, self.hub.handle, ev), name="device-listener")
+                    waits.append(ev.wait())
+                    self.endpoints.devices = f"{host}:{port}"
+                for d in cfg.links.dial:
+                    tg.create_task(dial_tcp(d.host, d.port, self.hub.handle, d.device, cfg.links.reconnect_max_s))
+                for s in cfg.links.serial:
+                    tg.create_task(
+                        open_serial(s.port, s.baudrate, self.hub.handle, s.device, cfg.links.reconnect_max_s)
+                    )
+                if cfg.modbus.enabled:
+                    from .modbus.server import start_modbus
+
+                    for srv in cfg.modbus.servers:
+                        server = await start_modbus(
+                            self.model,
+                            self.maps[srv.map],
+                            self.commands,
+                            srv,
+                            name=cfg.bridge.name,
+                            version=__version__,
+                        )
+                        self._servers.append(server)
+                        self.endpoints.modbus.append((srv.map, srv.host, srv.port))
+                if cfg.opcua.enabled:
+                    from .opcua.server import OpcUaFront
+
+                    self.opcua = OpcUaFront(cfg, self.model, self.commands, self.store, self.state_dir)
+                    await self.opcua.start()
+                    self.endpoints.opcua = self.opcua.endpoint
+                if cfg.metrics.enabled:
+                    host, port = _split(cfg.metrics.listen)
+                    ev = asyncio.Event()
+                    tg.create_task(serve_http(host, port, self.model, self.commands, ev), name="http")
+                    waits.append(ev.wait())
+                    self.endpoints.http = f"{host}:{port}"
+                await asyncio.gather(*waits)
+                tg.create_task(self._commit_loop(), name="commit")
+                tg.create_task(self._watchdog(), name="watchdog")
+                self.model.subscribe(self._on_change)
+                self.ready.set()
+                log.info("bridge running", devices=len(self.model.devices))
+        finally:
+            await self._shutdown()
+
+    def _on_change(self, device: Any, what: str) -> None:
+        if what == "link" and device.online and device.name not in self._safe_state_done:
+            self._safe_state_done.add(device.name)
+            asyncio.get_running_loop().create_task(self.commands.apply_safe_state(device.name))
+
+    async def _commit_loop(self) -> None:
+        interval = self.config.bridge.commit_interval_s
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            self._commit_all()
+            if time.time() - last_prune > 3600:
+                last_prune = time.time()
+                self.store.prune(time.time() - self.config.opcua.history_retention_days * 86400)
+
+    def _commit_all(self) -> None:
+        for rt in self.hub.runtimes.values():
+            try:
+                rt.commit()
+            except Exception as exc:  # one device's storage trouble must not stop the others
+                log.error("commit failed; blocks stay unacknowledged on the device", device=rt.name, error=str(exc))
+
+    async def _watchdog(self) -> None:
+        limit = self.config.bridge.offline_after_s
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            for d in self.model.devices.values():
+                last = d.link.last_rx_monotonic
+                silent = d.link.connected and last is not None and now - last > limit
+                if d.alarms["offline"].set(
+                    silent or not d.link.connected,
+                    f"no data for {now - last:.1f} s" if silent and last else "link down",
+                ):
+                    if silent:
+                        log.warning(
+                            "device silent, marked offline",
+                            device=d.name,
+                            silent_s=round(now - (last or now), 1),
+                        )
+                    self.model.notify(d, "link")
+
+    async def _shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self._commit_all()
+        for s in self._servers:
+            with contextlib.suppress(Exception):
+                await s.shutdown()
+        if self.opcua is not None:
+            with contextlib.suppress(Exception):
+                await self.opcua.stop()
+        self.store.close()
+        log.info("bridge stopped; counters committed")

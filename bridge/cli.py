@@ -1,0 +1,285 @@
+"""``openstrom-bridge``: run, demo, check-config, map export, relay, self-test, hash-password."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from .config import (
+    DEFAULT_DEVICE_PORT,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_MODBUS_PORT,
+    DEFAULT_OPCUA_PORT,
+    DEFAULT_SUNSPEC_PORT,
+    Config,
+    load_config,
+)
+from .errors import BridgeError, ConfigError
+from .logs import configure_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_OFFLINE, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+
+
+def _run_app(config: Config, base_dir: Path, on_ready: object = None) -> int:
+    from .app import BridgeApp
+
+    async def main() -> None:
+        app = BridgeApp(config, base_dir=base_dir)
+        task = asyncio.create_task(app.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        if on_ready is not None:
+            ready = asyncio.create_task(app.ready.wait())
+            done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if ready in done:
+                await on_ready(app)  # type: ignore[operator]
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            sim = getattr(app, "_demo_sim", None)
+            if sim is not None:
+                await sim.stop()
+
+    try:
+        asyncio.run(main())
+    except (BridgeError, OSError, BaseExceptionGroup) as exc:
+        for err in _flatten(exc):
+            hint = " (is another bridge running on these ports?)" if isinstance(err, OSError) else ""
+            print(f"openstrom-bridge: cannot run: {err}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _flatten(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [e for sub in exc.exceptions for e in _flatten(sub)]
+    return [exc]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(level=config.bridge.log_level, json=args.json_logs)
+    return _run_app(config, Path(args.config).resolve().parent)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .register_map import load_map
+
+    config = load_config(args.file)
+    for s in config.modbus.servers:
+        m = load_map(s.map, tuple(config.modbus.map_dirs))
+        print(f"modbus  {s.host}:{s.port}  map '{m.name}' ({len(m.points)} points, {m.word_order}-endian)")
+    for d in config.devices:
+        print(f"device  {d.name}: serial {d.serial_number}, unit {d.unit_id}, {d.f_nominal} Hz / {d.u_nominal:g} V")
+    print(f"{args.file}: OK")
+    return EXIT_OK
+
+
+def cmd_map_export(args: argparse.Namespace) -> int:
+    from .register_map import export_map, load_map
+
+    sys.stdout.write(export_map(load_map(args.name), args.format))
+    return EXIT_OK
+
+
+def _api(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
+    req = urllib.request.Request(
+        f"http://{args.api}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            print(resp.read().decode())
+            return EXIT_OK
+    except urllib.error.HTTPError as exc:
+        doc = json.loads(exc.read() or b"{}")
+        print(f"openstrom-bridge: {doc.get('error', exc.reason)}", file=sys.stderr)
+        return {409: EXIT_REJECTED, 503: EXIT_OFFLINE, 504: EXIT_TIMEOUT}.get(exc.code, EXIT_FAILED)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"openstrom-bridge: cannot reach the bridge's control API at {args.api}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    return _api(args, "/api/relay", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
+
+
+def cmd_self_test(args: argparse.Namespace) -> int:
+    return _api(args, "/api/self-test", {"device": args.device})
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from .passwords import hash_password
+
+    password = args.password or os.environ.get("OPENSTROM_PASSWORD") or ""
+    if not password:
+        print("openstrom-bridge: give --password or set OPENSTROM_PASSWORD", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return EXIT_OK
+
+
+def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | None) -> Config:
+    users = [{"name": "operator", "password_hash": user_hash, "role": "operator"}] if user_hash else []
+    return Config.model_validate(
+        {
+            "bridge": {"name": "OpenStrom Bridge demo", "state_dir": str(state_dir), "log_level": "warning"},
+            "links": {"listen": f"127.0.0.1:{DEFAULT_DEVICE_PORT}"},
+            "modbus": {
+                "servers": [
+                    {"map": "openstrom", "host": host, "port": DEFAULT_MODBUS_PORT},
+                    {"map": "sunspec", "host": host, "port": DEFAULT_SUNSPEC_PORT},
+                ]
+            },
+            "opcua": {
+                "enabled": opcua,
+                "endpoint": f"opc.tcp://{host}:{DEFAULT_OPCUA_PORT}/openstrom",
+                "users": users,
+            },
+            "metrics": {"listen": f"{host}:{DEFAULT_METRICS_PORT}"},
+            "commands": {"min_interval_s": 1.0},
+            "devices": [{"name": "demo", "serial_number": "OS-SIM-0001", "unit_id": 1}],
+        }
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from device.simulator.process import SimulatorProcess
+
+    from .passwords import hash_password
+
+    configure_logging(level="warning", json=False)
+    state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="openstrom-demo-"))
+    password = secrets.token_urlsafe(12)
+    config = demo_config(state_dir, args.host, opcua=not args.no_opcua, user_hash=hash_password(password))
+    sim_args = [
+        "--connect",
+        f"127.0.0.1:{DEFAULT_DEVICE_PORT}",
+        "--serial-number",
+        "OS-SIM-0001",
+        "--speed",
+        str(args.speed),
+    ]
+    if args.scenario:
+        sim_args += ["--scenario", args.scenario]
+
+    async def started(app: object) -> None:
+        sim = SimulatorProcess(sim_args)
+        await sim.start()
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        lines = [
+            "",
+            "OpenStrom Bridge demo is running with one simulated device (serial OS-SIM-0001).",
+            f"  Modbus TCP  {host}:{DEFAULT_MODBUS_PORT}  map 'openstrom', unit 1  "
+            f"(circuit 1 voltage: input registers 1000-1001, float32 big-endian)",
+            f"  Modbus TCP  {host}:{DEFAULT_SUNSPEC_PORT}  map 'sunspec', unit 1  (SunSpec 'SunS' at holding 40000)",
+        ]
+        if not args.no_opcua:
+            lines.append(
+                f"  OPC UA      opc.tcp://{host}:{DEFAULT_OPCUA_PORT}/openstrom  (Basic256Sha256, Sign & Encrypt)"
+            )
+            lines.append(f"  user: operator password: {password}")
+        lines += [
+            f"  health      http://{host}:{DEFAULT_METRICS_PORT}/health   metrics: /metrics",
+            "Press Ctrl+C to stop.",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+        app._demo_sim = sim  # type: ignore[attr-defined]
+
+    return _run_app(config, state_dir, started)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="openstrom-bridge", description="OpenStrom devices to Modbus TCP and OPC UA")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the bridge with a configuration file")
+    r.add_argument("--config", required=True, help="TOML or YAML configuration")
+    r.add_argument("--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a configuration and its register maps")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config)
+
+    d = sub.add_parser("demo", help="bridge plus one simulated device; prints every endpoint")
+    d.add_argument("--host", default="127.0.0.1", help="address the Modbus/OPC UA/HTTP servers bind to")
+    d.add_argument("--speed", type=float, default=1.0)
+    d.add_argument("--scenario", help="simulator scenario file")
+    d.add_argument("--state-dir", help="keep the demo's database here (default: a temporary folder)")
+    d.add_argument("--no-opcua", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("map", help="register maps")
+    msub = m.add_subparsers(dest="map_command", required=True)
+    me = msub.add_parser("export", help="print a register map as CSV or Markdown")
+    me.add_argument("name", help="built-in map name (openstrom, sunspec) or a YAML file")
+    me.add_argument("--format", choices=["csv", "md"], default="csv")
+    me.set_defaults(func=cmd_map_export)
+
+    for name, fn, helptext in (
+        ("relay", cmd_relay, "switch a relay through the running bridge"),
+        ("self-test", cmd_self_test, "run a device self-test through the running bridge"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("device")
+        if name == "relay":
+            s.add_argument("circuit", type=int)
+            s.add_argument("state", choices=["on", "off"])
+        s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
+        s.set_defaults(func=fn)
+
+    h = sub.add_parser("hash-password", help="hash a password for an OPC UA user in the configuration")
+    h.add_argument("--password")
+    h.set_defaults(func=cmd_hash_password)
+
+    o = sub.add_parser("opcua", help="OPC UA tools")
+    osub = o.add_subparsers(dest="opcua_command", required=True)
+    ex = osub.add_parser("export-nodeset", help="write the types and instances as NodeSet2 XML")
+    ex.add_argument("file")
+    ex.add_argument("--config", help="configuration whose devices to include (default: one demo device)")
+    ex.set_defaults(func=cmd_export_nodeset)
+    return p
+
+
+def cmd_export_nodeset(args: argparse.Namespace) -> int:
+    from .opcua.nodeset import export_nodeset
+
+    config = (
+        load_config(args.config)
+        if args.config
+        else demo_config(Path(tempfile.mkdtemp()), "127.0.0.1", opcua=True, user_hash=None)
+    )
+    asyncio.run(export_nodeset(config, Path(args.file)))
+    print(f"wrote {args.file}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"openstrom-bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

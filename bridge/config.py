@@ -1,0 +1,291 @@
+"""The bridge configuration: one schema (pydantic), TOML or YAML files, errors with file, key and line.
+
+Parsed once into frozen models; nothing downstream re-reads or mutates the raw dictionaries.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+DEFAULT_DEVICE_PORT = 7700
+DEFAULT_MODBUS_PORT = 5020
+DEFAULT_SUNSPEC_PORT = 5021
+DEFAULT_OPCUA_PORT = 4840
+DEFAULT_METRICS_PORT = 9840
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+HostPort = Annotated[str, Field(pattern=r"^[^\s:]*:\d{1,5}$", description="HOST:PORT")]
+
+
+class BridgeSection(_Model):
+    name: str = Field("OpenStrom Bridge", description="shown in Modbus device identification and OPC UA")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_dir: str = Field("var", description="SQLite database and certificates (relative to the config file)")
+    commit_interval_s: float = Field(2.0, gt=0, le=60, description="energy counters are committed this often")
+    offline_after_s: float = Field(5.0, gt=0, le=3600, description="silence after which a device is offline")
+    auto_accept: bool = Field(False, description="accept devices whose serial number is not configured")
+
+
+class DialLink(_Model):
+    host: str
+    port: int = Field(DEFAULT_DEVICE_PORT, ge=1, le=65535)
+    device: str | None = Field(None, description="expected device name (checked against HELLO)")
+
+
+class SerialLink(_Model):
+    port: str = Field(description="serial device path, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(921600, ge=1200, le=3_000_000)
+    device: str | None = None
+
+
+class LinksSection(_Model):
+    listen: HostPort | None = Field(f"0.0.0.0:{DEFAULT_DEVICE_PORT}", description="where devices dial in")
+    dial: tuple[DialLink, ...] = ()
+    serial: tuple[SerialLink, ...] = ()
+    reconnect_max_s: float = Field(10.0, gt=0, le=600)
+
+
+class ModbusServer(_Model):
+    map: str = Field(description="register map name (built-in or file stem in map_dirs)")
+    host: str = "0.0.0.0"
+    port: int = Field(ge=1, le=65535)
+    word_order: Literal["big", "little"] | None = Field(None, description="override the map's word order")
+    offline: Literal["exception", "nan"] = Field(
+        "exception",
+        description="offline device: gateway exception 0x0B, or NaN/0x8000 values plus quality flag",
+    )
+
+
+def _default_modbus_servers() -> tuple[ModbusServer, ...]:
+    return (
+        ModbusServer(map="openstrom", port=DEFAULT_MODBUS_PORT),
+        ModbusServer(map="sunspec", port=DEFAULT_SUNSPEC_PORT),
+    )
+
+
+class ModbusSection(_Model):
+    enabled: bool = True
+    servers: tuple[ModbusServer, ...] = Field(default_factory=_default_modbus_servers)
+    map_dirs: tuple[str, ...] = Field((), description="extra folders with register-map YAML files")
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> ModbusSection:
+        seen: dict[tuple[str, int], int] = {}
+        for k, s in enumerate(self.servers):
+            if (s.host, s.port) in seen:
+                raise ValueError(f"servers[{k}] uses {s.host}:{s.port} like servers[{seen[(s.host, s.port)]}]")
+            seen[(s.host, s.port)] = k
+        return self
+
+
+class OpcUaUser(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    password_hash: str = Field(description="scrypt hash from `openstrom-bridge hash-password`")
+    role: Literal["viewer", "operator", "admin"] = "viewer"
+
+
+class OpcUaSection(_Model):
+    enabled: bool = True
+    endpoint: str = f"opc.tcp://0.0.0.0:{DEFAULT_OPCUA_PORT}/openstrom"
+    allow_none_security: bool = Field(False, description="also offer SecurityPolicy None (not for production)")
+    allow_anonymous: bool = False
+    users: tuple[OpcUaUser, ...] = ()
+    history_retention_days: float = Field(7.0, gt=0, le=3650)
+
+
+class MetricsSection(_Model):
+    enabled: bool = True
+    listen: HostPort = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
+
+
+class RelayPolicy(_Model):
+    circuit: int = Field(ge=1, le=10)
+    min_interval_s: float | None = Field(None, ge=0, le=86400)
+    daily_limit: int | None = Field(None, ge=0, le=100000)
+    locked: bool = Field(False, description="interlock: refuse every switching of this relay")
+    select_before_operate: bool | None = None
+    safe_state: Literal["keep", "on", "off"] | None = None
+    wear_alarm_operations: int | None = Field(None, ge=1)
+
+
+class CommandsSection(_Model):
+    timeout_s: float = Field(5.0, gt=0, le=120, description="device acknowledgement deadline")
+    confirm_timeout_s: float = Field(3.0, gt=0, le=120, description="STATUS confirming the new state")
+    min_interval_s: float = Field(2.0, ge=0, le=86400, description="between two switchings of one relay")
+    daily_limit: int = Field(500, ge=0, le=100000)
+    select_before_operate: bool = False
+    select_timeout_s: float = Field(10.0, gt=0, le=600)
+    safe_state: Literal["keep", "on", "off"] = "keep"
+    relay_rated_operations: int = Field(100_000, ge=1)
+    wear_alarm_share: float = Field(0.9, gt=0, le=1, description="alarm when this share of rated life is used")
+
+
+class Device(_Model):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,39}$", description="used in OPC UA browse paths")
+    serial_number: str = Field(min_length=1, max_length=64)
+    unit_id: int = Field(ge=1, le=247, description="Modbus unit ID of this device")
+    f_nominal: Literal[50, 60] = 50
+    u_nominal: float = Field(230.0, gt=0, le=400)
+    circuit_names: dict[Annotated[int, Field(ge=1, le=10)], str] = Field(default_factory=dict)
+    relays: tuple[RelayPolicy, ...] = ()
+    overcurrent_a: float = Field(40.0, gt=0, le=200, description="overcurrent alarm threshold per circuit")
+
+    @field_validator("relays")
+    @classmethod
+    def _one_policy_per_relay(cls, v: tuple[RelayPolicy, ...]) -> tuple[RelayPolicy, ...]:
+        seen = set()
+        for k, r in enumerate(v):
+            if r.circuit in seen:
+                raise ValueError(f"relays[{k}]: circuit {r.circuit} has a policy already")
+            seen.add(r.circuit)
+        return v
+
+    def policy(self, circuit: int) -> RelayPolicy:
+        for r in self.relays:
+            if r.circuit == circuit:
+                return r
+        return RelayPolicy(circuit=circuit)
+
+
+class Config(_Model):
+    bridge: BridgeSection = BridgeSection()
+    links: LinksSection = LinksSection()
+    modbus: ModbusSection = ModbusSection()
+    opcua: OpcUaSection = OpcUaSection()
+    metrics: MetricsSection = MetricsSection()
+    commands: CommandsSection = CommandsSection()
+    devices: tuple[Device, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> Config:
+        for attr in ("name", "serial_number", "unit_id"):
+            seen: dict[object, int] = {}
+            for k, d in enumerate(self.devices):
+                value = getattr(d, attr)
+                if value in seen:
+                    raise ValueError(f"devices[{k}].{attr} {value!r} is already used by devices[{seen[value]}]")
+                seen[value] = k
+        return self
+
+    def device_by_serial(self, serial: str) -> Device | None:
+        return next((d for d in self.devices if d.serial_number == serial), None)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _yaml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Key path -> 1-based line for every mapping key and sequence item of a YAML document."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        out.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = (*path, str(k.value))
+                out[p] = k.start_mark.line + 1
+                walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, str(i)))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+_TOML_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+_TOML_KEY = re.compile(r"^\s*([A-Za-z0-9_\"'.-]+)\s*=")
+
+
+def _toml_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Key path -> line for TOML (tables, arrays of tables and keys; inline tables by their key)."""
+    out: dict[tuple[str, ...], int] = {}
+    counters: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), 1):
+        if m := _TOML_HEADER.match(line):
+            parts = tuple(p.strip().strip("\"'") for p in m.group(2).split("."))
+            if m.group(1) == "[[":
+                idx = counters.get(parts, -1) + 1
+                counters[parts] = idx
+                table = (*parts, str(idx))
+            else:
+                table = parts
+            out.setdefault(table, n)
+            out.setdefault(parts, n)
+        elif m := _TOML_KEY.match(line):
+            key = tuple(p.strip("\"'") for p in m.group(1).split("."))
+            out.setdefault((*table, *key), n)
+    return out
+
+
+def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return None
+
+
+def format_validation(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc) or "(top level)"
+        line = _line_for(lines, loc)
+        where = f"{source}:{line}" if line else source
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see docs/configuration.md for the allowed keys)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            msg = f"{msg} (got {err['input']!r})"
+        msgs.append(f"{where}: key '{key}': {msg}")
+    return "\n".join(msgs)
+
+
+def read_document(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse a TOML or YAML file; return the data and a key-path -> line index."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    if path.suffix == ".toml":
+        try:
+            return tomllib.loads(text), _toml_lines(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text), _yaml_lines(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    raise ConfigError(f"{path}: unknown file type '{path.suffix}' (use .toml, .yaml or .yml)")
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    data, lines = read_document(p)
+    try:
+        return Config.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise ConfigError(f"{p}: invalid configuration\n" + format_validation(exc, str(p), lines)) from None

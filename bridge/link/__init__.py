@@ -1,0 +1,1 @@
+"""asyncio transports to devices: accept, dial, serial; bytes only, no protocol logic."""

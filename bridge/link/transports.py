@@ -1,0 +1,76 @@
+"""Listeners and dialers that hand byte streams to the device handler, reconnecting with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from ..logs import get_logger
+from .streams import AsyncioStream
+
+Handler = Callable[[AsyncioStream, str | None], Awaitable[None]]  # (stream, expected device name)
+
+log = get_logger("bridge.link")
+
+
+async def serve_tcp(host: str, port: int, handler: Handler, started: asyncio.Event | None = None) -> None:
+    """Accept devices that dial in (the seed's model: the device is the client)."""
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        name = f"{peer[0]}:{peer[1]}" if peer else "?"
+        await handler(AsyncioStream(reader, writer, peer=name, kind="tcp-in"), None)
+
+    server = await asyncio.start_server(on_conn, host, port)
+    log.info("device listener ready", listen=f"{host}:{port}")
+    if started is not None:
+        started.set()
+    async with server:
+        await server.serve_forever()
+
+
+async def _with_backoff(
+    what: str, connect: Callable[[], Awaitable[AsyncioStream]], handler: Handler, device: str | None, max_delay: float
+) -> None:
+    delay = 0.2
+    failures = 0
+    while True:
+        try:
+            stream = await connect()
+        except (OSError, ValueError) as exc:
+            # first failure of an outage at warning, repeats at debug: no log flood
+            (log.warning if failures == 0 else log.debug)(
+                "device link unavailable, retrying", link=what, error=str(exc), retry_s=round(delay, 1)
+            )
+            failures += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+            continue
+        if failures:
+            log.info("device link restored", link=what, failed_attempts=failures)
+        failures, delay = 0, 0.2
+        await handler(stream, device)
+        await asyncio.sleep(delay)
+
+
+async def dial_tcp(host: str, port: int, handler: Handler, device: str | None, max_delay: float) -> None:
+    """The bridge dials a device that listens."""
+
+    async def connect() -> AsyncioStream:
+        reader, writer = await asyncio.open_connection(host, port)
+        return AsyncioStream(reader, writer, peer=f"{host}:{port}", kind="tcp-out")
+
+    await _with_backoff(f"tcp {host}:{port}", connect, handler, device, max_delay)
+
+
+async def open_serial(port: str, baudrate: int, handler: Handler, device: str | None, max_delay: float) -> None:
+    import serial_asyncio_fast
+
+    async def connect() -> AsyncioStream:
+        try:
+            reader, writer = await serial_asyncio_fast.open_serial_connection(url=port, baudrate=baudrate)
+        except Exception as exc:  # pyserial's SerialException: translate once, here
+            raise OSError(f"cannot open serial port {port}: {exc}") from None
+        return AsyncioStream(reader, writer, peer=port, kind="serial")
+
+    await _with_backoff(f"serial {port}", connect, handler, device, max_delay)

@@ -1,0 +1,37 @@
+"""structlog set up once: human-readable on a terminal, JSON lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+
+def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
+    """``json=None`` picks JSON lines unless stderr is a terminal."""
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if use_json:
+        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # pymodbus and asyncua log through the standard library; keep them quiet unless asked
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("pymodbus", "asyncua"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if level != "debug" else logging.INFO)
+
+
+def get_logger(name: str, **context: Any) -> Any:
+    return structlog.get_logger(name).bind(**context)

@@ -1,0 +1,1 @@
+"""Modbus TCP front (pymodbus is imported here and nowhere else)."""

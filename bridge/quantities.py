@@ -1,0 +1,361 @@
+"""The catalogue of model quantities that register maps (and the OPC UA model) can expose.
+
+One table: name, scope (device or circuit), unit, kind and how to read it from the live model. A map
+naming a quantity that is not here is rejected at load time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from .state import CIRCUIT_ALARMS, CircuitState, DeviceState
+
+Value = float | int | bool | str | None
+Kind = Literal["float", "int", "bool", "str"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quantity:
+    name: str
+    scope: Literal["device", "circuit", "const"]
+    unit: str
+    kind: Kind
+    description: str
+    read: Callable[[DeviceState, int], Value]  # (device, circuit 1..10 or 0) -> value; None = unavailable
+    writable: bool = False
+
+
+def _measure(field: str) -> Callable[[DeviceState, int], Value]:
+    def read(dev: DeviceState, c: int) -> Value:
+        snap = dev.snapshot
+        if snap is None:
+            return None
+        return float(getattr(snap.circuits[c - 1], field))
+
+    return read
+
+
+def _circuit(fn: Callable[[CircuitState], Value]) -> Callable[[DeviceState, int], Value]:
+    return lambda dev, c: fn(dev.circuits[c - 1])
+
+
+def _alarm(name: str) -> Callable[[DeviceState, int], Value]:
+    return lambda dev, c: dev.circuits[c - 1].alarms[name].active
+
+
+def _hello(field: str) -> Callable[[DeviceState, int], Value]:
+    return lambda dev, c: None if dev.hello is None else str(getattr(dev.hello, field))
+
+
+def _life_remaining(dev: DeviceState, c: int) -> Value:
+    rated = 100_000
+    return max(0.0, 100.0 * (1 - dev.circuits[c - 1].relay_operations / rated))
+
+
+def _sram_pct(dev: DeviceState, c: int) -> Value:
+    st = dev.status
+    if st is None or not st.sram_capacity_blocks:
+        return None
+    return 100.0 * st.sram_fill_blocks / st.sram_capacity_blocks
+
+
+def _age(dev: DeviceState, c: int) -> Value:
+    age = dev.data_age_s()
+    return None if math.isinf(age) else age
+
+
+_MEASURES = {
+    "v_rms": ("V", "RMS voltage (DC removed), window of 10/12 cycles"),
+    "i_rms": ("A", "RMS current (DC removed)"),
+    "p_w": ("W", "active power, + import, - export"),
+    "q_var": ("var", "fundamental reactive power Q1, + inductive, - capacitive"),
+    "s_va": ("VA", "apparent power Vrms x Irms"),
+    "n_va": ("VA", "non-active power sqrt(S^2 - P^2)"),
+    "pf": ("", "power factor P/S, signed like P"),
+    "dpf": ("", "displacement power factor P1/S1"),
+    "angle_deg": ("deg", "phase angle atan2(Q1, P1), + current lags"),
+    "thd_v": ("%", "voltage THD, harmonics 2..40 (IEC 61000-4-7 subgroups)"),
+    "thd_i": ("%", "current THD, harmonics 2..40"),
+    "v_dc": ("V", "DC component of the voltage channel"),
+    "i_dc": ("A", "DC component of the current channel"),
+    "urms_half": ("V", "latest Urms(1/2): one-cycle RMS refreshed every half cycle"),
+    "import_wh": ("Wh", "active energy imported"),
+    "export_wh": ("Wh", "active energy exported"),
+    "q_ind_varh": ("varh", "reactive energy, inductive (Q1 > 0)"),
+    "q_cap_varh": ("varh", "reactive energy, capacitive (Q1 < 0)"),
+    "s_vah": ("VAh", "apparent energy"),
+}
+
+QUANTITIES: dict[str, Quantity] = {}
+
+
+def _add(q: Quantity) -> None:
+    QUANTITIES[q.name] = q
+
+
+for _name, (_unit, _desc) in _MEASURES.items():
+    _add(
+        Quantity(
+            name=f"circuit.{_name}",
+            scope="circuit",
+            unit=_unit,
+            kind="float",
+            description=_desc,
+            read=_measure(_name),
+        )
+    )
+
+_add(
+    Quantity(
+        name="circuit.relay",
+        scope="circuit",
+        unit="",
+        kind="bool",
+        writable=True,
+        description="relay: 1 = circuit energised; write to switch (answered after the device confirms)",
+        read=_circuit(lambda c: c.relay_on),
+    )
+)
+_add(
+    Quantity(
+        name="circuit.relay_operations",
+        scope="circuit",
+        unit="",
+        kind="int",
+        description="switching operations counted by the bridge (persisted)",
+        read=_circuit(lambda c: c.relay_operations),
+    )
+)
+_add(
+    Quantity(
+        name="circuit.relay_life_remaining",
+        scope="circuit",
+        unit="%",
+        kind="float",
+        description="share of the rated 100,000 operations left",
+        read=_life_remaining,
+    )
+)
+_add(
+    Quantity(
+        name="circuit.dips",
+        scope="circuit",
+        unit="",
+        kind="int",
+        description="voltage dips since start",
+        read=_circuit(lambda c: c.dips),
+    )
+)
+_add(
+    Quantity(
+        name="circuit.swells",
+        scope="circuit",
+        unit="",
+        kind="int",
+        description="voltage swells",
+        read=_circuit(lambda c: c.swells),
+    )
+)
+_add(
+    Quantity(
+        name="circuit.interruptions",
+        scope="circuit",
+        unit="",
+        kind="int",
+        description="interruptions",
+        read=_circuit(lambda c: c.interruptions),
+    )
+)
+for _a, _d in (
+    ("dip", "a voltage dip is in progress"),
+    ("swell", "a voltage swell is in progress"),
+    ("interruption", "the supply is interrupted (< 5 % of declared voltage)"),
+    ("overcurrent", "current above the configured threshold"),
+    ("clipped", "samples at the ADC rail: values of this window are not reliable"),
+    ("relay_mismatch", "relay feedback disagrees with the commanded state"),
+    ("relay_wear", "relay operations beyond the wear alarm threshold"),
+):
+    _add(Quantity(name=f"circuit.alarm.{_a}", scope="circuit", unit="", kind="bool", description=_d, read=_alarm(_a)))
+
+for _f, _d in (
+    ("serial_number", "device serial number"),
+    ("part_number", "device part number"),
+    ("firmware_version", "device firmware version"),
+    ("wifi_mac", "Wi-Fi MAC address"),
+    ("lan_mac", "LAN MAC address"),
+):
+    _add(Quantity(name=f"device.{_f}", scope="device", unit="", kind="str", description=_d, read=_hello(_f)))
+
+_add(
+    Quantity(
+        name="device.connected",
+        scope="device",
+        unit="",
+        kind="bool",
+        description="link to the device is up",
+        read=lambda d, c: d.online,
+    )
+)
+_add(
+    Quantity(
+        name="device.data_age_s",
+        scope="device",
+        unit="s",
+        kind="float",
+        description="seconds since the newest window arrived",
+        read=_age,
+    )
+)
+_add(
+    Quantity(
+        name="device.freq_hz",
+        scope="device",
+        unit="Hz",
+        kind="float",
+        description="mains frequency of the newest window",
+        read=lambda d, c: None if d.snapshot is None else d.snapshot.freq_hz,
+    )
+)
+_add(
+    Quantity(
+        name="device.window_time",
+        scope="device",
+        unit="s",
+        kind="int",
+        description="start of the newest window, Unix seconds (device clock)",
+        read=lambda d, c: None if d.snapshot is None else int(d.snapshot.time_s),
+    )
+)
+_add(
+    Quantity(
+        name="device.gaps",
+        scope="device",
+        unit="",
+        kind="int",
+        description="sequence gaps seen",
+        read=lambda d, c: d.link.gaps,
+    )
+)
+_add(
+    Quantity(
+        name="device.lost_blocks",
+        scope="device",
+        unit="",
+        kind="int",
+        description="blocks lost (device SRAM overflow or gaps)",
+        read=lambda d, c: d.link.lost_blocks,
+    )
+)
+_add(
+    Quantity(
+        name="device.duplicates",
+        scope="device",
+        unit="",
+        kind="int",
+        description="replayed blocks dropped",
+        read=lambda d, c: d.link.duplicates,
+    )
+)
+_add(
+    Quantity(
+        name="device.frame_errors",
+        scope="device",
+        unit="",
+        kind="int",
+        description="frames skipped for CRC or format errors",
+        read=lambda d, c: d.link.frame_errors,
+    )
+)
+_add(
+    Quantity(
+        name="device.sram_fill",
+        scope="device",
+        unit="%",
+        kind="float",
+        description="device SRAM buffer fill",
+        read=_sram_pct,
+    )
+)
+_add(
+    Quantity(
+        name="device.fault_count",
+        scope="device",
+        unit="",
+        kind="int",
+        description="active device fault codes",
+        read=lambda d, c: None if d.status is None else len(d.status.fault_codes),
+    )
+)
+_add(
+    Quantity(
+        name="device.aux",
+        scope="device",
+        unit="",
+        kind="bool",
+        writable=True,
+        description="ZigBee auxiliary output; write to switch",
+        read=lambda d, c: d.aux_on,
+    )
+)
+_add(
+    Quantity(
+        name="device.self_test",
+        scope="device",
+        unit="",
+        kind="int",
+        writable=True,
+        description="write 1 to run the device self-test; reads the number of faults found last time",
+        read=lambda d, c: None if d.last_self_test is None else len(d.last_self_test),
+    )
+)
+_add(
+    Quantity(
+        name="device.alarm.offline",
+        scope="device",
+        unit="",
+        kind="bool",
+        description="device silent for longer than offline_after_s",
+        read=lambda d, c: d.alarms["offline"].active,
+    )
+)
+_add(
+    Quantity(
+        name="device.quality",
+        scope="device",
+        unit="",
+        kind="int",
+        description="0 good, 1 uncertain (offline, last usable value), 2 bad (no data yet)",
+        read=lambda d, c: 2 if d.snapshot is None else (0 if d.online else 1),
+    )
+)
+
+_add(
+    Quantity(
+        name="device.unit_id",
+        scope="device",
+        unit="",
+        kind="int",
+        description="Modbus unit ID",
+        read=lambda d, c: d.config.unit_id,
+    )
+)
+
+
+def _alarm_bits(dev: DeviceState, c: int) -> Value:
+    alarms = dev.circuits[c - 1].alarms
+    return sum(1 << k for k, name in enumerate(CIRCUIT_ALARMS) if alarms[name].active)
+
+
+_add(
+    Quantity(
+        name="circuit.alarm_bits",
+        scope="circuit",
+        unit="",
+        kind="int",
+        description="bit 0 dip, 1 swell, 2 interruption, 3 overcurrent, 4 clipped, 5 relay mismatch, 6 wear",
+        read=_alarm_bits,
+    )
+)

@@ -1,0 +1,183 @@
+"""The one live model: per device and circuit, the latest consistent snapshot, alarms, relay states
+and link health. Fronts (Modbus, OPC UA) only read it; the session writes it.
+
+A window's results replace the device's ``snapshot`` in one assignment, so a reader sees every circuit
+of one window or of the next, never a mix.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from device.protocol import Hello, Status
+
+from .config import Config, Device
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitValues:
+    """Measurements of one circuit over one window (SI units; energies in Wh/varh/VAh)."""
+
+    v_rms: float
+    i_rms: float
+    p_w: float
+    q_var: float
+    s_va: float
+    n_va: float
+    pf: float
+    dpf: float
+    angle_deg: float
+    thd_v: float
+    thd_i: float
+    v_dc: float
+    i_dc: float
+    clipped: bool
+    event: bool
+    import_wh: float
+    export_wh: float
+    q_ind_varh: float
+    q_cap_varh: float
+    s_vah: float
+    urms_half: float
+    harmonics_v: tuple[float, ...] = ()
+    harmonics_i: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceSnapshot:
+    """One window of every circuit. ``time_s`` is the window start on the device clock (Unix s)."""
+
+    number: int
+    time_s: float
+    duration_s: float
+    freq_hz: float
+    synced: bool
+    circuits: tuple[CircuitValues, ...]
+    received_monotonic: float
+
+
+@dataclass(slots=True)
+class Alarm:
+    name: str
+    active: bool = False
+    since_s: float | None = None
+    message: str = ""
+    count: int = 0  # how often it became active
+
+    def set(self, active: bool, message: str = "", now_s: float | None = None) -> bool:
+        """Returns True when the state changed."""
+        if active == self.active:
+            if active and message:
+                self.message = message
+            return False
+        self.active = active
+        self.since_s = now_s if now_s is not None else time.time()
+        if active:
+            self.count += 1
+            self.message = message
+        return True
+
+
+CIRCUIT_ALARMS = ("dip", "swell", "interruption", "overcurrent", "clipped", "relay_mismatch", "relay_wear")
+DEVICE_ALARMS = ("offline", "sram_loss", "fault")
+
+
+@dataclass(slots=True)
+class CircuitState:
+    index: int  # 1-based circuit number
+    name: str
+    relay_on: bool | None = None  # from the device's STATUS
+    relay_commanded: bool | None = None
+    relay_operations: int = 0  # counted by the bridge, persisted
+    dips: int = 0
+    swells: int = 0
+    interruptions: int = 0
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.alarms = {a: Alarm(a) for a in CIRCUIT_ALARMS}
+
+
+@dataclass(slots=True)
+class LinkHealth:
+    connected: bool = False
+    peer: str = ""
+    transport: str = ""
+    connected_since_s: float | None = None
+    last_rx_monotonic: float | None = None
+    blocks: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    lost_blocks: int = 0
+    frame_errors: int = 0
+    acked_seq: int | None = None
+
+
+@dataclass(slots=True)
+class DeviceState:
+    config: Device
+    hello: Hello | None = None
+    status: Status | None = None
+    snapshot: DeviceSnapshot | None = None
+    link: LinkHealth = field(default_factory=LinkHealth)
+    circuits: list[CircuitState] = field(default_factory=list)
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+    aux_on: bool | None = None
+    last_self_test: list[dict[str, str]] | None = None
+    calibration: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)  # (gain, offset)
+
+    def __post_init__(self) -> None:
+        if not self.circuits:
+            self.circuits = [
+                CircuitState(index=c, name=self.config.circuit_names.get(c, f"Circuit{c:02d}")) for c in range(1, 11)
+            ]
+        self.alarms = {a: Alarm(a) for a in DEVICE_ALARMS}
+        self.alarms["offline"].active = True
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def online(self) -> bool:
+        return self.link.connected and not self.alarms["offline"].active
+
+    def data_age_s(self, now_monotonic: float | None = None) -> float:
+        if self.snapshot is None:
+            return math.inf
+        return (now_monotonic if now_monotonic is not None else time.monotonic()) - self.snapshot.received_monotonic
+
+
+Listener = Callable[[DeviceState, str], None]
+
+
+class Model:
+    """All devices. ``notify`` tells subscribed fronts what changed ("snapshot", "link", "status",
+    "alarm", "event"); they pull the new state themselves."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.devices: dict[str, DeviceState] = {d.name: DeviceState(config=d) for d in config.devices}
+        self._listeners: list[Listener] = []
+
+    def add_device(self, device: Device) -> DeviceState:
+        state = DeviceState(config=device)
+        self.devices[device.name] = state
+        self.notify(state, "added")
+        return state
+
+    def by_serial(self, serial: str) -> DeviceState | None:
+        return next((d for d in self.devices.values() if d.config.serial_number == serial), None)
+
+    def by_unit(self, unit_id: int) -> DeviceState | None:
+        return next((d for d in self.devices.values() if d.config.unit_id == unit_id), None)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, device: DeviceState, what: str) -> None:
+        for listener in list(self._listeners):
+            listener(device, what)

@@ -1,0 +1,198 @@
+"""Durable state in SQLite (WAL): energy registers with the stream position they include, relay
+operation counts and last states, calibration. Written from one place (the app's commit loop).
+
+The stream position is what makes acknowledgement safe: a block is acknowledged to the device only
+after a commit that includes its energy, and after a restart blocks up to that position are dropped
+as replays while the rest are counted once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS energy (
+    device TEXT NOT NULL, circuit INTEGER NOT NULL, register TEXT NOT NULL,
+    whole INTEGER NOT NULL, residual REAL NOT NULL,
+    PRIMARY KEY (device, circuit, register)
+);
+CREATE TABLE IF NOT EXISTS progress (
+    device TEXT PRIMARY KEY, block_seq INTEGER NOT NULL, sample_offset INTEGER NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay (
+    device TEXT NOT NULL, circuit INTEGER NOT NULL, operations INTEGER NOT NULL, last_state INTEGER,
+    switched_at REAL, day TEXT, day_count INTEGER NOT NULL DEFAULT 0, maintenance_lock INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (device, circuit)
+);
+CREATE TABLE IF NOT EXISTS calibration (
+    device TEXT NOT NULL, circuit INTEGER NOT NULL, channel TEXT NOT NULL, gain REAL NOT NULL, offset REAL NOT NULL,
+    changed_at REAL NOT NULL, changed_by TEXT NOT NULL,
+    PRIMARY KEY (device, circuit, channel)
+);
+CREATE TABLE IF NOT EXISTS history (
+    device TEXT NOT NULL, circuit INTEGER NOT NULL, quantity TEXT NOT NULL, t REAL NOT NULL, value REAL
+);
+CREATE INDEX IF NOT EXISTS history_key ON history (device, circuit, quantity, t);
+CREATE TABLE IF NOT EXISTS events (
+    device TEXT NOT NULL, circuit INTEGER NOT NULL, kind TEXT NOT NULL, t REAL NOT NULL, duration_s REAL,
+    extreme_v REAL, message TEXT
+);
+CREATE INDEX IF NOT EXISTS events_key ON events (device, t);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    block_seq: int
+    sample_offset: int  # samples of the block *after* block_seq already counted
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRecord:
+    operations: int
+    last_state: bool | None
+    switched_at: float | None
+    day: str | None
+    day_count: int
+    maintenance_lock: bool
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open state database {self.path}: {exc}; check the folder's permissions") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ energy + progress (one transaction)
+
+    def commit_energy(
+        self, device: str, registers: dict[tuple[int, str], tuple[int, float]], progress: Progress | None
+    ) -> None:
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany(
+                    "INSERT INTO energy VALUES (?, ?, ?, ?, ?) ON CONFLICT (device, circuit, register) "
+                    "DO UPDATE SET whole = excluded.whole, residual = excluded.residual",
+                    [(device, c, r, w, res) for (c, r), (w, res) in registers.items()],
+                )
+                if progress is not None:
+                    self.db.execute(
+                        "INSERT INTO progress VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                        "block_seq = excluded.block_seq, sample_offset = excluded.sample_offset, "
+                        "updated = excluded.updated",
+                        (device, progress.block_seq, progress.sample_offset, time.time()),
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write energy counters of {device} to {self.path}: {exc}") from None
+
+    def energy(self, device: str) -> dict[tuple[int, str], tuple[int, float]]:
+        rows = self.db.execute("SELECT circuit, register, whole, residual FROM energy WHERE device = ?", (device,))
+        return {(c, r): (w, res) for c, r, w, res in rows}
+
+    def progress(self, device: str) -> Progress | None:
+        row = self.db.execute("SELECT block_seq, sample_offset FROM progress WHERE device = ?", (device,)).fetchone()
+        return None if row is None else Progress(int(row[0]), int(row[1]))
+
+    # ------------------------------------------------------------------ relays
+
+    def relay(self, device: str, circuit: int) -> RelayRecord:
+        row = self.db.execute(
+            "SELECT operations, last_state, switched_at, day, day_count, maintenance_lock FROM relay "
+            "WHERE device = ? AND circuit = ?",
+            (device, circuit),
+        ).fetchone()
+        if row is None:
+            return RelayRecord(0, None, None, None, 0, False)
+        return RelayRecord(
+            int(row[0]), None if row[1] is None else bool(row[1]), row[2], row[3], int(row[4]), bool(row[5])
+        )
+
+    def save_relay(self, device: str, circuit: int, rec: RelayRecord) -> None:
+        try:
+            with self.db:
+                self.db.execute(
+                    "INSERT INTO relay VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, circuit) DO UPDATE SET "
+                    "operations = excluded.operations, last_state = excluded.last_state, "
+                    "switched_at = excluded.switched_at, "
+                    "day = excluded.day, day_count = excluded.day_count, maintenance_lock = excluded.maintenance_lock",
+                    (
+                        device,
+                        circuit,
+                        rec.operations,
+                        None if rec.last_state is None else int(rec.last_state),
+                        rec.switched_at,
+                        rec.day,
+                        rec.day_count,
+                        int(rec.maintenance_lock),
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write relay state of {device} circuit {circuit}: {exc}") from None
+
+    # ------------------------------------------------------------------ calibration
+
+    def save_calibration(self, device: str, circuit: int, channel: str, gain: float, offset: float, by: str) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO calibration VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, circuit, channel) "
+                "DO UPDATE SET gain = excluded.gain, offset = excluded.offset, changed_at = excluded.changed_at, "
+                "changed_by = excluded.changed_by",
+                (device, circuit, channel, gain, offset, time.time(), by),
+            )
+
+    def calibration(self, device: str) -> dict[tuple[int, str], tuple[float, float]]:
+        rows = self.db.execute("SELECT circuit, channel, gain, offset FROM calibration WHERE device = ?", (device,))
+        return {(c, ch): (g, o) for c, ch, g, o in rows}
+
+    # ------------------------------------------------------------------ history
+
+    def append_history(self, rows: list[tuple[str, int, str, float, float]]) -> None:
+        if rows:
+            with self.db:
+                self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?)", rows)
+
+    def history(
+        self, device: str, circuit: int, quantity: str, start: float, end: float, limit: int = 10000
+    ) -> list[tuple[float, float]]:
+        rows = self.db.execute(
+            "SELECT t, value FROM history WHERE device = ? AND circuit = ? AND quantity = ? AND t >= ? AND t <= ? "
+            "ORDER BY t LIMIT ?",
+            (device, circuit, quantity, start, end, limit),
+        )
+        return [(float(t), float(v)) for t, v in rows]
+
+    def append_event(
+        self,
+        device: str,
+        circuit: int,
+        kind: str,
+        t: float,
+        duration_s: float | None,
+        extreme_v: float | None,
+        message: str,
+    ) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (device, circuit, kind, t, duration_s, extreme_v, message),
+            )
+
+    def prune(self, older_than_s: float) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM history WHERE t < ?", (older_than_s,))
+            self.db.execute("DELETE FROM events WHERE t < ?", (older_than_s,))

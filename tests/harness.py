@@ -1,0 +1,116 @@
+"""Shared test helpers: free loopback ports, a bridge running in the test's loop, raw Modbus frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from bridge.app import BridgeApp
+from bridge.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+PLANT = ROOT / "device" / "simulator" / "scenarios" / "plant.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bridge_config(tmp: Path, **overrides: Any) -> tuple[Config, dict[str, int]]:
+    ports = {k: free_port() for k in ("device", "modbus", "sunspec", "opcua", "http")}
+    doc: dict[str, Any] = {
+        "bridge": {"state_dir": str(tmp / "state"), "commit_interval_s": 0.5, "offline_after_s": 1.5},
+        "links": {"listen": f"127.0.0.1:{ports['device']}"},
+        "modbus": {
+            "servers": [
+                {"map": "openstrom", "host": "127.0.0.1", "port": ports["modbus"]},
+                {"map": "sunspec", "host": "127.0.0.1", "port": ports["sunspec"]},
+            ]
+        },
+        "opcua": {"enabled": False, "endpoint": f"opc.tcp://127.0.0.1:{ports['opcua']}/openstrom"},
+        "metrics": {"listen": f"127.0.0.1:{ports['http']}"},
+        "commands": {"min_interval_s": 0.0, "timeout_s": 3.0, "confirm_timeout_s": 3.0},
+        "devices": [{"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1}],
+    }
+    for key, value in overrides.items():
+        section, _, leaf = key.partition("__")
+        if leaf:
+            doc.setdefault(section, {})[leaf] = value
+        else:
+            doc[section] = value
+    return Config.model_validate(doc), ports
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(config: Config, base: Path) -> AsyncIterator[BridgeApp]:
+    app = BridgeApp(config, base_dir=base)
+    task = asyncio.create_task(app.run())
+    try:
+        async with asyncio.timeout(20):
+            ready = asyncio.create_task(app.ready.wait())
+            done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                task.result()
+        yield app
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.05)
+
+
+class RawModbus:
+    """A Modbus TCP client that is not pymodbus: MBAP frames over a plain socket."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._tid = 0
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def __aenter__(self) -> RawModbus:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.writer is not None
+        self.writer.close()
+
+    async def request(self, unit: int, pdu: bytes, timeout: float = 10) -> bytes:
+        assert self.reader is not None and self.writer is not None
+        self._tid = (self._tid + 1) & 0xFFFF
+        self.writer.write(struct.pack(">HHHB", self._tid, 0, len(pdu) + 1, unit) + pdu)
+        async with asyncio.timeout(timeout):
+            head = await self.reader.readexactly(7)
+            tid, proto, length, u = struct.unpack(">HHHB", head)
+            body = await self.reader.readexactly(length - 1)
+        assert (tid, proto, u) == (self._tid, 0, unit), (tid, proto, u)
+        return body
+
+    async def read(self, fc: int, unit: int, address: int, count: int) -> list[int] | int:
+        """Registers (or bits), or the exception code as an int."""
+        body = await self.request(unit, struct.pack(">BHH", fc, address, count))
+        if body[0] == fc | 0x80:
+            return body[1]
+        assert body[0] == fc
+        data = body[2 : 2 + body[1]]
+        if fc in (1, 2):
+            bits = [(data[k // 8] >> (k % 8)) & 1 for k in range(count)]
+            return bits
+        return list(struct.unpack(f">{len(data) // 2}H", data))
+
+
+def f32(regs: list[int], k: int = 0) -> float:
+    return float(struct.unpack(">f", struct.pack(">2H", regs[k], regs[k + 1]))[0])
