@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_export_nodeset(args: argparse.Namespace) -> int:
     from .opcua.nodeset import export_nodeset
 
+    configure_logging(level="warning", json=False)
     config = (
         load_config(args.config)
         if args.config

@@ -70,7 +70,7 @@ class CommandPath:
         return rt
 
     def _next_id(self) -> int:
-        return next(self._ids) & 0xFFFFFFFF
+        return (next(self._ids) & 0xFFFFFFFF) or 1  # 0 is the session's time sync
 
     @staticmethod
     def _audit(action: str, origin: Origin, outcome: str, started: float, **fields: object) -> None:

@@ -101,6 +101,7 @@ class OpcUaSection(_Model):
     endpoint: str = f"opc.tcp://0.0.0.0:{DEFAULT_OPCUA_PORT}/openstrom"
     allow_none_security: bool = Field(False, description="also offer SecurityPolicy None (not for production)")
     allow_anonymous: bool = False
+    trust_all_clients: bool = Field(False, description="accept any client certificate (commissioning only)")
     users: tuple[OpcUaUser, ...] = ()
     history_retention_days: float = Field(7.0, gt=0, le=3650)
 

@@ -29,6 +29,7 @@ from device.protocol import (
     Samples,
     SelfTestResult,
     Status,
+    TimeSync,
 )
 from device.protocol.connection import NEED_DATA
 
@@ -40,6 +41,7 @@ from .state import CircuitValues, DeviceSnapshot, DeviceState, Model
 from .store import Progress, Store
 
 HALF = 0x80000000
+TIME_SYNC_ID = 0  # command id reserved for the clock set on every connect
 
 
 def seq_after(a: int, b: int) -> bool:
@@ -100,6 +102,8 @@ class DeviceRuntime:
         self._sender = sender
         self.state.alarms["offline"].set(False)
         self.model.notify(self.state, "link")
+        # set the device clock: window timestamps (OPC UA source timestamps, history) use it
+        self.send(TimeSync(command_id=TIME_SYNC_ID, unix_time_ns=time.time_ns()))
         if self.durable is not None:
             # tell the device at once what it may free: everything we already hold durably
             self.send(Ack(block_seq=self.durable.block_seq))
@@ -159,6 +163,9 @@ class DeviceRuntime:
                 fut = self._waiters.get(msg.command_id)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+                elif msg.command_id == TIME_SYNC_ID:
+                    if isinstance(msg, CommandResult) and not msg.ok:
+                        self.log.warning("device refused the time sync", text=msg.text)
                 else:
                     self.log.info("late or unknown command answer", command_id=msg.command_id)
             case Heartbeat():

@@ -1,0 +1,1 @@
+"""OPC UA front (asyncua is imported here and nowhere else)."""

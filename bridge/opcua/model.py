@@ -1,0 +1,88 @@
+"""What the OPC UA address space contains: one table per object type, shared by the server and the
+NodeSet export, and by docs/opcua.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NAMESPACE = "urn:openstrom:bridge"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """UNECE Rec. 20 common code (UnitId = code packed as in OPC UA Part 8), or -1 when none is used."""
+
+    code: str
+    symbol: str
+    name: str
+
+    @property
+    def unit_id(self) -> int:
+        if not self.code:
+            return -1
+        n = 0
+        for ch in self.code:
+            n = (n << 8) | ord(ch)
+        return n
+
+
+UNITS = {
+    "V": Unit("VLT", "V", "volt"),
+    "A": Unit("AMP", "A", "ampere"),
+    "W": Unit("WTT", "W", "watt"),
+    "VA": Unit("D46", "VA", "volt ampere"),
+    "var": Unit("", "var", "volt ampere reactive"),
+    "Hz": Unit("HTZ", "Hz", "hertz"),
+    "deg": Unit("DD", "°", "degree (angle)"),
+    "%": Unit("P1", "%", "percent"),
+    "": Unit("C62", "", "one"),
+    "Wh": Unit("WHR", "Wh", "watt hour"),
+    "varh": Unit("", "varh", "volt ampere reactive hour"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    browse_name: str
+    field: str  # CircuitValues attribute
+    unit: str
+    low: float
+    high: float
+    description: str
+    historized: bool = False
+
+
+CIRCUIT_MEASUREMENTS = (
+    Measurement("Voltage", "v_rms", "V", 0.0, 400.0, "RMS voltage, 10/12-cycle window", True),
+    Measurement("Current", "i_rms", "A", 0.0, 70.0, "RMS current", True),
+    Measurement("ActivePower", "p_w", "W", -16000.0, 16000.0, "active power, + import", True),
+    Measurement("ReactivePower", "q_var", "var", -16000.0, 16000.0, "fundamental reactive power Q1, + inductive"),
+    Measurement("ApparentPower", "s_va", "VA", 0.0, 16000.0, "apparent power"),
+    Measurement("PowerFactor", "pf", "", -1.0, 1.0, "P/S, signed like P"),
+    Measurement("PhaseAngle", "angle_deg", "deg", -180.0, 180.0, "atan2(Q1, P1), + current lags"),
+    Measurement("ThdVoltage", "thd_v", "%", 0.0, 100.0, "voltage THD, orders 2..40"),
+    Measurement("ThdCurrent", "thd_i", "%", 0.0, 1000.0, "current THD, orders 2..40"),
+    Measurement("ActiveEnergyImport", "import_wh", "Wh", 0.0, 1e12, "active energy imported", True),
+    Measurement("ActiveEnergyExport", "export_wh", "Wh", 0.0, 1e12, "active energy exported"),
+    Measurement("ReactiveEnergyInductive", "q_ind_varh", "varh", 0.0, 1e12, "reactive energy, inductive"),
+    Measurement("ReactiveEnergyCapacitive", "q_cap_varh", "varh", 0.0, 1e12, "reactive energy, capacitive"),
+)
+# Frequency is per device but also shown per circuit, as the issue's browse path asks
+FREQUENCY = Measurement("Frequency", "freq_hz", "Hz", 40.0, 70.0, "mains frequency of the window")
+
+DEVICE_IDENTIFICATION = ("SerialNumber", "PartNumber", "WifiMac", "LanMac", "FirmwareVersion")
+DEVICE_HEALTH = ("Connected", "LastSampleTime", "Gaps", "LostBlocks", "SramFill")
+
+ALARM_SEVERITY = {
+    "dip": 600,
+    "swell": 600,
+    "interruption": 800,
+    "overcurrent": 700,
+    "offline": 900,
+    "relay_mismatch": 700,
+    "relay_wear": 400,
+    "clipped": 300,
+    "sram_loss": 500,
+    "fault": 700,
+}
+ROLES = {"viewer": 0, "operator": 1, "admin": 2}

@@ -1,0 +1,685 @@
+"""OPC UA front: a typed address space over the live model, served by asyncua.
+
+Types: OpenStromDeviceType and OpenStromCircuitType (measurements as AnalogItemType with EURange and
+EngineeringUnits, Relay as a writable TwoStateDiscreteType, methods SwitchOn/SwitchOff, RunSelfTest,
+Calibrate). Values carry the window's source timestamp; an offline device's values turn
+Uncertain_LastUsableValue (Bad_NoCommunication before any data). Writes and method calls check the
+user's role and go through the command path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import datetime as dt
+import math
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from asyncua import Server, ua
+from asyncua.common.instantiate_util import instantiate
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import SimpleRoleRuleset, User, UserRole
+from asyncua.server.history_sql import HistorySQLite
+from asyncua.server.internal_session import InternalSession
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ..commands import CommandPath, Origin
+from ..config import Config
+from ..errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown
+from ..logs import get_logger
+from ..passwords import verify_password
+from ..state import DeviceState, Model
+from ..store import Store
+from .model import (
+    ALARM_SEVERITY,
+    CIRCUIT_MEASUREMENTS,
+    FREQUENCY,
+    NAMESPACE,
+    ROLES,
+    UNITS,
+    Measurement,
+)
+
+log = get_logger("bridge.opcua")
+_session: contextvars.ContextVar[InternalSession | None] = contextvars.ContextVar("opcua_session", default=None)
+_FRONTS: dict[int, OpcUaFront] = {}
+
+GOOD = ua.StatusCode(ua.StatusCodes.Good)
+UNCERTAIN_LAST = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
+BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
+
+
+# ------------------------------------------------------------------------------------------- sessions
+
+
+def _install_session_hooks() -> None:
+    """Make the calling session visible to our write and method handlers (asyncua passes neither the
+    user nor the session to them). Installed once; only our relay nodes are intercepted."""
+    if getattr(InternalSession, "_openstrom_hooked", False):
+        return
+    orig_write = InternalSession.write
+    orig_call = InternalSession.call
+
+    async def write(self: InternalSession, params: ua.WriteParameters) -> list[ua.StatusCode]:
+        front = _FRONTS.get(id(self.iserver))
+        token = _session.set(self)
+        try:
+            if front is not None:
+                return await front.handle_write(self, params, orig_write)
+            return await orig_write(self, params)
+        finally:
+            _session.reset(token)
+
+    async def call(self: InternalSession, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
+        token = _session.set(self)
+        try:
+            return await orig_call(self, params)
+        finally:
+            _session.reset(token)
+
+    InternalSession.write = write  # type: ignore[method-assign]
+    InternalSession.call = call  # type: ignore[method-assign]
+    InternalSession._openstrom_hooked = True  # type: ignore[attr-defined]
+
+
+class ConfigUsers:
+    """asyncua user manager over the configured users (scrypt hashes); our role is kept by name."""
+
+    def __init__(self, config: Config) -> None:
+        self.users = {u.name: u for u in config.opcua.users}
+        self.allow_anonymous = config.opcua.allow_anonymous
+
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
+        if username is None:
+            return User(role=UserRole.User, name="anonymous") if self.allow_anonymous else None
+        u = self.users.get(username)
+        if u is None or password is None or not verify_password(password, u.password_hash):
+            log.warning("OPC UA login refused", user=username)
+            return None
+        return User(role=UserRole.User, name=username)
+
+    def role(self, name: str | None) -> str:
+        if name == "anonymous" and self.allow_anonymous:
+            return "viewer"
+        u = self.users.get(name or "")
+        return u.role if u else "viewer"
+
+
+def _origin(users: ConfigUsers) -> Origin:
+    sess = _session.get()
+    name = sess.user.name if sess is not None and sess.user is not None else None
+    client = sess.name if sess is not None else ""
+    return Origin(front="opcua", user=name or "?", client=client, role=users.role(name))
+
+
+def _status_for(exc: BridgeError) -> ua.StatusCode:
+    if isinstance(exc, DeviceOffline | CommandTimeout):
+        return ua.StatusCode(
+            ua.StatusCodes.BadNoCommunication if isinstance(exc, DeviceOffline) else ua.StatusCodes.BadTimeout
+        )
+    if isinstance(exc, DeviceUnknown):
+        return ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
+    if isinstance(exc, CommandRejected):
+        if exc.code == "role":
+            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+        return ua.StatusCode(ua.StatusCodes.BadRequestNotAllowed)
+    return ua.StatusCode(ua.StatusCodes.BadDeviceFailure)
+
+
+# ------------------------------------------------------------------------------------------- front
+
+
+class OpcUaFront:
+    def __init__(
+        self, config: Config, model: Model, commands: CommandPath | None, store: Store | None, state_dir: Path
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.commands = commands
+        self.store = store
+        self.state_dir = state_dir
+        self.users = ConfigUsers(config)
+        self.server = Server(user_manager=self.users)  # type: ignore[arg-type]
+        self.idx = 0
+        self.endpoint = config.opcua.endpoint
+        self._values: dict[tuple[str, int, str], ua.NodeId] = {}  # (device, circuit, field) -> value node
+        self._device_vars: dict[tuple[str, str], ua.NodeId] = {}
+        self._relay_nodes: dict[ua.NodeId, tuple[str, int]] = {}
+        self._emitters: dict[tuple[str, int], Any] = {}
+        self._alarm_state: dict[tuple[str, int, str], bool] = {}
+        self._pending: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.updates = 0
+
+    # --------------------------------------------------------------- build
+
+    async def build(self) -> None:
+        s = self.server
+        await s.init()
+        s.set_endpoint(self.endpoint)
+        s.set_server_name(self.config.bridge.name)
+        await s.set_application_uri("urn:openstrom:bridge:server")
+        self.idx = await s.register_namespace(NAMESPACE)
+        self.circuit_type, self.device_type = await self._build_types()
+        self.root = await s.nodes.objects.add_folder(
+            ua.NodeId("OpenStrom", self.idx), ua.QualifiedName("OpenStrom", self.idx)
+        )
+        for dev in self.model.devices.values():
+            await self._add_device(dev)
+
+    async def _analog(self, parent: Any, prefix: str, m: Measurement) -> Any:
+        idx = self.idx
+        node = (
+            await instantiate(
+                parent,
+                self.server.get_node(ua.ObjectIds.AnalogItemType),
+                nodeid=ua.NodeId(f"{prefix}.{m.browse_name}", idx),
+                bname=ua.QualifiedName(m.browse_name, idx),
+                idx=idx,
+                instantiate_optional=False,
+            )
+        )[0]
+        await node.write_attribute(
+            ua.AttributeIds.DataType, ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Double), ua.VariantType.NodeId))
+        )
+        await node.write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double)))
+        await node.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(ua.Variant(ua.LocalizedText(m.description), ua.VariantType.LocalizedText)),
+        )
+        eurange = await node.get_child(["0:EURange"])
+        await eurange.write_value(ua.Range(Low=m.low, High=m.high))
+        unit = UNITS[m.unit]
+        eu = await node.add_property(
+            ua.NodeId(f"{prefix}.{m.browse_name}.EngineeringUnits", idx),
+            "0:EngineeringUnits",
+            ua.EUInformation(
+                NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+                UnitId=unit.unit_id,
+                DisplayName=ua.LocalizedText(unit.symbol),
+                Description=ua.LocalizedText(unit.name),
+            ),
+        )
+        return node, eurange, eu
+
+    async def _build_types(self) -> tuple[Any, Any]:
+        s, idx = self.server, self.idx
+        base = s.nodes.base_object_type
+        ct = await base.add_object_type(
+            ua.NodeId("OpenStromCircuitType", idx), ua.QualifiedName("OpenStromCircuitType", idx)
+        )
+        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+            node, eurange, eu = await self._analog(ct, "OpenStromCircuitType", m)
+            for n in (node, eurange, eu):
+                await n.set_modelling_rule(True)
+        relay = (
+            await instantiate(
+                ct,
+                s.get_node(ua.ObjectIds.TwoStateDiscreteType),
+                nodeid=ua.NodeId("OpenStromCircuitType.Relay", idx),
+                bname=ua.QualifiedName("Relay", idx),
+                idx=idx,
+                instantiate_optional=False,
+            )
+        )[0]
+        await relay.write_attribute(
+            ua.AttributeIds.DataType, ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Boolean), ua.VariantType.NodeId))
+        )
+        await relay.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
+        await (await relay.get_child(["0:TrueState"])).write_value(ua.LocalizedText("On"))
+        await (await relay.get_child(["0:FalseState"])).write_value(ua.LocalizedText("Off"))
+        await relay.set_writable(True)
+        await relay.set_modelling_rule(True)
+        for ch in await relay.get_children():
+            await ch.set_modelling_rule(True)
+        for name in ("SwitchOn", "SwitchOff"):
+            meth = await ct.add_method(
+                ua.NodeId(f"OpenStromCircuitType.{name}", idx), ua.QualifiedName(name, idx), self._type_method, [], []
+            )
+            await meth.set_modelling_rule(True)
+        for name, kind in (
+            ("RelayOperations", ua.VariantType.UInt32),
+            ("Dips", ua.VariantType.UInt32),
+            ("Swells", ua.VariantType.UInt32),
+            ("Interruptions", ua.VariantType.UInt32),
+        ):
+            v = await ct.add_variable(
+                ua.NodeId(f"OpenStromCircuitType.{name}", idx), ua.QualifiedName(name, idx), 0, kind
+            )
+            await v.set_modelling_rule(True)
+
+        dtp = await base.add_object_type(
+            ua.NodeId("OpenStromDeviceType", idx), ua.QualifiedName("OpenStromDeviceType", idx)
+        )
+        for name in ("SerialNumber", "PartNumber", "WifiMac", "LanMac", "FirmwareVersion"):
+            p = await dtp.add_property(ua.NodeId(f"OpenStromDeviceType.{name}", idx), ua.QualifiedName(name, idx), "")
+            await p.set_modelling_rule(True)
+        for name, value, kind in (
+            ("Connected", False, ua.VariantType.Boolean),
+            ("LastSampleTime", dt.datetime(1970, 1, 1, tzinfo=dt.UTC), ua.VariantType.DateTime),
+            ("Gaps", 0, ua.VariantType.UInt32),
+            ("LostBlocks", 0, ua.VariantType.UInt32),
+            ("SramFill", 0.0, ua.VariantType.Double),
+            ("AuxOutput", False, ua.VariantType.Boolean),
+        ):
+            v = await dtp.add_variable(
+                ua.NodeId(f"OpenStromDeviceType.{name}", idx), ua.QualifiedName(name, idx), value, kind
+            )
+            await v.set_modelling_rule(True)
+        circuits = await dtp.add_folder(
+            ua.NodeId("OpenStromDeviceType.Circuits", idx), ua.QualifiedName("Circuits", idx)
+        )
+        await circuits.set_modelling_rule(True)
+        rst = await dtp.add_method(
+            ua.NodeId("OpenStromDeviceType.RunSelfTest", idx),
+            ua.QualifiedName("RunSelfTest", idx),
+            self._type_method,
+            [],
+            [ua.VariantType.String],
+        )
+        await rst.set_modelling_rule(True)
+        cal = await dtp.add_method(
+            ua.NodeId("OpenStromDeviceType.Calibrate", idx),
+            ua.QualifiedName("Calibrate", idx),
+            self._type_method,
+            [ua.VariantType.UInt32, ua.VariantType.String, ua.VariantType.Double, ua.VariantType.Double],
+            [ua.VariantType.String],
+        )
+        await cal.set_modelling_rule(True)
+        for name in ("SwitchAuxOn", "SwitchAuxOff"):
+            meth = await dtp.add_method(
+                ua.NodeId(f"OpenStromDeviceType.{name}", idx), ua.QualifiedName(name, idx), self._type_method, [], []
+            )
+            await meth.set_modelling_rule(True)
+        return ct, dtp
+
+    @staticmethod
+    async def _type_method(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
+        return ua.StatusCode(ua.StatusCodes.BadNotImplemented)  # the type's own method; instances have theirs
+
+    async def _add_device(self, dev: DeviceState) -> None:
+        s, idx, name = self.server, self.idx, dev.name
+        obj = await self.root.add_object(
+            ua.NodeId(name, idx), ua.QualifiedName(name, idx), objecttype=self.device_type.nodeid
+        )
+        for field in (
+            "SerialNumber",
+            "Connected",
+            "LastSampleTime",
+            "Gaps",
+            "LostBlocks",
+            "SramFill",
+            "AuxOutput",
+            "PartNumber",
+            "WifiMac",
+            "LanMac",
+            "FirmwareVersion",
+        ):
+            self._device_vars[(name, field)] = ua.NodeId(f"{name}.{field}", idx)
+        await s.get_node(self._device_vars[(name, "SerialNumber")]).write_value(dev.config.serial_number)
+        folder = s.get_node(ua.NodeId(f"{name}.Circuits", idx))
+        s.link_method(s.get_node(ua.NodeId(f"{name}.RunSelfTest", idx)), self._method(name, 0, "selftest"))
+        s.link_method(s.get_node(ua.NodeId(f"{name}.Calibrate", idx)), self._method(name, 0, "calibrate"))
+        s.link_method(s.get_node(ua.NodeId(f"{name}.SwitchAuxOn", idx)), self._method(name, 0, "aux_on"))
+        s.link_method(s.get_node(ua.NodeId(f"{name}.SwitchAuxOff", idx)), self._method(name, 0, "aux_off"))
+        await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
+        self._emitters[(name, 0)] = obj
+        for cs in dev.circuits:
+            cname = f"Circuit{cs.index:02d}"
+            prefix = f"{name}.{cname}"
+            cobj = await folder.add_object(
+                ua.NodeId(prefix, idx), ua.QualifiedName(cname, idx), objecttype=self.circuit_type.nodeid
+            )
+            if cs.name != cname:
+                await cobj.write_attribute(
+                    ua.AttributeIds.DisplayName,
+                    ua.DataValue(ua.Variant(ua.LocalizedText(cs.name), ua.VariantType.LocalizedText)),
+                )
+            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+                self._values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
+            for f in ("RelayOperations", "Dips", "Swells", "Interruptions"):
+                self._values[(name, cs.index, f)] = ua.NodeId(f"{prefix}.{f}", idx)
+            relay_id = ua.NodeId(f"{prefix}.Relay", idx)
+            self._values[(name, cs.index, "relay")] = relay_id
+            self._relay_nodes[relay_id] = (name, cs.index)
+            s.link_method(s.get_node(ua.NodeId(f"{prefix}.SwitchOn", idx)), self._method(name, cs.index, "on"))
+            s.link_method(s.get_node(ua.NodeId(f"{prefix}.SwitchOff", idx)), self._method(name, cs.index, "off"))
+            await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
+            self._emitters[(name, cs.index)] = cobj
+
+    # --------------------------------------------------------------- start / stop
+
+    async def _ensure_certificate(self) -> tuple[Path, Path]:
+        pki = self.state_dir / "pki"
+        own = pki / "own"
+        for d in (own, pki / "trusted", pki / "rejected"):
+            d.mkdir(parents=True, exist_ok=True)
+        cert, key = own / "server_cert.der", own / "server_key.pem"
+        host = urlparse(self.endpoint).hostname or socket.gethostname()
+        await setup_self_signed_certificate(
+            key,
+            cert,
+            "urn:openstrom:bridge:server",
+            host,
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"countryName": "DE", "organizationName": "OpenStrom", "commonName": "OpenStrom Bridge"},
+        )
+        return cert, key
+
+    async def _validate_client(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+        """Trust list: certificates in pki/trusted are accepted; others are copied to pki/rejected
+        (an admin moves them to trusted) and refused."""
+        pki = self.state_dir / "pki"
+        der = cert.public_bytes(serialization.Encoding.DER)
+        thumb = cert.fingerprint(hashes.SHA1()).hex()
+        if self.config.opcua.trust_all_clients:
+            return
+        for f in (pki / "trusted").glob("*"):
+            try:
+                data = f.read_bytes()
+                if data == der or (
+                    b"BEGIN CERTIFICATE" in data
+                    and x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER) == der
+                ):
+                    return
+            except (OSError, ValueError):
+                continue
+        target = pki / "rejected" / f"{thumb}.der"
+        if not target.exists():
+            target.write_bytes(der)
+            log.warning(
+                "OPC UA client certificate rejected; move it to pki/trusted to accept it",
+                application=app.ApplicationUri,
+                file=str(target),
+            )
+        raise ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUntrusted)
+
+    async def start(self) -> None:
+        _install_session_hooks()
+        await self.build()
+        s = self.server
+        policies = [
+            ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+            ua.SecurityPolicyType.Basic256Sha256_Sign,
+            ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+            ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+        ]
+        if self.config.opcua.allow_none_security:
+            policies.append(ua.SecurityPolicyType.NoSecurity)
+        s.set_security_policy(policies, permission_ruleset=SimpleRoleRuleset())
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if self.config.opcua.allow_anonymous:
+            tokens.append(ua.AnonymousIdentityToken)
+        s.set_identity_tokens(tokens)
+        cert, key = await self._ensure_certificate()
+        await s.load_certificate(str(cert))
+        await s.load_private_key(str(key))
+        s.set_certificate_validator(self._validate_client)  # type: ignore[arg-type]
+        _FRONTS[id(s.iserver)] = self
+        await s.start()
+        await self._setup_history()
+        self.model.subscribe(self._on_change)
+        for dev in self.model.devices.values():
+            self._schedule(dev.name)
+        log.info("OPC UA server ready", endpoint=self.endpoint, policies=[p.name for p in policies])
+
+    async def _setup_history(self) -> None:
+        path = self.state_dir / "opcua_history.sqlite"
+        storage = _History(str(path))
+        await storage.init()
+        self.server.iserver.history_manager.set_storage(storage)
+        period = dt.timedelta(days=self.config.opcua.history_retention_days)
+        nodes = [
+            self.server.get_node(nid)
+            for (d, c, f), nid in self._values.items()
+            if any(m.field == f and m.historized for m in CIRCUIT_MEASUREMENTS)
+        ]
+        for n in nodes:
+            await self.server.historize_node_data_change(n, period=period, count=0)
+        for emitter in self._emitters.values():
+            await self.server.historize_node_event(emitter, period=period, count=0)
+
+    async def stop(self) -> None:
+        _FRONTS.pop(id(self.server.iserver), None)
+        for t in list(self._tasks):
+            t.cancel()
+        await self.server.stop()
+
+    # --------------------------------------------------------------- model -> address space
+
+    def _on_change(self, dev: DeviceState, what: str) -> None:
+        if what in ("snapshot", "link", "status", "alarm", "identity", "event", "selftest"):
+            self._schedule(dev.name)
+
+    def _schedule(self, name: str) -> None:
+        # coalesce: one pending update per device however many windows arrived meanwhile
+        if name in self._pending:
+            return
+        self._pending.add(name)
+        task = asyncio.get_running_loop().create_task(self._update(name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _update(self, name: str) -> None:
+        await asyncio.sleep(0)
+        self._pending.discard(name)
+        dev = self.model.devices.get(name)
+        if dev is None:
+            return
+        try:
+            await self.write_device(dev)
+            await self._alarms(dev)
+        except Exception as exc:  # an address-space hiccup must not stop the bridge
+            log.error("OPC UA update failed", device=name, error=repr(exc))
+
+    async def write_device(self, dev: DeviceState) -> None:
+        """Write every value of one device with its window's source timestamp and quality."""
+        w = self.server.write_attribute_value
+        snap = dev.snapshot
+        now = dt.datetime.now(dt.UTC)
+        if snap is None:
+            status, src = BAD_NO_COMM, now
+        else:
+            status = GOOD if dev.online else UNCERTAIN_LAST
+            src = dt.datetime.fromtimestamp(snap.time_s, dt.UTC)
+        name = dev.name
+        for cs in dev.circuits:
+            c = cs.index
+            cv = snap.circuits[c - 1] if snap is not None and c <= len(snap.circuits) else None
+            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+                if cv is None:
+                    value = 0.0
+                elif m is FREQUENCY:
+                    value = snap.freq_hz if snap is not None else math.nan
+                else:
+                    value = float(getattr(cv, m.field))
+                await w(
+                    self._values[(name, c, m.field)],
+                    ua.DataValue(
+                        ua.Variant(value, ua.VariantType.Double),
+                        StatusCode=status,
+                        SourceTimestamp=src,
+                        ServerTimestamp=now,
+                    ),
+                )
+            relay_status = (
+                GOOD
+                if (cs.relay_on is not None and dev.online)
+                else (UNCERTAIN_LAST if cs.relay_on is not None else BAD_NO_COMM)
+            )
+            await w(
+                self._values[(name, c, "relay")],
+                ua.DataValue(
+                    ua.Variant(bool(cs.relay_on), ua.VariantType.Boolean),
+                    StatusCode=relay_status,
+                    SourceTimestamp=now,
+                    ServerTimestamp=now,
+                ),
+            )
+            for f, val in (
+                ("RelayOperations", cs.relay_operations),
+                ("Dips", cs.dips),
+                ("Swells", cs.swells),
+                ("Interruptions", cs.interruptions),
+            ):
+                await w(
+                    self._values[(name, c, f)],
+                    ua.DataValue(ua.Variant(val, ua.VariantType.UInt32), SourceTimestamp=now, ServerTimestamp=now),
+                )
+        hello, st = dev.hello, dev.status
+        v = self._device_vars
+        await w(
+            v[(name, "Connected")],
+            ua.DataValue(ua.Variant(dev.online, ua.VariantType.Boolean), SourceTimestamp=now, ServerTimestamp=now),
+        )
+        if snap is not None:
+            await w(
+                v[(name, "LastSampleTime")],
+                ua.DataValue(ua.Variant(src, ua.VariantType.DateTime), SourceTimestamp=src, ServerTimestamp=now),
+            )
+        await w(v[(name, "Gaps")], ua.DataValue(ua.Variant(dev.link.gaps, ua.VariantType.UInt32)))
+        await w(v[(name, "LostBlocks")], ua.DataValue(ua.Variant(dev.link.lost_blocks, ua.VariantType.UInt32)))
+        if st is not None and st.sram_capacity_blocks:
+            await w(
+                v[(name, "SramFill")],
+                ua.DataValue(ua.Variant(100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, ua.VariantType.Double)),
+            )
+        if dev.aux_on is not None:
+            await w(v[(name, "AuxOutput")], ua.DataValue(ua.Variant(dev.aux_on, ua.VariantType.Boolean)))
+        if hello is not None:
+            for field, attr in (
+                ("PartNumber", "part_number"),
+                ("WifiMac", "wifi_mac"),
+                ("LanMac", "lan_mac"),
+                ("FirmwareVersion", "firmware_version"),
+            ):
+                await w(v[(name, field)], ua.DataValue(ua.Variant(str(getattr(hello, attr)), ua.VariantType.String)))
+        self.updates += 1
+
+    async def _alarms(self, dev: DeviceState) -> None:
+        """Alarm & condition events (AlarmConditionType) on each state change; Retain while active."""
+        checks: list[tuple[int, str, bool, str]] = [
+            (0, "offline", dev.alarms["offline"].active, dev.alarms["offline"].message)
+        ]
+        for cs in dev.circuits:
+            for a in ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear"):
+                al = cs.alarms[a]
+                checks.append((cs.index, a, al.active, al.message))
+        for circuit, alarm, active, message in checks:
+            key = (dev.name, circuit, alarm)
+            if self._alarm_state.get(key, False) == active:
+                continue
+            self._alarm_state[key] = active
+            if key[2] == "offline" and not active and key not in self._alarm_state:
+                continue
+            await self._fire(dev.name, circuit, alarm, active, message)
+
+    async def _fire(self, device: str, circuit: int, alarm: str, active: bool, message: str) -> None:
+        emitter = self._emitters[(device, circuit)]
+        gen = await self.server.get_event_generator(ua.ObjectIds.AlarmConditionType, emitter)
+        where = f"{device} circuit {circuit}" if circuit else device
+        text = f"{alarm.replace('_', ' ')} {'active' if active else 'cleared'} on {where}" + (
+            f": {message}" if message and active else ""
+        )
+        ev = gen.event
+        ev.Message = ua.LocalizedText(text)
+        ev.Severity = ALARM_SEVERITY.get(alarm, 500)
+        ev.SourceName = where
+        ev.ConditionName = alarm
+        ev.Retain = active
+        ev.ActiveState = ua.LocalizedText("Active" if active else "Inactive")
+        with contextlib.suppress(AttributeError, ua.UaError):
+            ev.add_property("ActiveState/Id", active, ua.VariantType.Boolean)
+        ev.AckedState = ua.LocalizedText("Unacknowledged" if active else "Acknowledged")
+        await gen.trigger(message=text)
+
+    # --------------------------------------------------------------- writes and methods
+
+    async def handle_write(
+        self,
+        session: InternalSession,
+        params: ua.WriteParameters,
+        orig: Callable[[InternalSession, ua.WriteParameters], Awaitable[list[ua.StatusCode]]],
+    ) -> list[ua.StatusCode]:
+        ours = [
+            (k, wv)
+            for k, wv in enumerate(params.NodesToWrite)
+            if wv.NodeId in self._relay_nodes and wv.AttributeId == ua.AttributeIds.Value
+        ]
+        if not ours:
+            return await orig(session, params)
+        results: list[ua.StatusCode | None] = [None] * len(params.NodesToWrite)
+        rest = [wv for k, wv in enumerate(params.NodesToWrite) if all(k != j for j, _ in ours)]
+        for k, wv in ours:
+            device, circuit = self._relay_nodes[wv.NodeId]
+            value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
+            if not isinstance(value, bool):
+                results[k] = ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+                continue
+            results[k] = await self._relay(device, circuit, value)
+        if rest:
+            sub = await orig(session, ua.WriteParameters(NodesToWrite=rest))
+            it = iter(sub)
+            results = [r if r is not None else next(it) for r in results]
+        return [r if r is not None else GOOD for r in results]
+
+    async def _relay(self, device: str, circuit: int, on: bool) -> ua.StatusCode:
+        origin = _origin(self.users)
+        if ROLES[origin.role] < ROLES["operator"]:
+            log.warning("OPC UA relay command denied: viewer role", user=origin.user, device=device, circuit=circuit)
+            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+        assert self.commands is not None
+        try:
+            await self.commands.switch_relay(device, circuit, on, origin)
+        except BridgeError as exc:
+            return _status_for(exc)
+        self._schedule(device)
+        return GOOD
+
+    def _method(self, device: str, circuit: int, action: str) -> Callable[..., Awaitable[Any]]:
+        async def call(parent: ua.NodeId, *args: ua.Variant) -> Any:
+            origin = _origin(self.users)
+            assert self.commands is not None
+            if action in ("on", "off"):
+                return await self._relay(device, circuit, action == "on")
+            if ROLES[origin.role] < ROLES["operator"]:
+                return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+            try:
+                if action in ("aux_on", "aux_off"):
+                    await self.commands.switch_aux(device, action == "aux_on", origin)
+                    return []
+                if action == "selftest":
+                    faults = await self.commands.self_test(device, origin)
+                    text = "; ".join(f"{f['code']} [{f['block']}] {f['text']}" for f in faults) or "passed"
+                    return [ua.Variant(text, ua.VariantType.String)]
+                if action == "calibrate":
+                    c, ch, gain, offset = (a.Value if isinstance(a, ua.Variant) else a for a in args)
+                    before, after = await self.commands.calibrate(
+                        device, int(c), str(ch), float(gain), float(offset), origin
+                    )
+                    return [ua.Variant(f"circuit {c} {ch}: gain/offset {before} -> {after}", ua.VariantType.String)]
+            except BridgeError as exc:
+                return _status_for(exc)
+            except (TypeError, ValueError):
+                return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+            return ua.StatusCode(ua.StatusCodes.BadNotImplemented)
+
+        return call
+
+
+class _History(HistorySQLite):  # type: ignore[misc]
+    """asyncua's SQLite history, with table names safe for our readable string NodeIds
+    ("board1.Circuit01.Voltage" would otherwise trip its SQL-injection guard on the quotes)."""
+
+    def _get_table_name(self, node_id: ua.NodeId) -> str:
+        ident = "".join(ch if ch.isalnum() else "_" for ch in str(node_id.Identifier))
+        return f"{node_id.NamespaceIndex}_{ident}"

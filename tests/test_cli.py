@@ -1,0 +1,90 @@
+"""The console script as a user runs it: exit codes, messages, exports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bridge.register_map import export_map, load_map
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+def test_map_export_matches_the_docs() -> None:
+    for name in ("openstrom", "sunspec"):
+        out = run("map", "export", name, "--format", "md")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == export_map(load_map(name), "md")
+        docs = (ROOT / "docs" / "register-maps.md").read_text()
+        assert out.stdout in docs, f"docs/register-maps.md is stale for '{name}': run `make docs`"
+
+
+def test_check_config_reports_file_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bridge.toml"
+    bad.write_text('[bridge]\nname = "x"\n\n[[devices]]\nname = "a"\nserial_number = "S1"\nunit_id = 300\n')
+    out = run("check-config", str(bad))
+    assert out.returncode == 2
+    assert f"{bad}:7: key 'devices.0.unit_id'" in out.stderr
+    assert "less than or equal to 247" in out.stderr
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(
+        "devices:\n  - {name: a, serial_number: S1, unit_id: 1}\n  - {name: b, serial_number: S1, unit_id: 2}\n"
+    )
+    out = run("check-config", str(dup))
+    assert out.returncode == 2 and "serial_number 'S1' is already used by devices[0]" in out.stderr
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("bridge:\n  comit_interval_s: 2\n")
+    out = run("check-config", str(typo))
+    assert out.returncode == 2 and f"{typo}:2: key 'bridge.comit_interval_s': unknown key" in out.stderr
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "deploy").glob("*.toml")) + sorted((ROOT / "deploy").glob("*.yaml")))
+def test_shipped_examples_are_valid(example: Path) -> None:
+    out = run("check-config", str(example))
+    assert out.returncode == 0, out.stderr
+
+
+def test_bad_register_map_names_the_point(tmp_path: Path) -> None:
+    m = tmp_path / "mine.yaml"
+    m.write_text(
+        "name: mine\npoints:\n"
+        "  - {name: a, address: 0, type: float32, quantity: device.freq_hz}\n"
+        "  - {name: b, address: 1, type: uint16, quantity: device.gaps}\n"
+    )
+    out = run("map", "export", str(m))
+    assert out.returncode == 2
+    assert "'b' at input 1 overlaps 'a' (0..1)" in out.stderr
+    m.write_text("name: mine\npoints:\n  - {name: a, address: 0, type: float32, quantity: circuit.v_rmss}\n")
+    out = run("map", "export", str(m))
+    assert (
+        out.returncode == 2 and ":3: key 'points.0'" in out.stderr and "unknown quantity 'circuit.v_rmss'" in out.stderr
+    )
+
+
+def test_nodeset_export(tmp_path: Path) -> None:
+    out = run("opcua", "export-nodeset", str(tmp_path / "ns.xml"))
+    assert out.returncode == 0, out.stderr
+    root = ET.parse(tmp_path / "ns.xml").getroot()
+    ns = {"u": "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"}
+    uris = [u.text for u in root.findall("u:NamespaceUris/u:Uri", ns)]
+    assert uris == ["urn:openstrom:bridge"]
+    names = {n.get("BrowseName") for n in root.iter() if n.get("BrowseName")}
+    assert {"1:OpenStromDeviceType", "1:OpenStromCircuitType", "1:Circuit01", "1:ActivePower", "1:Relay"} <= names
+
+
+def test_generated_docs_are_current() -> None:
+    from bridge import docs_gen
+
+    assert docs_gen.main(check=True) == 0, "docs tables drifted from the code: run `make docs`"

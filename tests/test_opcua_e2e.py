@@ -1,0 +1,165 @@
+"""Simulator process -> bridge -> asyncua client over a secure endpoint with users and roles."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.security_policies import SecurityPolicyAes128Sha256RsaOaep, SecurityPolicyBasic256Sha256
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from bridge.config import Config
+from bridge.passwords import hash_password
+from device.simulator.process import SimulatorProcess
+from tests.harness import PLANT, bridge_config, running_bridge, wait_for
+
+pytestmark = pytest.mark.e2e
+NS = "urn:openstrom:bridge"
+
+
+async def _client_cert(tmp: Path, name: str) -> tuple[Path, Path]:
+    key, cert = tmp / f"{name}_key.pem", tmp / f"{name}_cert.der"
+    await setup_self_signed_certificate(
+        key, cert, f"urn:test:{name}", "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
+    )
+    return cert, key
+
+
+def _config(tmp: Path) -> tuple[Config, dict[str, int]]:
+    config, ports = bridge_config(tmp)
+    doc = config.model_dump()
+    doc["opcua"].update(
+        enabled=True,
+        users=[
+            {"name": "op", "password_hash": hash_password("op-secret"), "role": "operator"},
+            {"name": "viewer", "password_hash": hash_password("view-secret"), "role": "viewer"},
+        ],
+    )
+    return Config.model_validate(doc), ports
+
+
+async def _connect(
+    config: Config, cert: Path, key: Path, user: str, password: str, policy: Any = SecurityPolicyBasic256Sha256
+) -> Client:
+    c = Client(config.opcua.endpoint, timeout=10)
+    c.application_uri = f"urn:test:{cert.stem.split('_')[0]}"
+    await c.set_security(policy, str(cert), str(key), mode=ua.MessageSecurityMode.SignAndEncrypt)
+    c.set_user(user)
+    c.set_password(password)
+    await c.connect()
+    return c
+
+
+async def _circuit(c: Client, n: int) -> Any:
+    idx = await c.get_namespace_index(NS)
+    return await c.nodes.objects.get_child(
+        [f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:Circuits", f"{idx}:Circuit{n:02d}"]
+    )
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.events: list[Any] = []
+
+    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+        self.values.append(val)
+
+    def event_notification(self, event: Any) -> None:
+        self.events.append(event)
+
+
+async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path) -> None:
+    config, ports = _config(tmp_path)
+    cert, key = await _client_cert(tmp_path, "scada")
+    trusted = tmp_path / "state" / "pki" / "trusted"
+    trusted.mkdir(parents=True)
+    (trusted / "scada.der").write_bytes(cert.read_bytes())
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT), "--speed", "2"])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 20, "windows")
+        op = await _connect(config, cert, key, "op", "op-secret")
+        try:
+            c1 = await _circuit(op, 1)
+            idx = await op.get_namespace_index(NS)
+            # typed model: circuit object of OpenStromCircuitType, AnalogItemType with units and range
+            tdef = await c1.read_type_definition()
+            assert (await op.get_node(tdef).read_browse_name()).Name == "OpenStromCircuitType"
+            power = await c1.get_child([f"{idx}:ActivePower"])
+            assert (await power.read_type_definition()) == ua.NodeId(ua.ObjectIds.AnalogItemType)
+            eu = await (await power.get_child(["0:EngineeringUnits"])).read_value()
+            assert eu.DisplayName.Text == "W" and eu.UnitId == 0x575454  # UNECE "WTT"
+            dv = await power.read_data_value()
+            assert dv.StatusCode.is_good()
+            assert dv.Value.Value == pytest.approx(2000.0, rel=5e-4)
+            assert dv.SourceTimestamp is not None
+            c2 = await _circuit(op, 2)
+            pf = await (await c2.get_child([f"{idx}:PowerFactor"])).read_value()
+            q = await (await c2.get_child([f"{idx}:ReactivePower"])).read_value()
+            assert pf == pytest.approx(0.8, abs=1e-3) and q == pytest.approx(825.0, abs=1.5)
+            serial = await op.nodes.objects.get_child([f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:SerialNumber"])
+            assert await serial.read_value() == "OS-SIM-0001"
+
+            # subscription: values keep coming; alarm events for the scenario's dip at t = 6 s
+            handler = Collector()
+            sub = await op.create_subscription(100, handler)
+            await sub.subscribe_data_change(power)
+            await sub.subscribe_events(c1, ua.ObjectIds.AlarmConditionType)
+            await wait_for(lambda: len(handler.values) >= 3, 15, "data changes")
+            await wait_for(lambda: any("dip" in str(e.Message.Text) for e in handler.events), 20, "dip alarm")
+            dip = next(e for e in handler.events if "dip active" in str(e.Message.Text))
+            assert dip.Severity == 600 and dip.Retain is True
+
+            # relay by method (operator) and by writing Relay; the load follows
+            relay = await c1.get_child([f"{idx}:Relay"])
+            await c1.call_method(f"{idx}:SwitchOff")
+            assert await relay.read_value() is False
+            assert dev.circuits[0].relay_on is False
+            await relay.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
+            assert await relay.read_value() is True
+
+            # history of the historized power values
+            await asyncio.sleep(1.0)
+            end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+            hist = await power.read_raw_history(end - dt.timedelta(minutes=5), end)
+            assert len(hist) >= 3
+        finally:
+            await op.disconnect()
+
+        # a viewer may read but not switch
+        viewer = await _connect(config, cert, key, "viewer", "view-secret", SecurityPolicyAes128Sha256RsaOaep)
+        try:
+            c1 = await _circuit(viewer, 1)
+            idx = await viewer.get_namespace_index(NS)
+            relay = await c1.get_child([f"{idx}:Relay"])
+            with pytest.raises(ua.UaStatusCodeError) as denied:
+                await relay.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
+            assert denied.value.code == ua.StatusCodes.BadUserAccessDenied
+            with pytest.raises(ua.UaStatusCodeError) as denied2:
+                await c1.call_method(f"{idx}:SwitchOff")
+            assert denied2.value.code == ua.StatusCodes.BadUserAccessDenied
+            assert dev.circuits[0].relay_on is True
+        finally:
+            await viewer.disconnect()
+
+        # wrong password and anonymous are refused
+        with pytest.raises((ua.UaError, OSError, TimeoutError)):
+            bad = await _connect(config, cert, key, "op", "wrong")
+            await bad.disconnect()
+
+
+async def test_untrusted_client_certificate_lands_in_rejected(tmp_path: Path) -> None:
+    config, _ = _config(tmp_path)
+    cert, key = await _client_cert(tmp_path, "stranger")
+    async with running_bridge(config, tmp_path):
+        with pytest.raises((ua.UaError, OSError, TimeoutError)):
+            c = await _connect(config, cert, key, "op", "op-secret")
+            await c.disconnect()
+    rejected = list((tmp_path / "state" / "pki" / "rejected").glob("*.der"))
+    assert len(rejected) == 1 and rejected[0].read_bytes() == cert.read_bytes()
