@@ -124,10 +124,11 @@ def render(path: Path, blocks: dict[str, Any]) -> str:
     text = path.read_text(encoding="utf-8")
     for name, fn in blocks.items():
         pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
-        if not pattern.search(text):
+        match = pattern.search(text)
+        if match is None:
             raise SystemExit(f"{path}: marker <!-- generated:{name} --> missing")
-        body = fn()
-        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+        head, tail = match.groups()
+        text = text[: match.start()] + head + fn() + tail + text[match.end() :]
     return text
 
 
