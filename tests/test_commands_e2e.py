@@ -1,0 +1,140 @@
+"""The one command path, exercised end to end: Modbus, the CLI (through the HTTP control API), policy,
+timeouts, persistence across restarts, self-test."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from bridge.commands import Origin
+from bridge.errors import CommandFailed, CommandRejected, CommandTimeout
+from device.simulator.process import SimulatorProcess
+from tests.harness import PLANT, RawModbus, bridge_config, f32, running_bridge, wait_for
+
+pytestmark = pytest.mark.e2e
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def _sim(port: int, scenario: Path = PLANT) -> SimulatorProcess:
+    return SimulatorProcess(["--connect", f"127.0.0.1:{port}", "--scenario", str(scenario), "--speed", "2"])
+
+
+async def test_modbus_and_cli_switch_with_policy_and_counter_surviving_restart(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path, commands={"min_interval_s": 3.0, "timeout_s": 3.0})
+    api = f"127.0.0.1:{ports['http']}"
+    async with running_bridge(config, tmp_path) as app, _sim(ports["device"]):
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.status is not None, 20, "first window")
+        # CLI: off; the load follows
+        code, out, err = await cli("relay", "board1", "2", "off", "--api", api)
+        assert code == 0, err
+        assert '"changed": true' in out
+        n = dev.snapshot.number if dev.snapshot else 0
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+        assert abs(dev.snapshot.circuits[1].p_w) < 1.0 if dev.snapshot else False
+        # repeating the same command is idempotent: success, nothing switched, nothing counted
+        code, out, _ = await cli("relay", "board1", "2", "off", "--api", api)
+        assert code == 0 and '"changed": false' in out
+        # switching back faster than the minimum interval is refused with the reason
+        code, _, err = await cli("relay", "board1", "2", "on", "--api", api)
+        assert code == 3 and "minimum interval is 3 s" in err
+        async with RawModbus(ports["modbus"]) as mb:
+            body = await mb.request(1, struct.pack(">BHH", 5, 1, 0xFF00))  # coil 1 = circuit 2
+            assert body == bytes([0x85, 0x06])  # server busy: retry later
+            await asyncio.sleep(3.1)
+            body = await mb.request(1, struct.pack(">BHH", 5, 1, 0xFF00))
+            assert body == struct.pack(">BHH", 5, 1, 0xFF00)
+            assert dev.circuits[1].relay_on is True
+            n = dev.snapshot.number if dev.snapshot else 0
+            await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+            regs = await mb.read(4, 1, 1100, 6)
+            assert isinstance(regs, list) and f32(regs, 4) == pytest.approx(1100.0, rel=1e-3)
+            ops = await mb.read(4, 1, 1160, 2)
+            assert ops == [0, 2]
+        # unknown device and unknown circuit are clear errors
+        code, _, err = await cli("relay", "nosuch", "1", "off", "--api", api)
+        assert code == 3 and "unknown device 'nosuch'" in err
+        code, _, err = await cli("relay", "board1", "11", "off", "--api", api)
+        assert code == 3 and "circuits 1..10" in err
+    # restart the bridge on the same state: the operation counter survives
+    async with running_bridge(config, tmp_path) as app:
+        assert app.model.devices["board1"].circuits[1].relay_operations == 2
+        # and a command to the (now absent) device fails fast with "offline"
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        code, _, err = await cli("relay", "board1", "2", "off", "--api", api)
+        assert code == 4 and "offline" in err
+        assert loop.time() - t < 10
+
+
+async def test_unacknowledged_command_times_out_without_false_state(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path, commands={"min_interval_s": 0.0, "timeout_s": 1.0})
+    async with running_bridge(config, tmp_path) as app, _sim(ports["device"], SCENARIOS / "noack.yaml"):
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.status is not None, 20, "status")
+        with pytest.raises(CommandTimeout, match="did not acknowledge"):
+            await app.commands.switch_relay("board1", 1, False, Origin(front="test"))
+        assert dev.circuits[0].relay_on is True  # no false state
+        assert dev.circuits[0].relay_operations == 0
+        code, _, err = await cli("relay", "board1", "1", "off", "--api", f"127.0.0.1:{ports['http']}")
+        assert code == 5 and "did not acknowledge" in err
+
+
+async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path, commands={"min_interval_s": 0.0, "timeout_s": 3.0})
+    doc = config.model_dump()
+    doc["devices"][0]["relays"] = [{"circuit": 1, "select_before_operate": True}, {"circuit": 5, "locked": True}]
+    config = type(config).model_validate(doc)
+    async with running_bridge(config, tmp_path) as app, _sim(ports["device"], SCENARIOS / "faulty.yaml"):
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.status is not None, 20, "status")
+        op = Origin(front="test", user="tester")
+        # the device refuses (stuck relay): precise error, mismatch alarm, no false state
+        with pytest.raises(CommandFailed, match="did not move"):
+            await app.commands.switch_relay("board1", 4, False, op)
+        assert dev.circuits[3].alarms["relay_mismatch"].active
+        assert dev.circuits[3].relay_on is True
+        # interlocked relay
+        with pytest.raises(CommandRejected, match="interlocked"):
+            await app.commands.switch_relay("board1", 5, False, op)
+        # select-before-operate: operate alone is refused, select then operate works
+        with pytest.raises(CommandRejected, match="select-before-operate"):
+            await app.commands.switch_relay("board1", 1, False, op)
+        app.commands.select("board1", 1, False, op)
+        await app.commands.switch_relay("board1", 1, False, op)
+        assert dev.circuits[0].relay_on is False
+        # concurrent identical commands (a retrying SCADA) are served by one switching
+        r1, r2 = await asyncio.gather(
+            app.commands.switch_relay("board1", 2, False, op), app.commands.switch_relay("board1", 2, False, op)
+        )
+        assert dev.circuits[1].relay_operations == 1 and r1.changed
+        # self-test through the CLI returns the injected faults
+        code, out, err = await cli("self-test", "board1", "--api", f"127.0.0.1:{ports['http']}")
+        assert code == 0, err
+        assert "WIFI_TIMEOUT" in out and "RELAY04_STUCK" in out
+        # calibration needs the admin role, is persisted, and shows before/after
+        with pytest.raises(CommandRejected, match="admin"):
+            await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, op)
+        before, after = await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, Origin(front="test", role="admin"))
+        assert before == (1.0, 0.0) and after == (1.01, 0.0)
+        n = dev.snapshot.number if dev.snapshot else 0
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+        assert dev.snapshot is not None and dev.snapshot.circuits[0].v_rms == pytest.approx(230 * 1.01, rel=1e-3)
+        assert app.store.calibration("board1")[(1, "v")] == (1.01, 0.0)
+        # the ZigBee auxiliary output switches through the same path
+        await app.commands.switch_aux("board1", True, op)
+        await wait_for(lambda: dev.aux_on is True, 5, "aux on")
