@@ -121,7 +121,7 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
         r1, r2 = await asyncio.gather(
             app.commands.switch_relay("board1", 2, False, op), app.commands.switch_relay("board1", 2, False, op)
         )
-        assert dev.circuits[1].relay_operations == 1 and r1.changed
+        assert dev.circuits[1].relay_operations == 1 and r1.changed and r2.changed
         # self-test through the CLI returns the injected faults
         code, out, err = await cli("self-test", "board1", "--api", f"127.0.0.1:{ports['http']}")
         assert code == 0, err

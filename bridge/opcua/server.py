@@ -51,6 +51,21 @@ log = get_logger("bridge.opcua")
 _session: contextvars.ContextVar[InternalSession | None] = contextvars.ContextVar("opcua_session", default=None)
 _FRONTS: dict[int, OpcUaFront] = {}
 
+
+class SharedDataValue(ua.DataValue):
+    """A DataValue the bridge never mutates after writing it.
+
+    asyncua deep-copies the value once per monitored item on every change (most of the cost of an
+    update with clients subscribed). Python's copy protocol lets a class say that a deep copy of it is
+    itself; ours are built fresh for every write and never touched again, so sharing is safe and the
+    update cost no longer grows with the number of subscribers. Serialisation is unchanged (asyncua
+    encodes by the declared field type, DataValue).
+    """
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SharedDataValue:
+        return self
+
+
 GOOD = ua.StatusCode(ua.StatusCodes.Good)
 UNCERTAIN_LAST = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
 BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
@@ -71,7 +86,7 @@ def _install_session_hooks() -> None:
         front = _FRONTS.get(id(self.iserver))
         token = _session.set(self)
         try:
-            if front is not None:
+            if front is not None and self.external:  # the server's own writes are not commands
                 return await front.handle_write(self, params, orig_write)
             return await orig_write(self, params)
         finally:
@@ -158,6 +173,8 @@ class OpcUaFront:
         self._alarm_state: dict[tuple[str, int, str], bool] = {}
         self._pending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._historized: list[ua.NodeId] = []
+        self._history: _History | None = None
         self.updates = 0
 
     # --------------------------------------------------------------- build
@@ -437,7 +454,9 @@ class OpcUaFront:
         storage = _History(str(path))
         await storage.init()
         self.server.iserver.history_manager.set_storage(storage)
-        period = dt.timedelta(days=self.config.opcua.history_retention_days)
+        # no period for asyncua: it would run a DELETE on every insert; retention is pruned hourly instead
+        period = None
+        self._history = storage
         nodes = [
             self.server.get_node(nid)
             for (d, c, f), nid in self._values.items()
@@ -445,8 +464,20 @@ class OpcUaFront:
         ]
         for n in nodes:
             await self.server.historize_node_data_change(n, period=period, count=0)
+        self._historized = [n.nodeid for n in nodes]
+        task = asyncio.get_running_loop().create_task(self._prune_history())
+        self._tasks.add(task)
         for emitter in self._emitters.values():
             await self.server.historize_node_event(emitter, period=period, count=0)
+
+    async def _prune_history(self) -> None:
+        keep = dt.timedelta(days=self.config.opcua.history_retention_days)
+        while True:
+            cutoff = dt.datetime.now(dt.UTC) - keep
+            for nid in self._historized:
+                table = self._history._get_table_name(nid)
+                await self._history.execute_sql_delete("SourceTimestamp < ?", (cutoff,), table, nid)
+            await asyncio.sleep(3600)
 
     async def stop(self) -> None:
         _FRONTS.pop(id(self.server.iserver), None)
@@ -504,7 +535,7 @@ class OpcUaFront:
                     value = float(getattr(cv, m.field))
                 await w(
                     self._values[(name, c, m.field)],
-                    ua.DataValue(
+                    SharedDataValue(
                         ua.Variant(value, ua.VariantType.Double),
                         StatusCode=status,
                         SourceTimestamp=src,
@@ -518,7 +549,7 @@ class OpcUaFront:
             )
             await w(
                 self._values[(name, c, "relay")],
-                ua.DataValue(
+                SharedDataValue(
                     ua.Variant(bool(cs.relay_on), ua.VariantType.Boolean),
                     StatusCode=relay_status,
                     SourceTimestamp=now,
@@ -533,28 +564,30 @@ class OpcUaFront:
             ):
                 await w(
                     self._values[(name, c, f)],
-                    ua.DataValue(ua.Variant(val, ua.VariantType.UInt32), SourceTimestamp=now, ServerTimestamp=now),
+                    SharedDataValue(ua.Variant(val, ua.VariantType.UInt32), SourceTimestamp=now, ServerTimestamp=now),
                 )
         hello, st = dev.hello, dev.status
         v = self._device_vars
         await w(
             v[(name, "Connected")],
-            ua.DataValue(ua.Variant(dev.online, ua.VariantType.Boolean), SourceTimestamp=now, ServerTimestamp=now),
+            SharedDataValue(ua.Variant(dev.online, ua.VariantType.Boolean), SourceTimestamp=now, ServerTimestamp=now),
         )
         if snap is not None:
             await w(
                 v[(name, "LastSampleTime")],
-                ua.DataValue(ua.Variant(src, ua.VariantType.DateTime), SourceTimestamp=src, ServerTimestamp=now),
+                SharedDataValue(ua.Variant(src, ua.VariantType.DateTime), SourceTimestamp=src, ServerTimestamp=now),
             )
-        await w(v[(name, "Gaps")], ua.DataValue(ua.Variant(dev.link.gaps, ua.VariantType.UInt32)))
-        await w(v[(name, "LostBlocks")], ua.DataValue(ua.Variant(dev.link.lost_blocks, ua.VariantType.UInt32)))
+        await w(v[(name, "Gaps")], SharedDataValue(ua.Variant(dev.link.gaps, ua.VariantType.UInt32)))
+        await w(v[(name, "LostBlocks")], SharedDataValue(ua.Variant(dev.link.lost_blocks, ua.VariantType.UInt32)))
         if st is not None and st.sram_capacity_blocks:
             await w(
                 v[(name, "SramFill")],
-                ua.DataValue(ua.Variant(100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, ua.VariantType.Double)),
+                SharedDataValue(
+                    ua.Variant(100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, ua.VariantType.Double)
+                ),
             )
         if dev.aux_on is not None:
-            await w(v[(name, "AuxOutput")], ua.DataValue(ua.Variant(dev.aux_on, ua.VariantType.Boolean)))
+            await w(v[(name, "AuxOutput")], SharedDataValue(ua.Variant(dev.aux_on, ua.VariantType.Boolean)))
         if hello is not None:
             for field, attr in (
                 ("PartNumber", "part_number"),
@@ -562,7 +595,7 @@ class OpcUaFront:
                 ("LanMac", "lan_mac"),
                 ("FirmwareVersion", "firmware_version"),
             ):
-                await w(v[(name, field)], ua.DataValue(ua.Variant(str(getattr(hello, attr)), ua.VariantType.String)))
+                await w(v[(name, field)], SharedDataValue(ua.Variant(str(getattr(hello, attr)), ua.VariantType.String)))
         self.updates += 1
 
     async def _alarms(self, dev: DeviceState) -> None:
