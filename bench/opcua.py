@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from asyncua import Client, ua
+from asyncua import Client
 
 from bridge.config import Config
 from bridge.opcua.server import OpcUaFront
@@ -117,7 +117,7 @@ async def main() -> None:
         for name in ("plain", "bridge", "plain", "bridge"):
             base = counter.n
             t = time.perf_counter()
-            for r in range(args.rounds):
+            for _ in range(args.rounds):
                 rounds_done += 1
                 num = rounds_done  # every variable changes every round (the relay toggles)
                 if name == "bridge":

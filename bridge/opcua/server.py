@@ -472,6 +472,7 @@ class OpcUaFront:
 
     async def _prune_history(self) -> None:
         keep = dt.timedelta(days=self.config.opcua.history_retention_days)
+        assert self._history is not None
         while True:
             cutoff = dt.datetime.now(dt.UTC) - keep
             for nid in self._historized:
