@@ -23,6 +23,7 @@ test: venv
 bench: venv
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/opcua.py
 
 lint: venv
 	$(BIN)/ruff check bridge device tests bench

@@ -138,15 +138,13 @@ async def main() -> None:
             results.setdefault(name, []).append((per_round * args.rounds / elapsed, got, per_round * args.rounds))
         await sub.delete()
     await front.stop()
-    print(
-        f"{args.devices} devices x 10 circuits x {per_round // (10 * args.devices)} variables = {per_round} values per window"
-    )
+    per_circuit = per_round // (10 * args.devices)
+    print(f"{args.devices} devices x 10 circuits x {per_circuit} variables = {per_round} values per window")
     for name, runs in results.items():
         best = max(r[0] for r in runs)
         got, expected = runs[-1][1], runs[-1][2]
-        print(
-            f"{name:<7} {best:12,.0f} value updates/s   notifications {got}/{expected} ({'no loss' if got >= expected else 'LOSS'})"
-        )
+        verdict = "no loss" if got >= expected else "LOSS"
+        print(f"{name:<7} {best:12,.0f} value updates/s   notifications {got}/{expected} ({verdict})")
     ratio = max(r[0] for r in results["bridge"]) / max(r[0] for r in results["plain"])
     print(f"bridge/plain update rate: {ratio:.2f}")
 
