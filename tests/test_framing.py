@@ -14,6 +14,7 @@ from device.protocol import (
     FrameError,
     FrameReader,
     Heartbeat,
+    Hello,
     LocalProtocolError,
     RelayCommand,
     RemoteProtocolError,
@@ -23,9 +24,10 @@ from device.protocol import (
     Status,
     pack_frame,
 )
-from device.protocol.connection import NEED_DATA
+from device.protocol.connection import _TRANSITIONS, NEED_DATA
 from device.protocol.framing import MAX_PAYLOAD, crc16
 from tests.strategies import hellos
+from tests.strategies import messages as any_message
 
 GOLDEN_ACK = bytes.fromhex(
     "4f53 01 20 01 00 00000007 0000000f"  # magic, v1, ACK, JSON, reserved, frame seq 7, 15-byte payload
@@ -239,3 +241,28 @@ def test_heartbeat_before_hello_is_fine_and_frame_gaps_are_counted() -> None:
     br.receive_data(frames[0] + frames[1] + frames[3])  # frame 2 lost on the line
     assert [type(e).__name__ for e in _events(br)] == ["Heartbeat", "Hello", "Samples"]
     assert br.rx_frame_gaps == 1
+
+
+# --- state x event: every pair is either in the table or raises and moves to ERROR ----------------------
+
+
+@given(st.sampled_from(list(State)), any_message)
+def test_every_state_and_incoming_message_is_handled_by_the_table(state: State, msg) -> None:  # type: ignore[no-untyped-def]
+    sender = Connection(Role.DEVICE if msg.DIRECTION.value != "bridge->device" else Role.BRIDGE)
+    sender.state = State.READY
+    receiver = Connection(Role.BRIDGE if sender.role is Role.DEVICE else Role.DEVICE)
+    receiver.state = state
+    receiver.receive_data(sender.send(msg))
+    if state is State.ERROR:
+        with pytest.raises(LocalProtocolError):
+            receiver.next_event()
+        return
+    kind = {"Hello": "hello", "Heartbeat": "heartbeat", "ErrorMessage": "error"}.get(type(msg).__name__, "message")
+    wrong_way = receiver.role is Role.DEVICE and isinstance(msg, Hello)
+    if (state, kind) in _TRANSITIONS and not wrong_way:
+        assert receiver.next_event() == msg
+        assert receiver.state is _TRANSITIONS[(state, kind)]
+    else:
+        with pytest.raises(RemoteProtocolError):
+            receiver.next_event()
+        assert receiver.state is State.ERROR
