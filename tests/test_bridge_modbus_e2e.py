@@ -152,3 +152,14 @@ def test_builtin_maps_load_and_sunspec_lengths_are_consistent() -> None:
             assert nxt in starts, f"{p.name}: next model expected at {nxt}"
     end = m.point_at("holding", 41246)
     assert end is not None and end.value == 0xFFFF
+
+
+@pytest.mark.parametrize("encoding", [["--encoding", "json"], ["--encoding", "xml", "--gzip"]])
+async def test_json_and_xml_streams_measure_the_same(tmp_path: Path, encoding: list[str]) -> None:
+    config, ports = bridge_config(tmp_path)
+    async with running_bridge(config, tmp_path) as app, _sim(ports["device"], *encoding):
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 20, "windows")
+        assert dev.snapshot is not None
+        assert dev.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
+        assert dev.link.frame_errors == 0

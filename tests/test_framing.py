@@ -114,9 +114,7 @@ def test_byte_by_byte_and_trailing_garbage() -> None:
     assert f"stream offset {len(stream)}" in str(err.error)
 
 
-def next_hello():  # type: ignore[no-untyped-def]
-    from device.protocol import Hello
-
+def next_hello() -> Hello:
     return Hello(
         serial_number="OS-1",
         part_number="P",

@@ -613,8 +613,6 @@ class OpcUaFront:
             if self._alarm_state.get(key, False) == active:
                 continue
             self._alarm_state[key] = active
-            if key[2] == "offline" and not active and key not in self._alarm_state:
-                continue
             await self._fire(dev.name, circuit, alarm, active, message)
 
     async def _fire(self, device: str, circuit: int, alarm: str, active: bool, message: str) -> None:
