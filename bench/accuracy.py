@@ -1,0 +1,70 @@
+"""Measured errors against the METROLOGY.md analytic vectors (the tests assert the tolerances; this
+prints how far inside them the core is).
+
+    .venv/bin/python bench/accuracy.py
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bridge.core import analyze  # noqa: E402
+from tests.analytic import FS, waveform  # noqa: E402
+
+
+def worst(values: np.ndarray, truth: float, scale: float | None = None) -> float:
+    return float(np.max(np.abs(values - truth)) / (scale if scale else abs(truth) or 1.0))
+
+
+def main() -> None:
+    rows = []
+    r = analyze(*waveform(2, i_parts=[(1, 10.0, -36.870)]), FS)
+    ok = r.synced
+    rows.append(("T2 P rel. error", worst(r.p_w[ok], 1840.0)))
+    rows.append(("T2 Q1 error / S", worst(r.q_var[ok], 1380.0, 2300.0)))
+    rows.append(("T2 Vrms rel. error", worst(r.v_rms[ok], 230.0)))
+    rows.append(("T2 PF abs. error", worst(r.pf[ok], 0.8, 1.0)))
+    rows.append(("T2 f abs. error (Hz)", worst(r.freq_hz[ok], 50.0, 1.0)))
+    parts = [(1, 10.0, -30.0), (3, 8.0, 0.0), (5, 6.0, 0.0), (7, 4.0, 0.0), (9, 2.0, 0.0)]
+    r = analyze(*waveform(2, i_parts=parts), FS)
+    ok = r.synced
+    rows.append(("T5 P rel. error", worst(r.p_w[ok], 1991.858)))
+    rows.append(("T5 S rel. error", worst(r.s_va[ok], 3411.451)))
+    rows.append(("T5 THD_I abs. error (points)", worst(r.thd_i[ok], 109.545, 1.0)))
+    for f, nom in ((49.5, 50.0), (50.02, 50.0), (60.2, 60.0)):
+        r = analyze(*waveform(3, f=f, v_harm={3: 3, 5: 5, 7: 2}, i_parts=[(1, 10.0, -36.870)]), FS, f_nominal=nom)
+        ok = r.synced
+        rows.append((f"T9 {f} Hz P rel. error", worst(r.p_w[ok], 1840.0)))
+        rows.append((f"T9 {f} Hz f abs. error (Hz)", worst(r.freq_hz[ok], f, 1.0)))
+        rows.append((f"T9 {f} Hz THD_V abs. error (points)", worst(r.thd_v[ok], 6.164, 1.0)))
+    v, i = waveform(10, i_parts=[(1, 0.014142, 0.0)])
+    r = analyze(v, i, FS)
+    ok = r.synced
+    p = float((r.p_w[ok] * r.duration_s[ok]).sum() / r.duration_s[ok].sum())
+    rows.append(("T12 1/5000 FS P rel. error (10 s)", abs(p - 3.2527) / 3.2527))
+    v1, i1 = waveform(36, i_parts=[(1, 10.0, -36.870)])
+    v2, i2 = waveform(36, i_parts=[(1, 10.0, 180.0)])
+    r = analyze(np.concatenate((v1, v2)), np.concatenate((i1, i2)), FS)
+    rows.append(("T15 import rel. error", abs(r.import_wh - 18.4) / 18.4))
+    rows.append(("T15 export rel. error", abs(r.export_wh - 23.0) / 23.0))
+    env = np.ones(round(2 * FS))
+    t = np.arange(env.size) / FS
+    env[(t >= 0.5) & (t < 0.6)] = 0.7
+    r = analyze(*waveform(2, envelope=env), FS)
+    (ev,) = r.events
+    rows.append(("T10 dip duration error (s)", abs(ev.duration_s(FS) - 0.1)))
+    rows.append(("T10 residual rel. error", abs(ev.extreme_v - 161.0) / 161.0))
+    width = max(len(n) for n, _ in rows)
+    for name, err in rows:
+        shown = f"{err:.2e}" if math.isfinite(err) else "nan"
+        print(f"{name:<{width}}  {shown}")
+
+
+if __name__ == "__main__":
+    main()
