@@ -359,3 +359,49 @@ _add(
         read=_alarm_bits,
     )
 )
+
+
+def _aggregate(kind: str, stat: str, q: str) -> Callable[[DeviceState, int], Value]:
+    def read(dev: DeviceState, c: int) -> Value:
+        agg = dev.aggregates.get(kind)
+        if agg is None:
+            return None
+        return float(getattr(agg, stat)[q][c - 1])
+
+    return read
+
+
+_AGGREGATES = (
+    ("v_rms_3s", "3s", "mean", "v_rms", "V", "RMS voltage over 150/180 cycles (~3 s)"),
+    ("i_rms_3s", "3s", "mean", "i_rms", "A", "RMS current over 150/180 cycles"),
+    ("p_w_3s", "3s", "mean", "p_w", "W", "active power over 150/180 cycles"),
+    ("v_rms_10min", "10min", "mean", "v_rms", "V", "RMS voltage over the last clock-aligned 10 minutes"),
+    ("v_min_10min", "10min", "minimum", "v_rms", "V", "lowest window RMS voltage of the last 10 minutes"),
+    ("v_max_10min", "10min", "maximum", "v_rms", "V", "highest window RMS voltage of the last 10 minutes"),
+    ("i_rms_10min", "10min", "mean", "i_rms", "A", "RMS current over the last 10 minutes"),
+    ("p_w_10min", "10min", "mean", "p_w", "W", "active power averaged over the last 10 minutes"),
+    ("thd_v_10min", "10min", "mean", "thd_v", "%", "voltage THD averaged over the last 10 minutes"),
+    ("p_demand_w", "15min-demand", "mean", "p_w", "W", "15-minute block demand of active power (last block)"),
+)
+for _name, _kind, _stat, _q, _unit, _desc in _AGGREGATES:
+    _add(
+        Quantity(
+            name=f"circuit.{_name}",
+            scope="circuit",
+            unit=_unit,
+            kind="float",
+            description=_desc,
+            read=_aggregate(_kind, _stat, _q),
+        )
+    )
+
+_add(
+    Quantity(
+        name="device.freq_10s",
+        scope="device",
+        unit="Hz",
+        kind="float",
+        description="Class A frequency of the last absolute 10 s interval (IEC 61000-4-30)",
+        read=lambda d, c: None if d.freq_10s is None else d.freq_10s[1],
+    )
+)

@@ -288,6 +288,10 @@ class DeviceRuntime:
     # ------------------------------------------------------------------ measurements -> model
 
     def _apply(self, update: Update) -> None:
+        for agg in update.aggregates:
+            self.state.aggregates[agg.kind] = agg
+        if update.freq_10s:
+            self.state.freq_10s = update.freq_10s[-1]
         if not update.windows and not update.events:
             return
         assert self.analyzer is not None

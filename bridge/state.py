@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.core.aggregate import Aggregate
 from device.protocol import Hello, Status
 
 from .config import Config, Device
@@ -128,6 +129,8 @@ class DeviceState:
     aux_on: bool | None = None
     last_self_test: list[dict[str, str]] | None = None
     calibration: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)  # (gain, offset)
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)  # latest "3s", "10min", "15min-demand"
+    freq_10s: tuple[float, float] | None = None  # (interval start, Hz): latest Class A 10 s frequency
 
     def __post_init__(self) -> None:
         if not self.circuits:
