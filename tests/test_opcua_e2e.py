@@ -115,6 +115,18 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
             await wait_for(lambda: any("dip" in str(e.Message.Text) for e in handler.events), 20, "dip alarm")
             dip = next(e for e in handler.events if "dip active" in str(e.Message.Text))
             assert dip.Severity == 600 and dip.Retain is True
+            fields = vars(dip)
+            assert fields["ActiveState/Id"] is True and fields["AckedState/Id"] is False
+            # acknowledge it the standard way: Acknowledge(EventId, Comment) on the ConditionId
+            condition = op.get_node(fields["NodeId"])
+            await condition.call_method(
+                ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+                ua.Variant(dip.EventId, ua.VariantType.ByteString),
+                ua.Variant(ua.LocalizedText("seen"), ua.VariantType.LocalizedText),
+            )
+            await wait_for(lambda: any(vars(e).get("AckedState/Id") is True for e in handler.events), 10, "acked")
+            await op.nodes.server.call_method(ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                                              ua.Variant(sub.subscription_id, ua.VariantType.UInt32))
 
             # relay by method (operator) and by writing Relay; the load follows
             relay = await c1.get_child([f"{idx}:Relay"])

@@ -10,12 +10,13 @@ user's role and go through the command path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import datetime as dt
 import math
 import socket
 from collections.abc import Awaitable, Callable
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -150,6 +151,24 @@ def _status_for(exc: BridgeError) -> ua.StatusCode:
     return ua.StatusCode(ua.StatusCodes.BadDeviceFailure)
 
 
+# ------------------------------------------------------------------------------------------- conditions
+
+CONDITION_ALARMS = ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear")
+
+
+@dataclass(slots=True)
+class Condition:
+    device: str
+    circuit: int
+    alarm: str
+    node: ua.NodeId
+    active: bool = False
+    acked: bool = True
+    confirmed: bool = True
+    message: str = ""
+    event_ids: set[bytes] = dataclasses.field(default_factory=set)
+
+
 # ------------------------------------------------------------------------------------------- front
 
 
@@ -170,7 +189,8 @@ class OpcUaFront:
         self._device_vars: dict[tuple[str, str], ua.NodeId] = {}
         self._relay_nodes: dict[ua.NodeId, tuple[str, int]] = {}
         self._emitters: dict[tuple[str, int], Any] = {}
-        self._alarm_state: dict[tuple[str, int, str], bool] = {}
+        self._conditions: dict[tuple[str, int, str], Condition] = {}
+        self._by_node: dict[ua.NodeId, Condition] = {}
         self._pending: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._historized: list[ua.NodeId] = []
@@ -350,6 +370,7 @@ class OpcUaFront:
         s.link_method(s.get_node(ua.NodeId(f"{name}.SwitchAuxOff", idx)), self._method(name, 0, "aux_off"))
         await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
         self._emitters[(name, 0)] = obj
+        await self._add_conditions(obj, name, 0, ("offline",))
         for cs in dev.circuits:
             cname = f"Circuit{cs.index:02d}"
             prefix = f"{name}.{cname}"
@@ -372,6 +393,21 @@ class OpcUaFront:
             s.link_method(s.get_node(ua.NodeId(f"{prefix}.SwitchOff", idx)), self._method(name, cs.index, "off"))
             await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
             self._emitters[(name, cs.index)] = cobj
+            await self._add_conditions(cobj, prefix, cs.index, CONDITION_ALARMS, device=name)
+
+    async def _add_conditions(
+        self, parent: Any, prefix: str, circuit: int, alarms: tuple[str, ...], device: str | None = None
+    ) -> None:
+        """One node per alarm: the ConditionId its events carry and Acknowledge/Confirm address."""
+        device = device or prefix
+        folder = await parent.add_folder(ua.NodeId(f"{prefix}.Alarms", self.idx), ua.QualifiedName("Alarms", self.idx))
+        for alarm in alarms:
+            node = await folder.add_object(
+                ua.NodeId(f"{prefix}.Alarms.{alarm}", self.idx), ua.QualifiedName(alarm, self.idx)
+            )
+            cond = Condition(device=device, circuit=circuit, alarm=alarm, node=node.nodeid)
+            self._conditions[(device, circuit, alarm)] = cond
+            self._by_node[node.nodeid] = cond
 
     # --------------------------------------------------------------- start / stop
 
@@ -444,6 +480,9 @@ class OpcUaFront:
         _FRONTS[id(s.iserver)] = self
         await s.start()
         await self._setup_history()
+        s.link_method(s.get_node(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), self._acknowledge)
+        s.link_method(s.get_node(ua.ObjectIds.AcknowledgeableConditionType_Confirm), self._confirm)
+        s.link_method(s.get_node(ua.ObjectIds.ConditionType_ConditionRefresh), self._condition_refresh)
         self.model.subscribe(self._on_change)
         for dev in self.model.devices.values():
             self._schedule(dev.name)
@@ -600,39 +639,100 @@ class OpcUaFront:
         self.updates += 1
 
     async def _alarms(self, dev: DeviceState) -> None:
-        """Alarm & condition events (AlarmConditionType) on each state change; Retain while active."""
+        """Alarm state changes become condition events (AlarmConditionType)."""
         checks: list[tuple[int, str, bool, str]] = [
             (0, "offline", dev.alarms["offline"].active, dev.alarms["offline"].message)
         ]
         for cs in dev.circuits:
-            for a in ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear"):
+            for a in CONDITION_ALARMS:
                 al = cs.alarms[a]
                 checks.append((cs.index, a, al.active, al.message))
         for circuit, alarm, active, message in checks:
-            key = (dev.name, circuit, alarm)
-            if self._alarm_state.get(key, False) == active:
+            cond = self._conditions.get((dev.name, circuit, alarm))
+            if cond is None or cond.active == active:
                 continue
-            self._alarm_state[key] = active
-            await self._fire(dev.name, circuit, alarm, active, message)
+            cond.active = active
+            cond.message = message
+            if active:  # a new occurrence needs a new acknowledgement and confirmation
+                cond.acked = cond.confirmed = False
+                cond.event_ids.clear()
+            await self._fire(cond)
 
-    async def _fire(self, device: str, circuit: int, alarm: str, active: bool, message: str) -> None:
-        emitter = self._emitters[(device, circuit)]
-        gen = await self.server.get_event_generator(ua.ObjectIds.AlarmConditionType, emitter)
-        where = f"{device} circuit {circuit}" if circuit else device
-        text = f"{alarm.replace('_', ' ')} {'active' if active else 'cleared'} on {where}" + (
-            f": {message}" if message and active else ""
+    async def _fire(self, cond: Condition) -> None:
+        """One event carrying the condition's whole state; Retain while active or unacknowledged."""
+        gen = await self.server.get_event_generator(
+            ua.ObjectIds.AlarmConditionType, self._emitters[(cond.device, cond.circuit)]
+        )
+        where = f"{cond.device} circuit {cond.circuit}" if cond.circuit else cond.device
+        state = "active" if cond.active else "cleared"
+        text = f"{cond.alarm.replace('_', ' ')} {state} on {where}" + (
+            f": {cond.message}" if cond.message and cond.active else ""
         )
         ev = gen.event
         ev.Message = ua.LocalizedText(text)
-        ev.Severity = ALARM_SEVERITY.get(alarm, 500)
+        ev.Severity = ALARM_SEVERITY.get(cond.alarm, 500)
         ev.SourceName = where
-        ev.ConditionName = alarm
-        ev.Retain = active
-        ev.ActiveState = ua.LocalizedText("Active" if active else "Inactive")
-        with contextlib.suppress(AttributeError, ua.UaError):
-            ev.add_property("ActiveState/Id", active, ua.VariantType.Boolean)
-        ev.AckedState = ua.LocalizedText("Unacknowledged" if active else "Acknowledged")
+        ev.ConditionName = cond.alarm
+        ev.NodeId = cond.node  # the ConditionId clients pass to Acknowledge / Confirm
+        ev.Retain = cond.active or not cond.acked
+        ev.ActiveState = ua.LocalizedText("Active" if cond.active else "Inactive")
+        ev.AckedState = ua.LocalizedText("Acknowledged" if cond.acked else "Unacknowledged")
+        ev.ConfirmedState = ua.LocalizedText("Confirmed" if cond.confirmed else "Unconfirmed")
+        ev.EnabledState = ua.LocalizedText("Enabled")
+        for field, value in (
+            ("ActiveState/Id", cond.active),
+            ("AckedState/Id", cond.acked),
+            ("ConfirmedState/Id", cond.confirmed),
+            ("EnabledState/Id", True),
+        ):
+            setattr(ev, field, value)
         await gen.trigger(message=text)
+        event_id = ev.EventId
+        cond.event_ids.add(event_id.Value if isinstance(event_id, ua.Variant) else event_id)
+
+    async def _acknowledge(self, parent: ua.NodeId, *args: Any) -> Any:
+        return await self._ack_or_confirm(parent, args, confirm=False)
+
+    async def _confirm(self, parent: ua.NodeId, *args: Any) -> Any:
+        return await self._ack_or_confirm(parent, args, confirm=True)
+
+    async def _ack_or_confirm(self, parent: ua.NodeId, args: tuple[Any, ...], *, confirm: bool) -> Any:
+        cond = self._by_node.get(parent)
+        if cond is None:
+            return ua.StatusCode(ua.StatusCodes.BadNodeIdInvalid)
+        origin = _origin(self.users)
+        if ROLES[origin.role] < ROLES["operator"]:
+            return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+        event_id = args[0].Value if args and isinstance(args[0], ua.Variant) else (args[0] if args else None)
+        if event_id not in cond.event_ids:  # any event of the current occurrence may be acknowledged
+            return ua.StatusCode(ua.StatusCodes.BadEventIdUnknown)
+        if confirm:
+            if not cond.acked:
+                return ua.StatusCode(ua.StatusCodes.BadConditionBranchAlreadyConfirmed)
+            if cond.confirmed:
+                return ua.StatusCode(ua.StatusCodes.BadConditionBranchAlreadyConfirmed)
+            cond.confirmed = True
+        else:
+            if cond.acked:
+                return ua.StatusCode(ua.StatusCodes.BadConditionBranchAlreadyAcked)
+            cond.acked = True
+        log.info(
+            "alarm " + ("confirmed" if confirm else "acknowledged"),
+            device=cond.device,
+            circuit=cond.circuit,
+            alarm=cond.alarm,
+            user=origin.user,
+            client=origin.client,
+        )
+        await self._fire(cond)
+        return []
+
+    async def _condition_refresh(self, parent: ua.NodeId, *args: Any) -> Any:
+        """Re-send every retained condition (Part 9 ConditionRefresh), e.g. after a client reconnects."""
+        for cond in self._conditions.values():
+            if cond.active or not cond.acked:
+                await self._fire(cond)
+        return []
 
     # --------------------------------------------------------------- writes and methods
 
