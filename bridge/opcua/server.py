@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import datetime as dt
 import math
 import socket
 from collections.abc import Awaitable, Callable
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
