@@ -14,8 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge.core import analyze  # noqa: E402
-from tests.analytic import FS, waveform  # noqa: E402
+from bridge.core import analyze
+from tests.analytic import FS, waveform
 
 
 def worst(values: np.ndarray, truth: float, scale: float | None = None) -> float:
