@@ -21,6 +21,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
+	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/opcua.py

@@ -125,8 +125,10 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
                 ua.Variant(ua.LocalizedText("seen"), ua.VariantType.LocalizedText),
             )
             await wait_for(lambda: any(vars(e).get("AckedState/Id") is True for e in handler.events), 10, "acked")
-            await op.nodes.server.call_method(ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
-                                              ua.Variant(sub.subscription_id, ua.VariantType.UInt32))
+            await op.nodes.server.call_method(
+                ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                ua.Variant(sub.subscription_id, ua.VariantType.UInt32),
+            )
 
             # relay by method (operator) and by writing Relay; the load follows
             relay = await c1.get_child([f"{idx}:Relay"])

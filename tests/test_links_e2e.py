@@ -1,0 +1,87 @@
+"""The other two link kinds end to end: the bridge dialling a listening device, and a serial line
+(two pty pairs joined by the test, so both the simulator and the bridge open real serial ports)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tty
+from pathlib import Path
+
+import pytest
+
+from device.simulator.process import SimulatorProcess
+from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_bridge_dials_a_listening_device(tmp_path: Path) -> None:
+    dev_port = free_port()
+    config, _ = bridge_config(tmp_path, links={"listen": None, "dial": [{"host": "127.0.0.1", "port": dev_port}]})
+    sim = SimulatorProcess(["--listen", f"127.0.0.1:{dev_port}", "--scenario", str(PLANT), "--speed", "2"])
+    async with sim, running_bridge(config, tmp_path) as app:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 30, "windows")
+        assert dev.link.transport == "tcp-out"
+        assert dev.snapshot is not None and dev.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
+
+
+@contextlib.asynccontextmanager
+async def joined_ptys():  # type: ignore[no-untyped-def]
+    """Two pty pairs whose master ends the test joins: a null-modem cable between two serial ports."""
+    (ma, sa), (mb, sb) = os.openpty(), os.openpty()
+    for fd in (ma, mb):
+        tty.setraw(fd)
+        os.set_blocking(fd, False)  # a full pty buffer must not stall the event loop
+    loop = asyncio.get_running_loop()
+    pending: dict[int, bytearray] = {ma: bytearray(), mb: bytearray()}
+
+    def flush(dst: int) -> None:
+        buf = pending[dst]
+        try:
+            sent = os.write(dst, buf) if buf else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            buf.clear()
+            sent = 0
+        del buf[:sent]
+        if buf:
+            loop.add_writer(dst, flush, dst)
+        else:
+            loop.remove_writer(dst)
+
+    def relay(src: int, dst: int) -> None:
+        try:
+            data = os.read(src, 65536)
+        except (BlockingIOError, OSError):
+            return
+        pending[dst] += data
+        flush(dst)
+
+    loop.add_reader(ma, relay, ma, mb)
+    loop.add_reader(mb, relay, mb, ma)
+    try:
+        yield os.ttyname(sa), os.ttyname(sb)
+    finally:
+        for fd in (ma, mb):
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+        for fd in (ma, sa, mb, sb):
+            os.close(fd)
+
+
+async def test_serial_link_through_pyserial_on_both_ends(tmp_path: Path) -> None:
+    async with joined_ptys() as (device_port, bridge_port):
+        config, _ = bridge_config(
+            tmp_path, links={"listen": None, "serial": [{"port": bridge_port, "baudrate": 921600}]}
+        )
+        sim = SimulatorProcess(["--serial", device_port, "--scenario", str(PLANT), "--speed", "2"])
+        async with running_bridge(config, tmp_path) as app, sim:
+            dev = app.model.devices["board1"]
+            await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 30, "windows")
+            assert dev.link.transport == "serial"
+            assert dev.snapshot is not None and dev.snapshot.circuits[1].p_w == pytest.approx(1100.0, rel=5e-4)
+            await wait_for(lambda: dev.link.acked_seq is not None, 10, "an ACK over serial")
