@@ -118,6 +118,16 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return _api(args, "/api/relay", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
 
 
+def cmd_maintenance_lock(args: argparse.Namespace) -> int:
+    return _api(
+        args, "/api/maintenance-lock", {"device": args.device, "circuit": args.circuit, "locked": args.state == "on"}
+    )
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    return _api(args, "/api/select", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
+
+
 def cmd_self_test(args: argparse.Namespace) -> int:
     return _api(args, "/api/self-test", {"device": args.device})
 
@@ -234,11 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, fn, helptext in (
         ("relay", cmd_relay, "switch a relay through the running bridge"),
+        ("select", cmd_select, "arm a relay for select-before-operate (then `relay` within the select timeout)"),
+        ("maintenance-lock", cmd_maintenance_lock, "set (on) or release (off) a relay's maintenance lock"),
         ("self-test", cmd_self_test, "run a device self-test through the running bridge"),
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("device")
-        if name == "relay":
+        if name in ("relay", "select", "maintenance-lock"):
             s.add_argument("circuit", type=int)
             s.add_argument("state", choices=["on", "off"])
         s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")

@@ -118,6 +118,7 @@ class CommandPath:
         sbo = pol.select_before_operate if pol.select_before_operate is not None else cfg.select_before_operate
         if sbo:
             armed = self._armed.pop((rt.name, circuit), None)
+            rt.state.circuits[circuit - 1].selected = None
             if armed is None or armed[0] != on or time.monotonic() > armed[1]:
                 raise CommandRejected(
                     f"relay {circuit} of {rt.name} needs select-before-operate: select the same state "
@@ -134,6 +135,7 @@ class CommandPath:
             time.monotonic() + self.config.commands.select_timeout_s,
             origin.user,
         )
+        rt.state.circuits[circuit - 1].selected = on
         self._audit("select", origin, "armed", time.monotonic(), device=device, circuit=circuit, on=on)
 
     @staticmethod
@@ -247,6 +249,7 @@ class CommandPath:
         self._check_circuit(rt, circuit)
         rec = self.store.relay(rt.name, circuit)
         self.store.save_relay(rt.name, circuit, replace(rec, maintenance_lock=locked))
+        rt.state.circuits[circuit - 1].maintenance_lock = locked
         self._audit("maintenance-lock", origin, "ok", time.monotonic(), device=device, circuit=circuit, locked=locked)
 
     # ------------------------------------------------------------------ aux, self-test, calibration

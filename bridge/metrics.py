@@ -139,6 +139,14 @@ async def _route(
                     "application/json",
                     json.dumps({"ok": True, "changed": out.changed, "latency_s": round(out.latency_s, 3)}).encode(),
                 )
+            if path == "/api/maintenance-lock":
+                # the control API answers loopback only: a local operator of the bridge host acts as admin
+                admin = Origin(front="cli", user=str(req.get("user", "cli")), client=client, role="admin")
+                commands.set_maintenance_lock(str(req["device"]), int(req["circuit"]), bool(req["locked"]), admin)
+                return 200, "application/json", b'{"ok": true}'
+            if path == "/api/select":
+                commands.select(str(req["device"]), int(req["circuit"]), bool(req["on"]), origin)
+                return 200, "application/json", b'{"ok": true}'
             if path == "/api/self-test":
                 faults = await commands.self_test(str(req["device"]), origin)
                 return 200, "application/json", json.dumps({"ok": True, "faults": faults}).encode()

@@ -405,3 +405,25 @@ _add(
         read=lambda d, c: None if d.freq_10s is None else d.freq_10s[1],
     )
 )
+
+_add(
+    Quantity(
+        name="circuit.relay_select",
+        scope="circuit",
+        unit="",
+        kind="int",
+        writable=True,
+        description="select-before-operate: write 1 to arm ON, 2 to arm OFF; reads the armed state (0 none)",
+        read=_circuit(lambda c: 0 if c.selected is None else (1 if c.selected else 2)),
+    )
+)
+_add(
+    Quantity(
+        name="circuit.maintenance_lock",
+        scope="circuit",
+        unit="",
+        kind="bool",
+        description="an admin has locked this relay for maintenance (set over OPC UA or the CLI)",
+        read=_circuit(lambda c: c.maintenance_lock),
+    )
+)

@@ -85,7 +85,8 @@ class DeviceRuntime:
         self._history_rows: list[tuple[str, int, str, float, float]] = []
         self._last_history_t = 0.0
         for c in state.circuits:
-            c.relay_operations = store.relay(self.name, c.index).operations
+            rec = store.relay(self.name, c.index)
+            c.relay_operations, c.maintenance_lock = rec.operations, rec.maintenance_lock
         state.calibration = store.calibration(self.name)
 
     # ------------------------------------------------------------------ link attachment

@@ -93,6 +93,8 @@ class CircuitState:
     relay_on: bool | None = None  # from the device's STATUS
     relay_commanded: bool | None = None
     relay_operations: int = 0  # counted by the bridge, persisted
+    maintenance_lock: bool = False  # set by an admin, persisted
+    selected: bool | None = None  # select-before-operate: the state armed for the next operation
     dips: int = 0
     swells: int = 0
     interruptions: int = 0

@@ -87,6 +87,10 @@ async def test_values_through_both_maps_match_the_scenario_truth(tmp_path: Path)
             assert var == pytest.approx(825, abs=2)
             assert pf_pct == pytest.approx(80.0, abs=0.1)
             assert body[2] == 0x8000  # AphB: not implemented
+            test_points = await mb.read(3, 1, 41246, 4)  # the endianness check in the vendor model
+            assert isinstance(test_points, list)
+            assert f32(test_points) == pytest.approx(1234.5678, rel=1e-7)
+            assert test_points[2:] == [0x1234, 0x5678]
             common = await mb.read(3, 1, 40004, 16)
             assert isinstance(common, list)
             assert struct.pack(">16H", *common).rstrip(b"\0") == b"OpenStrom"
@@ -160,7 +164,7 @@ def test_builtin_maps_load_and_sunspec_lengths_are_consistent() -> None:
             model_start = p.address - 1
             nxt = model_start + 2 + length
             assert nxt in starts, f"{p.name}: next model expected at {nxt}"
-    end = m.point_at("holding", 41246)
+    end = m.point_at("holding", 41250)
     assert end is not None and end.value == 0xFFFF
 
 

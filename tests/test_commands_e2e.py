@@ -138,3 +138,31 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
         # the ZigBee auxiliary output switches through the same path
         await app.commands.switch_aux("board1", True, op)
         await wait_for(lambda: dev.aux_on is True, 5, "aux on")
+
+
+async def test_select_and_maintenance_lock_from_modbus_and_cli(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path, commands={"min_interval_s": 0.0, "select_before_operate": True})
+    api = f"127.0.0.1:{ports['http']}"
+    async with running_bridge(config, tmp_path) as app, _sim(ports["device"]):
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.status is not None, 20, "status")
+        async with RawModbus(ports["modbus"]) as mb:
+            # operate without select: refused
+            assert await mb.request(1, struct.pack(">BHH", 5, 0, 0x0000)) == bytes([0x85, 0x04])
+            # select OFF (holding 10 = circuit 1), then operate OFF
+            assert await mb.request(1, struct.pack(">BHH", 6, 10, 2)) == struct.pack(">BHH", 6, 10, 2)
+            assert await mb.read(3, 1, 10, 1) == [2]
+            assert await mb.request(1, struct.pack(">BHH", 5, 0, 0x0000)) == struct.pack(">BHH", 5, 0, 0x0000)
+            assert dev.circuits[0].relay_on is False
+            assert await mb.read(3, 1, 10, 1) == [0]  # the selection is used up
+            assert await mb.request(1, struct.pack(">BHH", 6, 10, 7)) == bytes([0x86, 0x03])
+        # maintenance lock from the CLI (local admin): selected or not, the relay stays put
+        code, _, err = await cli("maintenance-lock", "board1", "2", "on", "--api", api)
+        assert code == 0, err
+        code, _, _ = await cli("select", "board1", "2", "off", "--api", api)
+        assert code == 0
+        code, _, err = await cli("relay", "board1", "2", "off", "--api", api)
+        assert code == 3 and "maintenance lock" in err
+        async with RawModbus(ports["modbus"]) as mb:
+            assert await mb.read(2, 1, 118, 1) == [1]  # discrete input 110 + 8: circuit 2 maintenance lock
+        assert dev.circuits[1].relay_on is True

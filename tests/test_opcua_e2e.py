@@ -162,6 +162,22 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
         finally:
             await viewer.disconnect()
 
+        # the device goes away: values keep their last value but turn Uncertain_LastUsableValue
+        await sim.stop()
+        await wait_for(lambda: not dev.online, 10, "offline")
+        await asyncio.sleep(0.3)
+        op = await _connect(config, cert, key, "op", "op-secret")
+        try:
+            c1 = await _circuit(op, 1)
+            idx = await op.get_namespace_index(NS)
+            dv = await (await c1.get_child([f"{idx}:ActivePower"])).read_data_value(raise_on_bad_status=False)
+            assert dv.StatusCode.value == ua.StatusCodes.UncertainLastUsableValue
+            assert dv.Value.Value == pytest.approx(2000.0, rel=5e-4)
+            connected = await op.nodes.objects.get_child([f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:Connected"])
+            assert await connected.read_value() is False
+        finally:
+            await op.disconnect()
+
         # wrong password and anonymous are refused
         with pytest.raises((ua.UaError, OSError, TimeoutError)):
             bad = await _connect(config, cert, key, "op", "wrong")

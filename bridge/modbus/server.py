@@ -183,10 +183,11 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
                 return ExcCodes.ILLEGAL_ADDRESS  # a multi-register point must be written whole
             raw = [int(v) for v in values[p.address - address : p.end - address]]
             value = decode(p, raw, self.word_order)
-            if value not in (0, 1):
+            allowed = (1, 2) if p.quantity is not None and p.quantity.name == "circuit.relay_select" else (0, 1)
+            if value not in allowed:
                 return ExcCodes.ILLEGAL_VALUE
             try:
-                await self._write(p, dev.name, bool(value), origin)
+                await self._write(p, dev.name, int(value), origin)
             except (DeviceOffline, CommandTimeout) as exc:
                 log.warning("modbus write failed", point=p.name, error=str(exc), client=origin.client)
                 return ExcCodes.GATEWAY_NO_RESPONSE
@@ -200,15 +201,17 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
                 return ExcCodes.DEVICE_FAILURE
         return None
 
-    async def _write(self, p: Point, device: str, on: bool, origin: Origin) -> None:
+    async def _write(self, p: Point, device: str, value: int, origin: Origin) -> None:
         assert p.quantity is not None
         name = p.quantity.name
         if name == "circuit.relay":
-            await self.commands.switch_relay(device, p.circuit, on, origin)
+            await self.commands.switch_relay(device, p.circuit, bool(value), origin)
+        elif name == "circuit.relay_select":
+            self.commands.select(device, p.circuit, value == 1, origin)
         elif name == "device.aux":
-            await self.commands.switch_aux(device, on, origin)
+            await self.commands.switch_aux(device, bool(value), origin)
         elif name == "device.self_test":
-            if on:
+            if value:
                 await self.commands.self_test(device, origin)
         else:  # pragma: no cover - the map loader only marks these as writable
             raise CommandRejected(f"{name} is not writable")

@@ -283,6 +283,14 @@ class OpcUaFront:
                 ua.NodeId(f"OpenStromCircuitType.{name}", idx), ua.QualifiedName(name, idx), self._type_method, [], []
             )
             await meth.set_modelling_rule(True)
+        meth = await ct.add_method(
+            ua.NodeId("OpenStromCircuitType.Select", idx),
+            ua.QualifiedName("Select", idx),
+            self._type_method,
+            [ua.VariantType.Boolean],
+            [],
+        )
+        await meth.set_modelling_rule(True)
         for name, kind in (
             ("RelayOperations", ua.VariantType.UInt32),
             ("Dips", ua.VariantType.UInt32),
@@ -337,6 +345,14 @@ class OpcUaFront:
                 ua.NodeId(f"OpenStromDeviceType.{name}", idx), ua.QualifiedName(name, idx), self._type_method, [], []
             )
             await meth.set_modelling_rule(True)
+        meth = await dtp.add_method(
+            ua.NodeId("OpenStromDeviceType.SetMaintenanceLock", idx),
+            ua.QualifiedName("SetMaintenanceLock", idx),
+            self._type_method,
+            [ua.VariantType.UInt32, ua.VariantType.Boolean],
+            [],
+        )
+        await meth.set_modelling_rule(True)
         return ct, dtp
 
     @staticmethod
@@ -368,6 +384,7 @@ class OpcUaFront:
         s.link_method(s.get_node(ua.NodeId(f"{name}.Calibrate", idx)), self._method(name, 0, "calibrate"))
         s.link_method(s.get_node(ua.NodeId(f"{name}.SwitchAuxOn", idx)), self._method(name, 0, "aux_on"))
         s.link_method(s.get_node(ua.NodeId(f"{name}.SwitchAuxOff", idx)), self._method(name, 0, "aux_off"))
+        s.link_method(s.get_node(ua.NodeId(f"{name}.SetMaintenanceLock", idx)), self._method(name, 0, "maintenance"))
         await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
         self._emitters[(name, 0)] = obj
         await self._add_conditions(obj, name, 0, ("offline",))
@@ -391,6 +408,7 @@ class OpcUaFront:
             self._relay_nodes[relay_id] = (name, cs.index)
             s.link_method(s.get_node(ua.NodeId(f"{prefix}.SwitchOn", idx)), self._method(name, cs.index, "on"))
             s.link_method(s.get_node(ua.NodeId(f"{prefix}.SwitchOff", idx)), self._method(name, cs.index, "off"))
+            s.link_method(s.get_node(ua.NodeId(f"{prefix}.Select", idx)), self._method(name, cs.index, "select"))
             await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
             self._emitters[(name, cs.index)] = cobj
             await self._add_conditions(cobj, prefix, cs.index, CONDITION_ALARMS, device=name)
@@ -793,6 +811,13 @@ class OpcUaFront:
                     faults = await self.commands.self_test(device, origin)
                     text = "; ".join(f"{f['code']} [{f['block']}] {f['text']}" for f in faults) or "passed"
                     return [ua.Variant(text, ua.VariantType.String)]
+                values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+                if action == "select":
+                    self.commands.select(device, circuit, bool(values[0]), origin)
+                    return []
+                if action == "maintenance":
+                    self.commands.set_maintenance_lock(device, int(values[0]), bool(values[1]), origin)
+                    return []
                 if action == "calibrate":
                     c, ch, gain, offset = (a.Value if isinstance(a, ua.Variant) else a for a in args)
                     before, after = await self.commands.calibrate(
