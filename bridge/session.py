@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ class _Fed:
 class DeviceRuntime:
     """Everything about one device that outlives a connection."""
 
-    def __init__(self, state: DeviceState, model: Model, store: Store, *, history: bool = True) -> None:
+    def __init__(self, state: DeviceState, model: Model, store: Store) -> None:
         self.state = state
         self.model = model
         self.store = store
@@ -81,9 +80,6 @@ class DeviceRuntime:
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._status_waiters: list[tuple[Callable[[Status], bool], asyncio.Future[Status]]] = []
         self._snapshots = 0
-        self._history = history
-        self._history_rows: list[tuple[str, int, str, float, float]] = []
-        self._last_history_t = 0.0
         for c in state.circuits:
             rec = store.relay(self.name, c.index)
             c.relay_operations, c.maintenance_lock = rec.operations, rec.maintenance_lock
@@ -348,7 +344,6 @@ class DeviceRuntime:
                 changed |= cs.alarms["clipped"].set(cv.clipped, "samples at the ADC rail")
             if changed:
                 self.model.notify(dev, "alarm")
-            self._collect_history(dev.snapshot)
         self.model.notify(dev, "snapshot")
 
     def _record_event(self, ev: VoltageEvent) -> None:
@@ -378,23 +373,7 @@ class DeviceRuntime:
             ev.extreme_v,
             f"{ev.kind} on circuit {cs.index}: {ev.extreme_v:.1f} V for {duration * 1000:.0f} ms",
         )
-        self.last_event = (cs.index, ev.kind, t, duration, ev.extreme_v)
         self.model.notify(self.state, "event")
-
-    last_event: tuple[int, str, float, float, float] | None = None
-
-    HISTORY_QUANTITIES = ("v_rms", "i_rms", "p_w", "q_var", "s_va", "pf", "import_wh")
-
-    def _collect_history(self, snap: DeviceSnapshot) -> None:
-        # one row per quantity and circuit per second is plenty for trend screens
-        if not self._history or snap.time_s - self._last_history_t < 1.0:
-            return
-        self._last_history_t = snap.time_s
-        for c, cv in enumerate(snap.circuits, 1):
-            for q in self.HISTORY_QUANTITIES:
-                value = float(getattr(cv, q))
-                if math.isfinite(value):
-                    self._history_rows.append((self.name, c, q, snap.time_s, value))
 
     # ------------------------------------------------------------------ durability
 
@@ -430,8 +409,6 @@ class DeviceRuntime:
             for name in REGISTERS
         }
         self.store.commit_energy(self.name, regs, pos)
-        rows, self._history_rows = self._history_rows, []
-        self.store.append_history(rows)
         self.durable = pos
         if pos is not None and self.connected and (self.acked is None or seq_after(pos.block_seq, self.acked)):
             try:

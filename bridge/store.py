@@ -34,10 +34,6 @@ CREATE TABLE IF NOT EXISTS calibration (
     changed_at REAL NOT NULL, changed_by TEXT NOT NULL,
     PRIMARY KEY (device, circuit, channel)
 );
-CREATE TABLE IF NOT EXISTS history (
-    device TEXT NOT NULL, circuit INTEGER NOT NULL, quantity TEXT NOT NULL, t REAL NOT NULL, value REAL
-);
-CREATE INDEX IF NOT EXISTS history_key ON history (device, circuit, quantity, t);
 CREATE TABLE IF NOT EXISTS events (
     device TEXT NOT NULL, circuit INTEGER NOT NULL, kind TEXT NOT NULL, t REAL NOT NULL, duration_s REAL,
     extreme_v REAL, message TEXT
@@ -159,22 +155,7 @@ class Store:
         rows = self.db.execute("SELECT circuit, channel, gain, offset FROM calibration WHERE device = ?", (device,))
         return {(c, ch): (g, o) for c, ch, g, o in rows}
 
-    # ------------------------------------------------------------------ history
-
-    def append_history(self, rows: list[tuple[str, int, str, float, float]]) -> None:
-        if rows:
-            with self.db:
-                self.db.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?)", rows)
-
-    def history(
-        self, device: str, circuit: int, quantity: str, start: float, end: float, limit: int = 10000
-    ) -> list[tuple[float, float]]:
-        rows = self.db.execute(
-            "SELECT t, value FROM history WHERE device = ? AND circuit = ? AND quantity = ? AND t >= ? AND t <= ? "
-            "ORDER BY t LIMIT ?",
-            (device, circuit, quantity, start, end, limit),
-        )
-        return [(float(t), float(v)) for t, v in rows]
+    # ------------------------------------------------------------------ voltage events
 
     def append_event(
         self,
@@ -194,5 +175,4 @@ class Store:
 
     def prune(self, older_than_s: float) -> None:
         with self.db:
-            self.db.execute("DELETE FROM history WHERE t < ?", (older_than_s,))
             self.db.execute("DELETE FROM events WHERE t < ?", (older_than_s,))
