@@ -85,3 +85,47 @@ async def test_serial_link_through_pyserial_on_both_ends(tmp_path: Path) -> None
             assert dev.link.transport == "serial"
             assert dev.snapshot is not None and dev.snapshot.circuits[1].p_w == pytest.approx(1100.0, rel=5e-4)
             await wait_for(lambda: dev.link.acked_seq is not None, 10, "an ACK over serial")
+
+
+async def test_two_devices_and_a_misbehaving_peer_do_not_disturb_each_other(tmp_path: Path) -> None:
+    devices = [
+        {"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1},
+        {"name": "board2", "serial_number": "OS-SIM-0002", "unit_id": 2},
+    ]
+    config, ports = bridge_config(tmp_path, devices=devices)
+    port = ports["device"]
+    sims = [
+        SimulatorProcess(
+            [
+                "--connect",
+                f"127.0.0.1:{port}",
+                "--serial-number",
+                f"OS-SIM-000{k}",
+                "--scenario",
+                str(PLANT),
+                "--speed",
+                "2",
+                "--seed",
+                str(k),
+            ]
+        )
+        for k in (1, 2)
+    ]
+    async with running_bridge(config, tmp_path) as app, sims[0], sims[1]:
+        # a peer that sends garbage, then a frame claiming 4 GB, then hangs on
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x00garbage" * 100 + bytes.fromhex("4f530101010000000000ffffffff") + b"\x00\x00")
+        await writer.drain()
+        # a stranger with a valid HELLO is refused
+        stranger = SimulatorProcess(
+            ["--connect", f"127.0.0.1:{port}", "--serial-number", "OS-STRANGER", "--speed", "2", "--duration", "2"]
+        )
+        async with stranger:
+            b1, b2 = app.model.devices["board1"], app.model.devices["board2"]
+            await wait_for(lambda: all(d.snapshot is not None and d.snapshot.number > 3 for d in (b1, b2)), 30, "both")
+            assert b1.snapshot is not None and b2.snapshot is not None
+            assert b1.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
+            assert b2.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
+            assert b1.link.frame_errors == 0 and b2.link.frame_errors == 0
+            assert "OS-STRANGER" not in {d.config.serial_number for d in app.model.devices.values()}
+        writer.close()
