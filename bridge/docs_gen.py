@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .config import Config
-from .opcua.model import CIRCUIT_MEASUREMENTS, FREQUENCY, UNITS
+from .opcua.model import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, FREQUENCY, UNITS
 from .quantities import QUANTITIES
 from .register_map import TYPES, builtin_map_names, export_map, load_map
 
@@ -106,7 +106,7 @@ def config_md() -> str:
 
 def opcua_md() -> str:
     rows = ["| browse name | unit | UNECE code | EURange | description |", "|---|---|---|---|---|"]
-    for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+    for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
         u = UNITS[m.unit]
         code = u.code or "(none, UnitId -1)"
         rows.append(f"| {m.browse_name} | {u.symbol} | {code} | {m.low:g} .. {m.high:g} | {m.description} |")

@@ -113,7 +113,7 @@ async def test_two_devices_and_a_misbehaving_peer_do_not_disturb_each_other(tmp_
     ]
     async with running_bridge(config, tmp_path) as app, sims[0], sims[1]:
         # a peer that sends garbage, then a frame claiming 4 GB, then hangs on
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"\x00garbage" * 100 + bytes.fromhex("4f530101010000000000ffffffff") + b"\x00\x00")
         await writer.drain()
         # a stranger with a valid HELLO is refused

@@ -103,6 +103,10 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
             pf = await (await c2.get_child([f"{idx}:PowerFactor"])).read_value()
             q = await (await c2.get_child([f"{idx}:ReactivePower"])).read_value()
             assert pf == pytest.approx(0.8, abs=1e-3) and q == pytest.approx(825.0, abs=1.5)
+            await wait_for(lambda: "3s" in dev.aggregates, 20, "3 s aggregate")
+            await asyncio.sleep(0.3)
+            p3 = await (await c1.get_child([f"{idx}:ActivePower3s"])).read_value()
+            assert p3 == pytest.approx(2000.0, rel=5e-4)
             serial = await op.nodes.objects.get_child([f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:SerialNumber"])
             assert await serial.read_value() == "OS-SIM-0001"
 

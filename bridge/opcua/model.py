@@ -67,6 +67,16 @@ CIRCUIT_MEASUREMENTS = (
     Measurement("ReactiveEnergyInductive", "q_ind_varh", "varh", 0.0, 1e12, "reactive energy, inductive"),
     Measurement("ReactiveEnergyCapacitive", "q_cap_varh", "varh", 0.0, 1e12, "reactive energy, capacitive"),
 )
+# aggregated values (IEC 61000-4-30): `field` names the quantity in bridge/quantities.py
+CIRCUIT_AGGREGATES = (
+    Measurement("Voltage3s", "circuit.v_rms_3s", "V", 0.0, 400.0, "RMS voltage over 150/180 cycles"),
+    Measurement("ActivePower3s", "circuit.p_w_3s", "W", -16000.0, 16000.0, "active power over 150/180 cycles"),
+    Measurement("Voltage10min", "circuit.v_rms_10min", "V", 0.0, 400.0, "RMS voltage, last clock-aligned 10 min"),
+    Measurement("VoltageMin10min", "circuit.v_min_10min", "V", 0.0, 400.0, "lowest window voltage, last 10 min"),
+    Measurement("VoltageMax10min", "circuit.v_max_10min", "V", 0.0, 400.0, "highest window voltage, last 10 min"),
+    Measurement("ActivePower10min", "circuit.p_w_10min", "W", -16000.0, 16000.0, "active power, last 10 min"),
+    Measurement("ActivePowerDemand15min", "circuit.p_demand_w", "W", -16000.0, 16000.0, "15 min block demand"),
+)
 # Frequency is per device but also shown per circuit, as the browse path asks
 FREQUENCY = Measurement("Frequency", "freq_hz", "Hz", 40.0, 70.0, "mains frequency of the window")
 

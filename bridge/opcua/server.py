@@ -36,10 +36,12 @@ from ..config import Config
 from ..errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown
 from ..logs import get_logger
 from ..passwords import verify_password
+from ..quantities import QUANTITIES
 from ..state import DeviceState, Model
 from ..store import Store
 from .model import (
     ALARM_SEVERITY,
+    CIRCUIT_AGGREGATES,
     CIRCUIT_MEASUREMENTS,
     FREQUENCY,
     NAMESPACE,
@@ -70,6 +72,7 @@ class SharedDataValue(ua.DataValue):
 GOOD = ua.StatusCode(ua.StatusCodes.Good)
 UNCERTAIN_LAST = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
 BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
+WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 
 
 # ------------------------------------------------------------------------------------------- sessions
@@ -254,7 +257,7 @@ class OpcUaFront:
         ct = await base.add_object_type(
             ua.NodeId("OpenStromCircuitType", idx), ua.QualifiedName("OpenStromCircuitType", idx)
         )
-        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
             node, eurange, eu = await self._analog(ct, "OpenStromCircuitType", m)
             for n in (node, eurange, eu):
                 await n.set_modelling_rule(True)
@@ -399,7 +402,7 @@ class OpcUaFront:
                     ua.AttributeIds.DisplayName,
                     ua.DataValue(ua.Variant(ua.LocalizedText(cs.name), ua.VariantType.LocalizedText)),
                 )
-            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
                 self._values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
             for f in ("RelayOperations", "Dips", "Swells", "Interruptions"):
                 self._values[(name, cs.index, f)] = ua.NodeId(f"{prefix}.{f}", idx)
@@ -596,6 +599,18 @@ class OpcUaFront:
                     SharedDataValue(
                         ua.Variant(value, ua.VariantType.Double),
                         StatusCode=status,
+                        SourceTimestamp=src,
+                        ServerTimestamp=now,
+                    ),
+                )
+            for m in CIRCUIT_AGGREGATES:
+                agg = QUANTITIES[m.field].read(dev, c)
+                await w(
+                    self._values[(name, c, m.field)],
+                    SharedDataValue(
+                        ua.Variant(0.0 if agg is None else float(agg), ua.VariantType.Double),
+                        # an interval not yet complete has no value: WaitingForInitialData, not a stale zero
+                        StatusCode=WAITING if agg is None else status,
                         SourceTimestamp=src,
                         ServerTimestamp=now,
                     ),
