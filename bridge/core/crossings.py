@@ -87,10 +87,11 @@ class CrossingDetector:
         coef = win @ _PINV.T  # (k, 4): c0 + c1 t + c2 t^2 + c3 t^3, t relative to n - 0.5
         lin = x[n - 1] / (x[n - 1] - x[n]) - 0.5  # linear interpolation, relative to n - 0.5
         t = lin.copy()
-        for _ in range(3):  # Newton from the interpolated point; converges in 2 steps on mains
-            f = ((coef[:, 3] * t + coef[:, 2]) * t + coef[:, 1]) * t + coef[:, 0]
-            d = (3 * coef[:, 3] * t + 2 * coef[:, 2]) * t + coef[:, 1]
-            with np.errstate(divide="ignore", invalid="ignore"):
+        c0, c1, c2, c3 = coef.T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for _ in range(3):  # Newton from the interpolated point; converges in 2 steps on mains
+                f = ((c3 * t + c2) * t + c1) * t + c0
+                d = (3 * c3 * t + 2 * c2) * t + c1
                 t = t - f / d
         ok = np.isfinite(t) & (np.abs(t - lin) < 1.0)
         return np.where(ok, t, lin) - 0.5

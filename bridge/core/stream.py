@@ -227,7 +227,8 @@ class StreamAnalyzer:
                 self._win_start = self.end - 0.5
         self._trim()
         aggregates = [agg for w in windows for agg in self.aggregator.add(w)]
-        freq = self.class_a.add(np.array([self.time_of(p) for p in crossings])) if crossings.size else []
+        times = self._origin_s + (crossings - self._origin_idx) / self.cfg.fs
+        freq = self.class_a.add(times) if crossings.size else []
         return Update(windows, events, aggregates, freq)
 
     def _emit(self, a: float, b: float, *, synced: bool, allow_edge: bool = False) -> WindowMetrics | None:
