@@ -295,6 +295,12 @@ class DeviceRuntime:
         dev = self.state
         for ev in update.events:
             self._record_event(ev)
+            al = self.state.circuits[ev.circuit].alarms[ev.kind]
+            if not al.active:
+                # the whole event fell between two updates: still count it as one activation, so
+                # fronts that follow the count (OPC UA conditions) report it
+                al.set(True, f"{ev.kind}: {ev.extreme_v:.1f} V")
+                al.set(False)
         ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
         for w in update.windows:
             energy = [e.values() for e in self.analyzer.energy]

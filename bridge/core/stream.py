@@ -31,6 +31,9 @@ class AnalyzerSettings:
     thresholds: Thresholds = field(default_factory=Thresholds)
     v_clip: tuple[float, ...] | None = None  # |volts| at the ADC rail, per circuit
     i_clip: tuple[float, ...] | None = None
+    # work on at least this much new signal at a time: per-call numpy overhead dominates small blocks,
+    # and results cannot depend on it (every decision is taken on sample positions)
+    min_batch_s: float = 0.2
 
     def __post_init__(self) -> None:
         if not 500 <= self.fs <= 100_000:
@@ -89,6 +92,7 @@ class StreamAnalyzer:
     def _reset(self, origin_s: float, index: int) -> None:
         self._origin_s = origin_s
         self._origin_idx = index
+        self._processed_until = index
         self._start = index  # global index of buffer column 0
         self._x = np.empty((2 * self.c, 0))  # voltages in rows 0..c-1, currents in rows c..2c-1
         self._det = CrossingDetector(0.05 * math.sqrt(2) * self.cfg.u_nominal)
@@ -149,6 +153,8 @@ class StreamAnalyzer:
         if t0_s is not None and self.end == self._origin_idx:
             self._origin_s = t0_s
         self._x = np.concatenate((self._x, np.concatenate((va, ia), axis=0)), axis=1)
+        if pre is None and self.end - self._processed_until < self.cfg.min_batch_s * self.cfg.fs:
+            return Update([], [])
         out = self._process(final=False)
         if pre is not None:
             return Update(
@@ -166,6 +172,7 @@ class StreamAnalyzer:
     # ------------------------------------------------------------------ processing
 
     def _process(self, *, final: bool) -> Update:
+        self._processed_until = self.end
         events = self._half_cycles()
         windows: list[WindowMetrics] = []
         crossings = self._det_new_rising

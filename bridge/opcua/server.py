@@ -169,6 +169,7 @@ class Condition:
     acked: bool = True
     confirmed: bool = True
     message: str = ""
+    seen_count: int = 0  # activations of the model's alarm already reported
     event_ids: set[bytes] = dataclasses.field(default_factory=set)
 
 
@@ -673,23 +674,27 @@ class OpcUaFront:
 
     async def _alarms(self, dev: DeviceState) -> None:
         """Alarm state changes become condition events (AlarmConditionType)."""
-        checks: list[tuple[int, str, bool, str]] = [
-            (0, "offline", dev.alarms["offline"].active, dev.alarms["offline"].message)
-        ]
+        checks = [(0, "offline", dev.alarms["offline"])]
         for cs in dev.circuits:
-            for a in CONDITION_ALARMS:
-                al = cs.alarms[a]
-                checks.append((cs.index, a, al.active, al.message))
-        for circuit, alarm, active, message in checks:
+            checks += [(cs.index, a, cs.alarms[a]) for a in CONDITION_ALARMS]
+        for circuit, alarm, al in checks:
             cond = self._conditions.get((dev.name, circuit, alarm))
-            if cond is None or cond.active == active:
+            if cond is None:
                 continue
-            cond.active = active
-            cond.message = message
-            if active:  # a new occurrence needs a new acknowledgement and confirmation
-                cond.acked = cond.confirmed = False
-                cond.event_ids.clear()
-            await self._fire(cond)
+            missed = al.count > cond.seen_count and not al.active and not cond.active
+            cond.seen_count = al.count
+            if missed:  # activated and cleared between two updates: report both edges
+                await self._set(cond, True, al.message)
+            if cond.active != al.active:
+                await self._set(cond, al.active, al.message)
+
+    async def _set(self, cond: Condition, active: bool, message: str) -> None:
+        cond.active = active
+        cond.message = message
+        if active:  # a new occurrence needs a new acknowledgement and confirmation
+            cond.acked = cond.confirmed = False
+            cond.event_ids.clear()
+        await self._fire(cond)
 
     async def _fire(self, cond: Condition) -> None:
         """One event carrying the condition's whole state; Retain while active or unacknowledged."""
