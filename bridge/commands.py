@@ -22,6 +22,7 @@ from device.protocol import (
     RelayCommand,
     SelfTestRequest,
     SelfTestResult,
+    Status,
 )
 
 from .config import Config
@@ -204,10 +205,14 @@ class CommandPath:
             raise CommandFailed(
                 f"device {rt.name} refused relay {circuit}: {answer.text} ({answer.code})", code=answer.code
             )
+
+        def confirms(st: Status | None) -> bool:
+            return st is not None and len(st.circuit_on) >= circuit and st.circuit_on[circuit - 1] is on
+
         try:
-            await rt.wait_status(
-                lambda st: len(st.circuit_on) >= circuit and st.circuit_on[circuit - 1] is on, cfg.confirm_timeout_s
-            )
+            # a device may send its STATUS before the COMMAND_RESULT: then it already confirms
+            if not confirms(rt.state.status):
+                await rt.wait_status(confirms, cfg.confirm_timeout_s)
         except TimeoutError:
             cs.alarms["relay_mismatch"].set(True, f"STATUS does not show relay {circuit} {'on' if on else 'off'}")
             rt.model.notify(rt.state, "alarm")
