@@ -88,3 +88,66 @@ def test_generated_docs_are_current() -> None:
     from bridge import docs_gen
 
     assert docs_gen.main(check=True) == 0, "docs tables drifted from the code: run `make docs`"
+
+
+def _run_config(tmp_path: Path, ports: dict[str, int]) -> Path:
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text(
+        f"""
+[bridge]
+state_dir = "state"
+[links]
+listen = "127.0.0.1:{ports["device"]}"
+[modbus]
+servers = [{{ map = "openstrom", host = "127.0.0.1", port = {ports["modbus"]} }}]
+[opcua]
+enabled = false
+[metrics]
+listen = "127.0.0.1:{ports["http"]}"
+[[devices]]
+name = "board1"
+serial_number = "OS-SIM-0001"
+unit_id = 1
+"""
+    )
+    return cfg
+
+
+def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.harness import free_port
+
+    ports = {k: free_port() for k in ("device", "modbus", "http")}
+    cfg = _run_config(tmp_path, ports)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg), "--json-logs"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/health", timeout=2) as r:
+                    status = r.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code  # 503: the configured device is not connected
+            except OSError:
+                time.sleep(0.2)
+        assert status == 503
+        # a second bridge on the same ports fails with a message, not a traceback
+        second = run("run", "--config", str(cfg))
+        assert second.returncode == 1 and "cannot run" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "counters committed" in err
+    assert (tmp_path / "state" / "bridge.sqlite").exists()
