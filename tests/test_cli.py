@@ -147,7 +147,7 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert second.returncode == 1 and "cannot run" in second.stderr and "Traceback" not in second.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "counters committed" in err
     assert (tmp_path / "state" / "bridge.sqlite").exists()
