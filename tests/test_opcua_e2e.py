@@ -204,3 +204,42 @@ async def test_untrusted_client_certificate_lands_in_rejected(tmp_path: Path) ->
             await c.disconnect()
     rejected = list((tmp_path / "state" / "pki" / "rejected").glob("*.der"))
     assert len(rejected) == 1 and rejected[0].read_bytes() == cert.read_bytes()
+
+
+async def test_auto_accepted_device_appears_in_the_address_space(tmp_path: Path) -> None:
+    config, ports = _config(tmp_path)
+    doc = config.model_dump()
+    doc["bridge"]["auto_accept"] = True
+    doc["opcua"]["allow_anonymous"] = True
+    doc["opcua"]["allow_none_security"] = True
+    config = Config.model_validate(doc)
+    sim = SimulatorProcess(
+        [
+            "--connect",
+            f"127.0.0.1:{ports['device']}",
+            "--serial-number",
+            "OS-NEW-0042",
+            "--scenario",
+            str(PLANT),
+            "--speed",
+            "2",
+        ]
+    )
+    async with running_bridge(config, tmp_path) as app, sim:
+        await wait_for(lambda: "dev_OS_NEW_0042" in app.model.devices, 20, "auto-accepted")
+        dev = app.model.devices["dev_OS_NEW_0042"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 20, "windows")
+        await asyncio.sleep(0.5)
+        async with Client(config.opcua.endpoint, timeout=10) as c:
+            idx = await c.get_namespace_index(NS)
+            power = await c.nodes.objects.get_child(
+                [
+                    f"{idx}:OpenStrom",
+                    f"{idx}:dev_OS_NEW_0042",
+                    f"{idx}:Circuits",
+                    f"{idx}:Circuit01",
+                    f"{idx}:ActivePower",
+                ]
+            )
+            assert await power.read_value() == pytest.approx(2000.0, rel=5e-4)
+        assert dev.config.unit_id == 2  # the next free unit after board1

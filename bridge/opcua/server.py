@@ -196,6 +196,7 @@ class OpcUaFront:
         self._conditions: dict[tuple[str, int, str], Condition] = {}
         self._by_node: dict[ua.NodeId, Condition] = {}
         self._pending: set[str] = set()
+        self._known: set[str] = set()  # devices whose nodes exist
         self._tasks: set[asyncio.Task[None]] = set()
         self._historized: list[ua.NodeId] = []
         self._history: _History | None = None
@@ -216,6 +217,7 @@ class OpcUaFront:
         )
         for dev in self.model.devices.values():
             await self._add_device(dev)
+            self._known.add(dev.name)
 
     async def _analog(self, parent: Any, prefix: str, m: Measurement) -> Any:
         idx = self.idx
@@ -550,8 +552,20 @@ class OpcUaFront:
     # --------------------------------------------------------------- model -> address space
 
     def _on_change(self, dev: DeviceState, what: str) -> None:
-        if what in ("snapshot", "link", "status", "alarm", "identity", "event", "selftest"):
+        if what == "added":  # an auto-accepted device: give it its nodes, then its values
+            task = asyncio.get_running_loop().create_task(self._add_late(dev))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif what in ("snapshot", "link", "status", "alarm", "identity", "event", "selftest"):
             self._schedule(dev.name)
+
+    async def _add_late(self, dev: DeviceState) -> None:
+        try:
+            await self._add_device(dev)
+            self._known.add(dev.name)
+        except Exception as exc:
+            log.error("OPC UA could not add the device's nodes", device=dev.name, error=repr(exc))
+        self._schedule(dev.name)
 
     def _schedule(self, name: str) -> None:
         # coalesce: one pending update per device however many windows arrived meanwhile
@@ -566,8 +580,8 @@ class OpcUaFront:
         await asyncio.sleep(0)
         self._pending.discard(name)
         dev = self.model.devices.get(name)
-        if dev is None:
-            return
+        if dev is None or name not in self._known:
+            return  # nodes not built yet (a late device): _add_late schedules again
         try:
             await self.write_device(dev)
             await self._alarms(dev)
