@@ -285,10 +285,14 @@ def _raw(point: Point, value: Value) -> int | float | None:
         value = int(value)
     if isinstance(value, str):
         return None
+    dt = TYPES[point.type]
+    if isinstance(value, int) and dt.integer and point.multiplier == 1:
+        # integers stay exact (a float would round counters above 2^53)
+        scaled: int = value * 10 ** (-point.sf) if point.sf <= 0 else round(value / 10**point.sf)
+        return scaled
     x = float(value) * point.multiplier
     if not math.isfinite(x):
         return None
-    dt = TYPES[point.type]
     if dt.integer:
         return round(x / 10.0**point.sf)
     return x
