@@ -105,7 +105,6 @@ class StreamAnalyzer:
         self._half_prev: tuple[FloatArray, float] | None = None  # v^2 integral and length, last half cycle
         self._flag_pos = np.empty(0)
         self._flag_val = np.empty((self.c, 0), dtype=bool)
-        self._det_new_rising: FloatArray = np.empty(0)
         self.last_urms_half = np.full(self.c, np.nan)  # latest Urms(1/2) per circuit, volts
 
     @property
@@ -173,9 +172,8 @@ class StreamAnalyzer:
 
     def _process(self, *, final: bool) -> Update:
         self._processed_until = self.end
-        events = self._half_cycles()
+        events, crossings = self._half_cycles()
         windows: list[WindowMetrics] = []
-        crossings = self._det_new_rising
         if crossings.size:
             self._rising = np.concatenate((self._rising, crossings))
             self._cycle_edges = np.concatenate((self._cycle_edges, crossings))
@@ -261,16 +259,17 @@ class StreamAnalyzer:
         add_windows(self.energy, m.p_import_w, m.p_export_w, m.q_var, m.s_va, m.duration_s)
         return replace(m, event=event, t_start_s=self.time_of(a))
 
-    def _half_cycles(self) -> list[VoltageEvent]:
-        """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector."""
+    def _half_cycles(self) -> tuple[list[VoltageEvent], FloatArray]:
+        """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector.
+        Returns the finished events and the newly settled rising crossings."""
         det = self._det
         begin = max(self._start, det.settled_until - FIT_HALF - 1)
         cr = det.push(self._x[0, begin - self._start :], begin)
-        self._det_new_rising = cr.position[cr.rising]
+        rising = cr.position[cr.rising]
         half = self.cfg.fs / (2 * self.cfg.f_nominal)
         bounds = self._merge_bounds(cr.position, det.settled_until, half)
         if not bounds.size:
-            return []
+            return [], rising
         # v^2 integrals per half cycle between consecutive boundaries (fractional edges)
         edges = np.concatenate(([max(self._bounds_last, self._start - 0.5)], bounds))
         edges = np.minimum(edges, self.end - 0.5)
@@ -285,7 +284,7 @@ class StreamAnalyzer:
         all_counts = counts if prev is None else np.concatenate(([prev[1]], counts))
         self._half_prev = (sums[:, -1], float(counts[-1]))
         if all_sums.shape[1] < 2:
-            return []
+            return [], rising
         cyc = all_sums[:, 1:] + all_sums[:, :-1]
         n = all_counts[1:] + all_counts[:-1]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -295,7 +294,7 @@ class StreamAnalyzer:
         self._flag_pos = np.concatenate((self._flag_pos, pos))
         self._flag_val = np.concatenate((self._flag_val, flagged), axis=1)
         self.last_urms_half = urms[:, -1].copy()
-        return finished
+        return finished, rising
 
     def _merge_bounds(self, real: FloatArray, settled: int, half: float) -> FloatArray:
         """Crossings as half-cycle boundaries, with boundaries at nominal spacing where crossings are
