@@ -481,15 +481,9 @@ class DeviceHub:
         conn = Connection(Role.BRIDGE, skip_before_hello=stream.kind == "serial")
         runtime: DeviceRuntime | None = None
         log = self.log.bind(peer=stream.peer, link=stream.kind)
-        pending: list[bytes] = []
 
         def sender(msg: Message) -> None:
-            data = conn.send(msg)
-            write = getattr(stream, "write_nowait", None)
-            if write is not None:
-                write(data)
-            else:
-                pending.append(data)
+            stream.write_nowait(conn.send(msg))
 
         first_error = True
         try:
@@ -535,8 +529,6 @@ class DeviceHub:
                         continue
                     if runtime is not None:
                         runtime.on_message(ev)  # type: ignore[arg-type]
-                while pending:
-                    await stream.write(pending.pop(0))
                 if not data:
                     return
         except ProtocolError as exc:

@@ -18,6 +18,10 @@ class ByteStream(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
+    def write_nowait(self, data: bytes) -> None:
+        """Queue bytes without waiting (from synchronous code, e.g. a command sender)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         encoding=Encoding[args.encoding.upper()],
         compress=args.gzip,
     )
-    listen = None
-    if args.listen:
-        listen = args.listen
-    link = LinkSpec(connect=args.connect, listen=listen, serial=args.serial, baudrate=args.baudrate)
+    link = LinkSpec(connect=args.connect, listen=args.listen, serial=args.serial, baudrate=args.baudrate)
     log(
         f"device {args.serial_number}, scenario '{scenario.name}', {scenario.sample_rate_hz} Hz, "
         f"encoding {args.encoding}{'+gzip' if args.gzip else ''}, speed x{args.speed}"
