@@ -20,7 +20,7 @@ Kind = Literal["float", "int", "bool", "str"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Quantity:
     name: str
-    scope: Literal["device", "circuit", "const"]
+    scope: Literal["device", "circuit"]
     unit: str
     kind: Kind
     description: str
@@ -92,83 +92,43 @@ _MEASURES = {
 QUANTITIES: dict[str, Quantity] = {}
 
 
-def _add(q: Quantity) -> None:
-    QUANTITIES[q.name] = q
+def _q(
+    name: str,
+    unit: str,
+    kind: Kind,
+    description: str,
+    read: Callable[[DeviceState, int], Value],
+    writable: bool = False,
+) -> None:
+    """Add one quantity; its scope is the name's prefix ("device." or "circuit.")."""
+    scope: Literal["device", "circuit"] = "circuit" if name.startswith("circuit.") else "device"
+    QUANTITIES[name] = Quantity(
+        name=name, scope=scope, unit=unit, kind=kind, description=description, read=read, writable=writable
+    )
 
 
 for _name, (_unit, _desc) in _MEASURES.items():
-    _add(
-        Quantity(
-            name=f"circuit.{_name}",
-            scope="circuit",
-            unit=_unit,
-            kind="float",
-            description=_desc,
-            read=_measure(_name),
-        )
-    )
+    _q(f"circuit.{_name}", _unit, "float", _desc, _measure(_name))
 
-_add(
-    Quantity(
-        name="circuit.relay",
-        scope="circuit",
-        unit="",
-        kind="bool",
-        writable=True,
-        description="relay: 1 = circuit energised; write to switch (answered after the device confirms)",
-        read=_circuit(lambda c: c.relay_on),
-    )
+_q(
+    "circuit.relay",
+    "",
+    "bool",
+    "relay: 1 = circuit energised; write to switch (answered after the device confirms)",
+    _circuit(lambda c: c.relay_on),
+    writable=True,
 )
-_add(
-    Quantity(
-        name="circuit.relay_operations",
-        scope="circuit",
-        unit="",
-        kind="int",
-        description="switching operations counted by the bridge (persisted)",
-        read=_circuit(lambda c: c.relay_operations),
-    )
+_q(
+    "circuit.relay_operations",
+    "",
+    "int",
+    "switching operations counted by the bridge (persisted)",
+    _circuit(lambda c: c.relay_operations),
 )
-_add(
-    Quantity(
-        name="circuit.relay_life_remaining",
-        scope="circuit",
-        unit="%",
-        kind="float",
-        description="share of the rated 100,000 operations left",
-        read=_life_remaining,
-    )
-)
-_add(
-    Quantity(
-        name="circuit.dips",
-        scope="circuit",
-        unit="",
-        kind="int",
-        description="voltage dips since start",
-        read=_circuit(lambda c: c.dips),
-    )
-)
-_add(
-    Quantity(
-        name="circuit.swells",
-        scope="circuit",
-        unit="",
-        kind="int",
-        description="voltage swells",
-        read=_circuit(lambda c: c.swells),
-    )
-)
-_add(
-    Quantity(
-        name="circuit.interruptions",
-        scope="circuit",
-        unit="",
-        kind="int",
-        description="interruptions",
-        read=_circuit(lambda c: c.interruptions),
-    )
-)
+_q("circuit.relay_life_remaining", "%", "float", "share of the rated 100,000 operations left", _life_remaining)
+_q("circuit.dips", "", "int", "voltage dips since start", _circuit(lambda c: c.dips))
+_q("circuit.swells", "", "int", "voltage swells", _circuit(lambda c: c.swells))
+_q("circuit.interruptions", "", "int", "interruptions", _circuit(lambda c: c.interruptions))
 for _a, _d in (
     ("dip", "a voltage dip is in progress"),
     ("swell", "a voltage swell is in progress"),
@@ -178,7 +138,7 @@ for _a, _d in (
     ("relay_mismatch", "relay feedback disagrees with the commanded state"),
     ("relay_wear", "relay operations beyond the wear alarm threshold"),
 ):
-    _add(Quantity(name=f"circuit.alarm.{_a}", scope="circuit", unit="", kind="bool", description=_d, read=_alarm(_a)))
+    _q(f"circuit.alarm.{_a}", "", "bool", _d, _alarm(_a))
 
 for _f, _d in (
     ("serial_number", "device serial number"),
@@ -187,161 +147,61 @@ for _f, _d in (
     ("wifi_mac", "Wi-Fi MAC address"),
     ("lan_mac", "LAN MAC address"),
 ):
-    _add(Quantity(name=f"device.{_f}", scope="device", unit="", kind="str", description=_d, read=_hello(_f)))
+    _q(f"device.{_f}", "", "str", _d, _hello(_f))
 
-_add(
-    Quantity(
-        name="device.connected",
-        scope="device",
-        unit="",
-        kind="bool",
-        description="link to the device is up",
-        read=lambda d, c: d.online,
-    )
+_q("device.connected", "", "bool", "link to the device is up", lambda d, c: d.online)
+_q("device.data_age_s", "s", "float", "seconds since the newest window arrived", _age)
+_q(
+    "device.freq_hz",
+    "Hz",
+    "float",
+    "mains frequency of the newest window",
+    lambda d, c: None if d.snapshot is None else d.snapshot.freq_hz,
 )
-_add(
-    Quantity(
-        name="device.data_age_s",
-        scope="device",
-        unit="s",
-        kind="float",
-        description="seconds since the newest window arrived",
-        read=_age,
-    )
+_q(
+    "device.window_time",
+    "s",
+    "int",
+    "start of the newest window, Unix seconds (device clock)",
+    lambda d, c: None if d.snapshot is None else int(d.snapshot.time_s),
 )
-_add(
-    Quantity(
-        name="device.freq_hz",
-        scope="device",
-        unit="Hz",
-        kind="float",
-        description="mains frequency of the newest window",
-        read=lambda d, c: None if d.snapshot is None else d.snapshot.freq_hz,
-    )
+_q("device.gaps", "", "int", "sequence gaps seen", lambda d, c: d.link.gaps)
+_q("device.lost_blocks", "", "int", "blocks lost (device SRAM overflow or gaps)", lambda d, c: d.link.lost_blocks)
+_q("device.duplicates", "", "int", "replayed blocks dropped", lambda d, c: d.link.duplicates)
+_q("device.frame_errors", "", "int", "frames skipped for CRC or format errors", lambda d, c: d.link.frame_errors)
+_q("device.sram_fill", "%", "float", "device SRAM buffer fill", _sram_pct)
+_q(
+    "device.fault_count",
+    "",
+    "int",
+    "active device fault codes",
+    lambda d, c: None if d.status is None else len(d.status.fault_codes),
 )
-_add(
-    Quantity(
-        name="device.window_time",
-        scope="device",
-        unit="s",
-        kind="int",
-        description="start of the newest window, Unix seconds (device clock)",
-        read=lambda d, c: None if d.snapshot is None else int(d.snapshot.time_s),
-    )
+_q("device.aux", "", "bool", "ZigBee auxiliary output; write to switch", lambda d, c: d.aux_on, writable=True)
+_q(
+    "device.self_test",
+    "",
+    "int",
+    "write 1 to run the device self-test; reads the number of faults found last time",
+    lambda d, c: None if d.last_self_test is None else len(d.last_self_test),
+    writable=True,
 )
-_add(
-    Quantity(
-        name="device.gaps",
-        scope="device",
-        unit="",
-        kind="int",
-        description="sequence gaps seen",
-        read=lambda d, c: d.link.gaps,
-    )
+_q(
+    "device.alarm.offline",
+    "",
+    "bool",
+    "device silent for longer than offline_after_s",
+    lambda d, c: d.alarms["offline"].active,
 )
-_add(
-    Quantity(
-        name="device.lost_blocks",
-        scope="device",
-        unit="",
-        kind="int",
-        description="blocks lost (device SRAM overflow or gaps)",
-        read=lambda d, c: d.link.lost_blocks,
-    )
-)
-_add(
-    Quantity(
-        name="device.duplicates",
-        scope="device",
-        unit="",
-        kind="int",
-        description="replayed blocks dropped",
-        read=lambda d, c: d.link.duplicates,
-    )
-)
-_add(
-    Quantity(
-        name="device.frame_errors",
-        scope="device",
-        unit="",
-        kind="int",
-        description="frames skipped for CRC or format errors",
-        read=lambda d, c: d.link.frame_errors,
-    )
-)
-_add(
-    Quantity(
-        name="device.sram_fill",
-        scope="device",
-        unit="%",
-        kind="float",
-        description="device SRAM buffer fill",
-        read=_sram_pct,
-    )
-)
-_add(
-    Quantity(
-        name="device.fault_count",
-        scope="device",
-        unit="",
-        kind="int",
-        description="active device fault codes",
-        read=lambda d, c: None if d.status is None else len(d.status.fault_codes),
-    )
-)
-_add(
-    Quantity(
-        name="device.aux",
-        scope="device",
-        unit="",
-        kind="bool",
-        writable=True,
-        description="ZigBee auxiliary output; write to switch",
-        read=lambda d, c: d.aux_on,
-    )
-)
-_add(
-    Quantity(
-        name="device.self_test",
-        scope="device",
-        unit="",
-        kind="int",
-        writable=True,
-        description="write 1 to run the device self-test; reads the number of faults found last time",
-        read=lambda d, c: None if d.last_self_test is None else len(d.last_self_test),
-    )
-)
-_add(
-    Quantity(
-        name="device.alarm.offline",
-        scope="device",
-        unit="",
-        kind="bool",
-        description="device silent for longer than offline_after_s",
-        read=lambda d, c: d.alarms["offline"].active,
-    )
-)
-_add(
-    Quantity(
-        name="device.quality",
-        scope="device",
-        unit="",
-        kind="int",
-        description="0 good, 1 uncertain (offline, last usable value), 2 bad (no data yet)",
-        read=lambda d, c: 2 if d.snapshot is None else (0 if d.online else 1),
-    )
+_q(
+    "device.quality",
+    "",
+    "int",
+    "0 good, 1 uncertain (offline, last usable value), 2 bad (no data yet)",
+    lambda d, c: 2 if d.snapshot is None else (0 if d.online else 1),
 )
 
-_add(
-    Quantity(
-        name="device.unit_id",
-        scope="device",
-        unit="",
-        kind="int",
-        description="Modbus unit ID",
-        read=lambda d, c: d.config.unit_id,
-    )
-)
+_q("device.unit_id", "", "int", "Modbus unit ID", lambda d, c: d.config.unit_id)
 
 
 def _alarm_bits(dev: DeviceState, c: int) -> Value:
@@ -349,15 +209,12 @@ def _alarm_bits(dev: DeviceState, c: int) -> Value:
     return sum(1 << k for k, name in enumerate(CIRCUIT_ALARMS) if alarms[name].active)
 
 
-_add(
-    Quantity(
-        name="circuit.alarm_bits",
-        scope="circuit",
-        unit="",
-        kind="int",
-        description="bit 0 dip, 1 swell, 2 interruption, 3 overcurrent, 4 clipped, 5 relay mismatch, 6 wear",
-        read=_alarm_bits,
-    )
+_q(
+    "circuit.alarm_bits",
+    "",
+    "int",
+    "bit 0 dip, 1 swell, 2 interruption, 3 overcurrent, 4 clipped, 5 relay mismatch, 6 wear",
+    _alarm_bits,
 )
 
 
@@ -383,47 +240,29 @@ _AGGREGATES = (
     ("thd_v_10min", "10min", "mean", "thd_v", "%", "voltage THD averaged over the last 10 minutes"),
     ("p_demand_w", "15min-demand", "mean", "p_w", "W", "15-minute block demand of active power (last block)"),
 )
-for _name, _kind, _stat, _q, _unit, _desc in _AGGREGATES:
-    _add(
-        Quantity(
-            name=f"circuit.{_name}",
-            scope="circuit",
-            unit=_unit,
-            kind="float",
-            description=_desc,
-            read=_aggregate(_kind, _stat, _q),
-        )
-    )
+for _name, _kind, _stat, _field, _unit, _desc in _AGGREGATES:
+    _q(f"circuit.{_name}", _unit, "float", _desc, _aggregate(_kind, _stat, _field))
 
-_add(
-    Quantity(
-        name="device.freq_10s",
-        scope="device",
-        unit="Hz",
-        kind="float",
-        description="Class A frequency of the last absolute 10 s interval (IEC 61000-4-30)",
-        read=lambda d, c: None if d.freq_10s is None else d.freq_10s[1],
-    )
+_q(
+    "device.freq_10s",
+    "Hz",
+    "float",
+    "Class A frequency of the last absolute 10 s interval (IEC 61000-4-30)",
+    lambda d, c: None if d.freq_10s is None else d.freq_10s[1],
 )
 
-_add(
-    Quantity(
-        name="circuit.relay_select",
-        scope="circuit",
-        unit="",
-        kind="int",
-        writable=True,
-        description="select-before-operate: write 1 to arm ON, 2 to arm OFF; reads the armed state (0 none)",
-        read=_circuit(lambda c: 0 if c.selected is None else (1 if c.selected else 2)),
-    )
+_q(
+    "circuit.relay_select",
+    "",
+    "int",
+    "select-before-operate: write 1 to arm ON, 2 to arm OFF; reads the armed state (0 none)",
+    _circuit(lambda c: 0 if c.selected is None else (1 if c.selected else 2)),
+    writable=True,
 )
-_add(
-    Quantity(
-        name="circuit.maintenance_lock",
-        scope="circuit",
-        unit="",
-        kind="bool",
-        description="an admin has locked this relay for maintenance (set over OPC UA or the CLI)",
-        read=_circuit(lambda c: c.maintenance_lock),
-    )
+_q(
+    "circuit.maintenance_lock",
+    "",
+    "bool",
+    "an admin has locked this relay for maintenance (set over OPC UA or the CLI)",
+    _circuit(lambda c: c.maintenance_lock),
 )
