@@ -51,8 +51,7 @@ def _hello(field: str) -> Callable[[DeviceState, int], Value]:
 
 
 def _life_remaining(dev: DeviceState, c: int) -> Value:
-    rated = 100_000
-    return max(0.0, 100.0 * (1 - dev.circuits[c - 1].relay_operations / rated))
+    return max(0.0, 100.0 * (1 - dev.circuits[c - 1].relay_operations / dev.relay_rated_operations))
 
 
 def _sram_pct(dev: DeviceState, c: int) -> Value:
@@ -125,7 +124,13 @@ _q(
     "switching operations counted by the bridge (persisted)",
     _circuit(lambda c: c.relay_operations),
 )
-_q("circuit.relay_life_remaining", "%", "float", "share of the rated 100,000 operations left", _life_remaining)
+_q(
+    "circuit.relay_life_remaining",
+    "%",
+    "float",
+    "share of the rated operations left (commands.relay_rated_operations)",
+    _life_remaining,
+)
 _q("circuit.dips", "", "int", "voltage dips since start", _circuit(lambda c: c.dips))
 _q("circuit.swells", "", "int", "voltage swells", _circuit(lambda c: c.swells))
 _q("circuit.interruptions", "", "int", "interruptions", _circuit(lambda c: c.interruptions))

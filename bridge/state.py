@@ -133,6 +133,7 @@ class DeviceState:
     calibration: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)  # (gain, offset)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)  # latest "3s", "10min", "15min-demand"
     freq_10s: tuple[float, float] | None = None  # (interval start, Hz): latest Class A 10 s frequency
+    relay_rated_operations: int = 100_000  # from commands.relay_rated_operations (the Model sets it)
 
     def __post_init__(self) -> None:
         if not self.circuits:
@@ -165,11 +166,14 @@ class Model:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.devices: dict[str, DeviceState] = {d.name: DeviceState(config=d) for d in config.devices}
+        self._rated = config.commands.relay_rated_operations
+        self.devices: dict[str, DeviceState] = {
+            d.name: DeviceState(config=d, relay_rated_operations=self._rated) for d in config.devices
+        }
         self._listeners: list[Listener] = []
 
     def add_device(self, device: Device) -> DeviceState:
-        state = DeviceState(config=device)
+        state = DeviceState(config=device, relay_rated_operations=self._rated)
         self.devices[device.name] = state
         self.notify(state, "added")
         return state
