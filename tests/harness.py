@@ -66,9 +66,13 @@ async def running_bridge(config: Config, base: Path) -> AsyncIterator[BridgeApp]
 
 
 async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
+    """Poll ``predicate`` until true; a timeout names what was awaited."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise TimeoutError(f"waited {timeout:g} s for {what}") from None
 
 
 class RawModbus:
