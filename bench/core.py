@@ -19,6 +19,7 @@ from device.protocol import Encoding, MessageType, Samples, decode_payload, enco
 from device.simulator.device import Identity, SimulatedDevice
 from device.simulator.scenario import default_scenario
 
+HE, MB = 15, 1.0
 FULL_RATE = 10 * 2 * 7812.5  # samples/s of one device
 
 
@@ -37,13 +38,14 @@ def make_payloads(seconds: float) -> tuple[list[bytes], list[bytes], float, floa
 
 
 def run_core(payloads: list[bytes], v_lsb: float, i_lsb: float) -> tuple[float, int]:
-    sa = StreamAnalyzer(10, AnalyzerSettings(fs=7812.5))
+    sa = StreamAnalyzer(10, AnalyzerSettings(fs=7812.5, harmonics_every=HE, min_batch_s=MB))
+    scale = np.repeat([v_lsb, i_lsb], 10)
     t = time.perf_counter()
     windows = 0
     for p in payloads:
         msg = decode_payload(MessageType.SAMPLES, 0, p)
         assert isinstance(msg, Samples)
-        up = sa.feed(msg.v * v_lsb, msg.i * i_lsb, seq=msg.block_seq)
+        up = sa.feed(msg.v, msg.i, seq=msg.block_seq, scale=scale)
         windows += len(up.windows)
     return time.perf_counter() - t, windows
 

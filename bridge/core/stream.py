@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,7 @@ from .aggregate import Aggregate, Aggregator, ClassAFrequency
 from .crossings import FIT_HALF, CrossingDetector
 from .energy import EnergyCounters, add_windows
 from .events import EventDetector, Thresholds, VoltageEvent
-from .window import WindowMetrics, measure_stacked, segment_sums
+from .window import WindowMetrics, measure_windows, segment_sums
 
 FloatArray = npt.NDArray[np.float64]
 SYNC_TOLERANCE = 1.25  # a window may be this much longer than nominal (down to 40 Hz at 50 Hz nominal)
@@ -34,6 +35,10 @@ class AnalyzerSettings:
     # work on at least this much new signal at a time: per-call numpy overhead dominates small blocks,
     # and results cannot depend on it (every decision is taken on sample positions)
     min_batch_s: float = 0.2
+    # measure the harmonic spectrum in one window out of this many (1 = every window); the windows in
+    # between carry the last spectrum over (``WindowMetrics.harmonics_fresh`` False). The spectrum is
+    # the dearest thing the core computes: an FFT over ~1563 samples per channel and window.
+    harmonics_every: int = 1
 
     def __post_init__(self) -> None:
         if not 500 <= self.fs <= 100_000:
@@ -42,6 +47,10 @@ class AnalyzerSettings:
             raise ValueError(f"f_nominal must be 50 or 60 Hz, got {self.f_nominal}")
         if not self.u_nominal > 0:
             raise ValueError(f"u_nominal must be > 0 V, got {self.u_nominal}")
+        if not 0 <= self.min_batch_s <= 10:
+            raise ValueError(f"min_batch_s must be 0..10 s, got {self.min_batch_s}")
+        if not 1 <= self.harmonics_every <= 3000:
+            raise ValueError(f"harmonics_every must be 1..3000 windows, got {self.harmonics_every}")
 
     @property
     def cycles(self) -> int:
@@ -94,7 +103,11 @@ class StreamAnalyzer:
         self._origin_idx = index
         self._processed_until = index
         self._start = index  # global index of buffer column 0
-        self._x = np.empty((2 * self.c, 0))  # voltages in rows 0..c-1, currents in rows c..2c-1
+        # voltages in rows 0..c-1, currents in rows c..2c-1; columns past _n are free room for new blocks
+        self._buf = np.empty((2 * self.c, 0))
+        self._n = 0
+        self._win_count = 0  # windows since the reset: picks the windows whose spectrum is measured
+        self._held: WindowMetrics | None = None  # the last window with a fresh spectrum
         self._det = CrossingDetector(0.05 * math.sqrt(2) * self.cfg.u_nominal)
         self._det.settled_until = index + FIT_HALF
         self._rising = np.empty(0)  # settled rising crossings not yet used as a window end
@@ -108,9 +121,13 @@ class StreamAnalyzer:
         self.last_urms_half = np.full(self.c, np.nan)  # latest Urms(1/2) per circuit, volts
 
     @property
+    def _x(self) -> FloatArray:
+        return self._buf[:, : self._n]
+
+    @property
     def end(self) -> int:
         """Global index one past the last sample fed."""
-        return self._start + self._x.shape[1]
+        return self._start + self._n
 
     @property
     def integrated_until(self) -> int:
@@ -126,12 +143,25 @@ class StreamAnalyzer:
 
     # ------------------------------------------------------------------ input
 
-    def feed(self, v: npt.ArrayLike, i: npt.ArrayLike, *, seq: int | None = None, t0_s: float | None = None) -> Update:
+    def feed(
+        self,
+        v: npt.ArrayLike,
+        i: npt.ArrayLike,
+        *,
+        seq: int | None = None,
+        t0_s: float | None = None,
+        scale: FloatArray | None = None,
+        offset: FloatArray | None = None,
+    ) -> Update:
         """Add one block. ``seq`` (u32) makes feeding idempotent: a block at or before the last one seen
         is ignored; a jump resynchronises (the gap is counted). ``t0_s`` is the time of the block's
-        first sample; it sets the clock after a gap or at the start."""
-        va = np.asarray(v, dtype=np.float64)
-        ia = np.asarray(i, dtype=np.float64)
+        first sample; it sets the clock after a gap or at the start.
+
+        Without ``scale`` the samples are volts and amperes. With it they are ADC counts (any numeric
+        dtype) and ``scale``/``offset`` (``2 * circuits``: voltages, then currents) turn them into
+        volts and amperes as they are copied in, so the caller makes no scaled copy of its own."""
+        va = np.asarray(v)
+        ia = np.asarray(i)
         if va.ndim == 1:
             va, ia = va[None, :], ia[None, :]
         if va.shape != ia.shape or va.shape[0] != self.c:
@@ -151,7 +181,7 @@ class StreamAnalyzer:
             self.last_seq = seq
         if t0_s is not None and self.end == self._origin_idx:
             self._origin_s = t0_s
-        self._x = np.concatenate((self._x, np.concatenate((va, ia), axis=0)), axis=1)
+        self._append(va, ia, scale, offset)
         if pre is None and self.end - self._processed_until < self.cfg.min_batch_s * self.cfg.fs:
             return Update([], [])
         out = self._process(final=False)
@@ -164,6 +194,26 @@ class StreamAnalyzer:
             )
         return out
 
+    def _append(
+        self, va: npt.NDArray[Any], ia: npt.NDArray[Any], scale: FloatArray | None, offset: FloatArray | None
+    ) -> None:
+        c, n = self.c, va.shape[1]
+        need = self._n + n
+        if need > self._buf.shape[1]:
+            grown = np.empty((2 * c, max(need, 2 * self._buf.shape[1], 4096)))
+            grown[:, : self._n] = self._buf[:, : self._n]
+            self._buf = grown
+        dst = self._buf[:, self._n : need]
+        if scale is None:
+            dst[:c] = va
+            dst[c:] = ia
+        else:
+            np.multiply(va, scale[:c, None], out=dst[:c])
+            np.multiply(ia, scale[c:, None], out=dst[c:])
+        if offset is not None:
+            dst += offset[:, None]
+        self._n = need
+
     def flush(self) -> Update:
         """Close the open window at the last sample (for the end of a capture or before a gap)."""
         return self._process(final=True)
@@ -173,10 +223,22 @@ class StreamAnalyzer:
     def _process(self, *, final: bool) -> Update:
         self._processed_until = self.end
         events, crossings = self._half_cycles()
-        windows: list[WindowMetrics] = []
         if crossings.size:
             self._rising = np.concatenate((self._rising, crossings))
             self._cycle_edges = np.concatenate((self._cycle_edges, crossings))
+        # first decide every window whose samples have all arrived, then measure them together
+        edges: list[float] = []
+        synced: list[bool] = []
+
+        def ready(a: float, b: float, sync: bool, allow_edge: bool = False) -> bool:
+            if math.ceil(b - 0.5) + (0 if allow_edge else 1) >= self.end:
+                return False  # the window's last samples have not arrived yet
+            if not edges:
+                edges.append(max(a, self._start - 0.5))
+            edges.append(b)
+            synced.append(sync)
+            return True
+
         cfg = self.cfg
         limit = SYNC_TOLERANCE * cfg.nominal_window
         while True:
@@ -190,74 +252,80 @@ class StreamAnalyzer:
                         continue
                     break
                 first = float(self._rising[0])
+                if first - (self._origin_idx - 0.5) >= 1.0 and not ready(self._origin_idx - 0.5, first, False):
+                    break
                 self._rising = self._rising[1:]
-                if first - (self._origin_idx - 0.5) >= 1.0:
-                    w = self._emit(self._origin_idx - 0.5, first, synced=False)
-                    if w is None:
-                        self._rising = np.concatenate(([first], self._rising))
-                        break
-                    windows.append(w)
                 self._win_start, self._synced = first, True
                 continue
             later = self._rising[self._rising > a]
             need = cfg.cycles if self._synced else 1
             if later.size >= need and later[need - 1] <= a + limit:
                 b = float(later[need - 1])
-                w = self._emit(a, b, synced=self._synced)
-                if w is None:
+                if not ready(a, b, self._synced):
                     break
-                windows.append(w)
                 self._rising = later[need:]
                 self._win_start, self._synced = b, True
                 continue
             if self._det.settled_until > a + limit:
                 b = a + cfg.nominal_window
-                w = self._emit(a, b, synced=False)
-                if w is None:
+                if not ready(a, b, False):
                     break
-                windows.append(w)
                 self._rising = later[later > b]
                 self._win_start, self._synced = b, False
                 continue
             break
-        if final and self._win_start is not None and self.end - 0.5 - self._win_start >= 1.0:
-            w = self._emit(self._win_start, self.end - 0.5, synced=False, allow_edge=True)
-            if w is not None:
-                windows.append(w)
+        if final:
+            a = self._origin_idx - 0.5 if self._win_start is None else self._win_start
+            if self.end > self._origin_idx and self.end - 0.5 - a >= 1.0 and ready(a, self.end - 0.5, False, True):
                 self._win_start = self.end - 0.5
-        elif final and self._win_start is None and self.end > self._origin_idx:
-            w = self._emit(self._origin_idx - 0.5, self.end - 0.5, synced=False, allow_edge=True)
-            if w is not None:
-                windows.append(w)
-                self._win_start = self.end - 0.5
+        windows = self._measure(np.asarray(edges), np.asarray(synced, dtype=bool)) if synced else []
         self._trim()
         aggregates = [agg for w in windows for agg in self.aggregator.add(w)]
         times = self._origin_s + (crossings - self._origin_idx) / self.cfg.fs
         freq = self.class_a.add(times) if crossings.size else []
         return Update(windows, events, aggregates, freq)
 
-    def _emit(self, a: float, b: float, *, synced: bool, allow_edge: bool = False) -> WindowMetrics | None:
-        j_last = math.ceil(b - 0.5)
-        if j_last + (0 if allow_edge else 1) >= self.end:
-            return None  # the window's last samples have not arrived yet
-        a = max(a, self._start - 0.5)
-        inner = self._cycle_edges[(self._cycle_edges > a) & (self._cycle_edges < b)]
-        m = measure_stacked(
+    def _measure(self, edges: FloatArray, synced: npt.NDArray[np.bool_]) -> list[WindowMetrics]:
+        every = self.cfg.harmonics_every
+        index = self._win_count + np.arange(synced.size)
+        self._win_count += synced.size
+        measured = measure_windows(
             self._x,
             self._start,
-            a,
-            b,
+            edges,
             fs=self.cfg.fs,
             cycles=self.cfg.cycles,
             synced=synced,
+            f_nominal=self.cfg.f_nominal,
             v_clip=self._v_clip,
             i_clip=self._i_clip,
-            cycle_edges=inner,
+            cycle_edges=self._cycle_edges,
+            harmonics=index % every == 0,
         )
-        sel = (self._flag_pos > a) & (self._flag_pos <= b)
-        event = self._flag_val[:, sel].any(axis=1) | self.events.active()
-        add_windows(self.energy, m.p_import_w, m.p_export_w, m.q_var, m.s_va, m.duration_s)
-        return replace(m, event=event, t_start_s=self.time_of(a))
+        # event flags: any Urms(1/2) value inside the window taken during a dip, swell or interruption
+        cut = np.searchsorted(self._flag_pos, edges, side="right")
+        out: list[WindowMetrics] = []
+        for k, m in enumerate(measured):
+            event = self._flag_val[:, cut[k] : cut[k + 1]].any(axis=1)
+            add_windows(self.energy, m.p_import_w, m.p_export_w, m.q_var, m.s_va, m.duration_s)
+            if m.harmonics_fresh:
+                self._held = m
+                out.append(replace(m, event=event, t_start_s=self.time_of(m.start)))
+                continue
+            held = self._held
+            nan = np.full(self.c, np.nan)
+            out.append(
+                replace(
+                    m,
+                    event=event,
+                    t_start_s=self.time_of(m.start),
+                    thd_v=nan if held is None else held.thd_v,
+                    thd_i=nan if held is None else held.thd_i,
+                    harmonics_v=m.harmonics_v if held is None else held.harmonics_v,
+                    harmonics_i=m.harmonics_i if held is None else held.harmonics_i,
+                )
+            )
+        return out
 
     def _half_cycles(self) -> tuple[list[VoltageEvent], FloatArray]:
         """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector.
@@ -327,7 +395,9 @@ class StreamAnalyzer:
             keep = min(keep, self._origin_idx)
         drop = keep - self._start
         if drop > 0:
-            self._x = self._x[:, drop:]
+            rest = self._n - drop
+            self._buf[:, :rest] = self._buf[:, drop : self._n]
+            self._n = rest
             self._start = keep
         if self._win_start is not None and self._cycle_edges.size:
             self._cycle_edges = self._cycle_edges[self._cycle_edges > self._win_start]

@@ -7,6 +7,7 @@ consecutive windows split a boundary sample between them and every sample is int
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class WindowMetrics:
     thd_i: FloatArray
     harmonics_v: FloatArray
     harmonics_i: FloatArray
+    harmonics_fresh: bool  # False: harmonics_* and thd_* were carried over from an earlier window
     clipped: BoolArray
     p_import_w: FloatArray  # the window's active energy split by cycle direction, as mean powers:
     p_export_w: FloatArray  # p_import_w - p_export_w == p_w; both >= 0
@@ -81,10 +83,6 @@ def segment_sums(x: FloatArray, start: int, edges: FloatArray) -> FloatArray:
     return whole - part[:, :-1] + part[:, 1:]
 
 
-def _weighted_sums(x: FloatArray, w_first: float, w_last: float) -> FloatArray:
-    return _edge_corrected(x.sum(axis=-1), x[..., 0], x[..., -1], w_first, w_last)
-
-
 def measure_window(
     v: FloatArray,
     i: FloatArray,
@@ -95,6 +93,7 @@ def measure_window(
     fs: float,
     cycles: int,
     synced: bool,
+    f_nominal: float = 50.0,
     v_clip: FloatArray | None = None,
     i_clip: FloatArray | None = None,
     cycle_edges: FloatArray | None = None,
@@ -116,147 +115,200 @@ def measure_window(
     """
     if v.shape != i.shape or v.ndim != 2:
         raise ValueError(f"v and i must be equal (circuits, samples) arrays, got {v.shape} and {i.shape}")
-    return measure_stacked(
+    (m,) = measure_windows(
         np.concatenate((v, i), axis=0),
         buf_start,
-        a,
-        b,
+        np.array([a, b], dtype=np.float64),
         fs=fs,
         cycles=cycles,
-        synced=synced,
+        synced=np.array([synced]),
+        f_nominal=f_nominal,
         v_clip=v_clip,
         i_clip=i_clip,
         cycle_edges=cycle_edges,
     )
+    return m
 
 
-def _edge_corrected(
-    total: FloatArray, first: FloatArray, last: FloatArray, w_first: float, w_last: float
-) -> FloatArray:
-    """A plain sum over the window's samples, with the two edge samples weighted by their share."""
-    out: FloatArray = total - (1.0 - w_first) * first - (1.0 - w_last) * last
-    return out
-
-
-def measure_stacked(
+def measure_windows(
     x: FloatArray,
     buf_start: int,
-    a: float,
-    b: float,
+    edges: FloatArray,
     *,
     fs: float,
     cycles: int,
-    synced: bool,
+    synced: npt.NDArray[np.bool_],
+    f_nominal: float = 50.0,
     v_clip: FloatArray | None = None,
     i_clip: FloatArray | None = None,
     cycle_edges: FloatArray | None = None,
-) -> WindowMetrics:
-    """:func:`measure_window` on one ``(2 * circuits, m)`` buffer: voltages in the first half of the
-    rows, currents in the second (what the stream analyzer keeps, so no copy is made per window)."""
+    harmonics: npt.NDArray[np.bool_] | None = None,
+) -> list[WindowMetrics]:
+    """Measure consecutive windows ``[edges[k], edges[k+1])`` of one ``(2 * circuits, m)`` buffer:
+    voltages in the first half of the rows, currents in the second (what the stream analyzer keeps).
+
+    All windows are measured together: the sums every quantity needs are taken per cycle segment in
+    one pass over the buffer, so the cost per window is a handful of numpy calls, not dozens.
+    ``harmonics`` selects the windows whose harmonic spectrum is computed (default: all); the others
+    report NaN there and ``harmonics_fresh`` False.
+    """
     if x.ndim != 2 or x.shape[0] % 2:
         raise ValueError(f"x must be a (2 * circuits, samples) array, got {x.shape}")
-    if not b > a:
-        raise ValueError(f"window end {b} must follow its start {a}")
+    edges = np.asarray(edges, dtype=np.float64)
+    k_count = edges.size - 1
+    if k_count < 1 or not np.all(np.diff(edges) > 0):
+        raise ValueError(f"window edges must ascend strictly, got {edges}")
     c = x.shape[0] // 2
-    j_first = math.floor(a + 0.5)
-    j_last = math.ceil(b - 0.5)  # an edge exactly between two cells takes the earlier one whole
-    w_first = j_first + 0.5 - a
-    w_last = b - (j_last - 0.5)
+    j_first = math.floor(edges[0] + 0.5)
+    j_last = math.ceil(edges[-1] - 0.5)  # an edge exactly between two cells takes the earlier one whole
     lo, hi = j_first - buf_start, j_last - buf_start + 1
     if lo < 0 or hi > x.shape[1]:
         raise ValueError(
-            f"buffer holds samples {buf_start}..{buf_start + x.shape[1] - 1}, window needs {j_first}..{j_last}"
+            f"buffer holds samples {buf_start}..{buf_start + x.shape[1] - 1}, windows need {j_first}..{j_last}"
         )
     xs = x[:, lo:hi]
-    xv, xi = xs[:c], xs[c:]
-    width = b - a
-    means = _weighted_sums(xs, w_first, w_last) / width
-    sv, si = means[:c], means[c:]
-    squares = _edge_corrected(np.einsum("ij,ij->i", xs, xs), xs[:, 0] ** 2, xs[:, -1] ** 2, w_first, w_last)
-    prod = xv * xi
-    svi = _weighted_sums(prod, w_first, w_last) / width
-    ms = squares / width - means * means
+    prod = xs[:c] * xs[c:]
+    # fine segments: window edges plus the cycle edges inside them (for the per-cycle energy split)
+    if cycle_edges is not None and cycle_edges.size:
+        inner = cycle_edges[(cycle_edges > edges[0]) & (cycle_edges < edges[-1])]
+        fine = np.union1d(edges, inner)
+    else:
+        fine = edges
+    first_seg = np.searchsorted(fine, edges[:-1])
+    seg_x = segment_sums(xs, j_first, fine)  # (2C, F)
+    seg_vi = segment_sums(prod, j_first, fine)  # (C, F)
+    seg_xx = segment_sums(xs * xs, j_first, fine)
+    width = np.diff(edges)  # (K,)
+    sum_x = np.add.reduceat(seg_x, first_seg, axis=1)  # (2C, K)
+    means = sum_x / width
+    ms = np.add.reduceat(seg_xx, first_seg, axis=1) / width - means * means
     rms = np.sqrt(np.maximum(ms, 0.0))
+    sv, si = means[:c], means[c:]
     v_rms, i_rms = rms[:c], rms[c:]
-    p = svi - sv * si  # DC is an offset of the sensor chain, not power delivered (docs/measurements.md)
+    p = np.add.reduceat(seg_vi, first_seg, axis=1) / width - sv * si  # DC: sensor offset, not power
     s = v_rms * i_rms
 
-    # fundamental phasors by a synchronous DFT over exactly `cycles` periods, fractional edges included
-    n_cycles = cycles if synced else width * 50.0 / fs  # unsynced: nominal-rate estimate is enough
-    omega = 2.0 * math.pi * n_cycles / width
-    t = np.arange(hi - lo, dtype=np.float64) + (j_first - a)
-    basis = np.empty((hi - lo, 2))
-    np.cos(omega * t, out=basis[:, 0])
-    np.sin(omega * t, out=basis[:, 1])
-    basis[0] *= w_first
-    basis[-1] *= w_last
-    scale = math.sqrt(2.0) / width
-    both = (xs @ basis) * scale  # (2C, 2): Re, -Im
-    both -= means[:, None] * (basis.sum(axis=0) * scale)[None, :]  # remove what DC adds
-    ph = both[:, 0] - 1j * both[:, 1]
-    v1, i1 = ph[:c], ph[c:]
+    # active energy per cycle, DC removed with the window's means, for the import/export split
+    seg_len = np.diff(fine)
+    per = np.diff(np.append(first_seg, fine.size - 1))  # fine segments per window
+    svr, sir = np.repeat(sv, per, axis=1), np.repeat(si, per, axis=1)
+    seg_p = seg_vi - sir * seg_x[:c] - svr * seg_x[c:] + svr * sir * seg_len
+    p_import = np.add.reduceat(np.maximum(seg_p, 0.0), first_seg, axis=1) / width
+    p_export = np.add.reduceat(np.maximum(-seg_p, 0.0), first_seg, axis=1) / width
+
+    # fundamental phasors: a synchronous DFT over exactly `cycles` periods per window, fractional edges
+    phasors = np.empty((2 * c, k_count), dtype=np.complex128)
+    for k in range(k_count):
+        a, b = float(edges[k]), float(edges[k + 1])
+        n_cycles = cycles if synced[k] else (b - a) * f_nominal / fs  # unsynced: nominal-rate estimate
+        jf, jl = math.floor(a + 0.5), math.ceil(b - 0.5)
+        wf, wl = jf + 0.5 - a, b - (jl - 0.5)
+        xk = xs[:, jf - j_first : jl - j_first + 1]
+        omega = 2.0 * math.pi * n_cycles / (b - a)
+        phase = omega * (np.arange(jl - jf + 1, dtype=np.float64) + (jf - a))
+        basis = np.empty((phase.size, 2))
+        np.cos(phase, out=basis[:, 0])
+        np.sin(phase, out=basis[:, 1])
+        basis[0] *= wf
+        basis[-1] *= wl
+        scale = math.sqrt(2.0) / (b - a)
+        both = (xk @ basis) * scale  # (2C, 2): Re, -Im
+        both -= means[:, k : k + 1] * (basis.sum(axis=0) * scale)[None, :]  # remove what DC adds
+        phasors[:, k] = both[:, 0] - 1j * both[:, 1]
+    v1, i1 = phasors[:c], phasors[c:]
     vi = v1 * np.conj(i1)
     p1, q1 = vi.real, vi.imag
-    mag = np.abs(ph)
+    mag = np.abs(phasors)
     s1 = mag[:c] * mag[c:]
-
     with np.errstate(divide="ignore", invalid="ignore"):
         pf = np.where(s > 0, p / s, np.nan)
         dpf = np.where(s1 > 0, p1 / s1, np.nan)
     angle = np.degrees(np.arctan2(q1, p1))
+    n_va = np.sqrt(np.maximum(s * s - p * p, 0.0))
 
-    harm = _harmonics(xs, width, cycles if synced else max(1, round(n_cycles)), j_first - a, w_first, w_last)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        thd = 100.0 * np.sqrt(np.nansum(harm[:, 1:] ** 2, axis=1)) / harm[:, 0]
-
-    # per-cycle active energy (DC removed with the window's means) for the import/export split
-    if cycle_edges is not None and cycle_edges.size:
-        edges = np.concatenate(([a], cycle_edges, [b]))
-        seg_vi = segment_sums(prod, j_first, edges)
-        seg_x = segment_sums(xs, j_first, edges)
-        seg_n = np.diff(edges)
-        seg_p = seg_vi - si[:, None] * seg_x[:c] - sv[:, None] * seg_x[c:] + (sv * si)[:, None] * seg_n
-        p_import = np.maximum(seg_p, 0.0).sum(axis=1) / width
-        p_export = np.maximum(-seg_p, 0.0).sum(axis=1) / width
-    else:
-        p_import, p_export = np.maximum(p, 0.0), np.maximum(-p, 0.0)
-
-    clipped = np.zeros(c, dtype=bool)
+    clipped = np.zeros((c, k_count), dtype=bool)
     if v_clip is not None or i_clip is not None:
-        peak = np.maximum(xs.max(axis=1), -xs.min(axis=1))
-        if v_clip is not None:
-            clipped |= peak[:c] >= v_clip
-        if i_clip is not None:
-            clipped |= peak[c:] >= i_clip
-    v_rms_out, thd_v, thd_i, hv, hi_ = v_rms, thd[:c], thd[c:], harm[:c], harm[c:]
-    return WindowMetrics(
-        start=a,
-        end=b,
-        duration_s=width / fs,
-        freq_hz=fs * cycles / width if synced else math.nan,
-        synced=synced,
-        v_rms=v_rms_out,
-        i_rms=i_rms,
-        v_dc=sv,
-        i_dc=si,
-        p_w=p,
-        q_var=q1,
-        s_va=s,
-        n_va=np.sqrt(np.maximum(s * s - p * p, 0.0)),
-        pf=pf,
-        dpf=dpf,
-        angle_deg=angle,
-        v1_rms=mag[:c],
-        i1_rms=mag[c:],
-        thd_v=thd_v,
-        thd_i=thd_i,
-        harmonics_v=hv,
-        harmonics_i=hi_,
-        clipped=clipped,
-        p_import_w=p_import,
-        p_export_w=p_export,
-        event=np.zeros(c, dtype=bool),
-    )
+        limit = np.concatenate(
+            (
+                np.full(c, np.inf) if v_clip is None else np.asarray(v_clip, dtype=np.float64),
+                np.full(c, np.inf) if i_clip is None else np.asarray(i_clip, dtype=np.float64),
+            )
+        )
+        # one pass over the whole stretch; per-window peaks only when some row reached its rail
+        if np.any(np.maximum(xs.max(axis=1), -xs.min(axis=1)) >= limit):
+            cells = np.floor(edges[:-1] + 0.5).astype(np.int64) - j_first  # first cell of each window
+            peak = np.maximum(np.maximum.reduceat(xs, cells, axis=1), -np.minimum.reduceat(xs, cells, axis=1))
+            hit = peak >= limit[:, None]
+            clipped = hit[:c] | hit[c:]
+
+    want = np.ones(k_count, dtype=bool) if harmonics is None else harmonics
+    out: list[WindowMetrics] = []
+    for k in range(k_count):
+        a, b = float(edges[k]), float(edges[k + 1])
+        w = b - a
+        if want[k]:
+            jf, jl = math.floor(a + 0.5), math.ceil(b - 0.5)
+            n_cyc = cycles if synced[k] else max(1, round(w * f_nominal / fs))
+            harm = _harmonics(
+                xs[:, jf - j_first : jl - j_first + 1], w, n_cyc, jf - a, jf + 0.5 - a, b - (jl - 0.5)
+            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                thd = 100.0 * np.sqrt(np.nansum(harm[:, 1:] ** 2, axis=1)) / harm[:, 0]
+        else:
+            harm = np.full((2 * c, MAX_HARMONIC), np.nan)
+            thd = np.full(2 * c, np.nan)
+        out.append(
+            WindowMetrics(
+                start=a,
+                end=b,
+                duration_s=w / fs,
+                freq_hz=fs * cycles / w if synced[k] else math.nan,
+                synced=bool(synced[k]),
+                v_rms=v_rms[:, k],
+                i_rms=i_rms[:, k],
+                v_dc=sv[:, k],
+                i_dc=si[:, k],
+                p_w=p[:, k],
+                q_var=q1[:, k],
+                s_va=s[:, k],
+                n_va=n_va[:, k],
+                pf=pf[:, k],
+                dpf=dpf[:, k],
+                angle_deg=angle[:, k],
+                v1_rms=mag[:c, k],
+                i1_rms=mag[c:, k],
+                thd_v=thd[:c],
+                thd_i=thd[c:],
+                harmonics_v=harm[:c],
+                harmonics_i=harm[c:],
+                harmonics_fresh=bool(want[k]),
+                clipped=clipped[:, k],
+                p_import_w=p_import[:, k],
+                p_export_w=p_export[:, k],
+                event=np.zeros(c, dtype=bool),
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _largest_prime_factor(n: int) -> int:
+    p, f = 2, 1
+    while p * p <= n:
+        while n % p == 0:
+            n, f = n // p, p
+        p += 1
+    return max(f, n)
+
+
+def _fft_size(width: float) -> int:
+    """The whole-sample FFT length for a window ``width`` samples long: floor or ceil of it, whichever
+    factors into smaller primes (10 cycles at 7812.5 Hz is 1562.5 samples: an FFT over 1563 = 3 * 521
+    samples takes 3.5 times as long as one over 1562 = 2 * 11 * 71). The scalloping correction below
+    holds for any length within one sample of the window."""
+    lo = max(math.floor(width), 2)
+    hi = max(math.ceil(width), 2)
+    return min((lo, hi), key=lambda n: (_largest_prime_factor(n), abs(n - width)))
 
 
 SIGNIFICANT_HARMONIC = 0.02  # share of the fundamental above which an order is measured exactly
@@ -265,15 +317,15 @@ SIGNIFICANT_HARMONIC = 0.02  # share of the fundamental above which an order is 
 def _harmonics(xs: FloatArray, width: float, cycles: int, t0: float, w_first: float, w_last: float) -> FloatArray:
     """IEC 61000-4-7 harmonic subgroups (rms, orders 1..40); NaN above the Nyquist frequency.
 
-    Two steps. An FFT over round(width) whole samples finds every order cheaply; the window is then
-    short or long by under half a sample, which puts order h off its bin by a known
+    Two steps. An FFT over n = floor or ceil of width whole samples finds every order cheaply; the
+    window is then short or long by under one sample, which puts order h off its bin by a known
     delta = h*cycles*(n/width - 1) bins, so the subgroup is divided by the share of a tone's energy its
     three bins hold (sum of sinc^2(d - delta)). That still leaks a little energy coherently between
     strong orders, so the orders that matter (the fundamental and any order above 2 % of it, on any
     row) are then measured exactly: a DFT over the fractional window itself (edge samples weighted) at
     their three subgroup frequencies. Weak orders keep the FFT value; their error is negligible in THD.
     """
-    n = min(max(round(width), 2), xs.shape[1])
+    n = min(_fft_size(width), xs.shape[1])
     spec = np.fft.rfft(xs[:, :n], axis=1)
     power = spec.real**2 + spec.imag**2
     power *= 2.0 / (n * n)  # rms^2 per bin

@@ -12,7 +12,7 @@ bytes (a switched-off circuit costs only its heads).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,8 @@ def _pack(values: npt.NDArray[np.int64], width: int) -> bytes:
     return bytes(values.astype(_DTYPES[width]).tobytes())
 
 
-def _unpack(data: bytes, width: int, count: int) -> IntArray:
+def _unpack(data: bytes, width: int, count: int) -> npt.NDArray[np.signedinteger[Any]]:
+    """Residuals as signed integers (a read-only view of ``data`` where the width allows)."""
     if width == 0:
         if data:
             raise RemoteProtocolError("a width-0 channel must carry no residual bytes", code="delta-length")
@@ -80,8 +81,8 @@ def _unpack(data: bytes, width: int, count: int) -> IntArray:
     if width == 3:
         raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3)
         sign = np.where(raw[:, 0] & 0x80, 0xFF, 0x00).astype(np.uint8)
-        return np.column_stack((sign, raw)).copy().view(">i4").ravel().astype(np.int64)
-    return np.frombuffer(data, dtype=_DTYPES[width]).astype(np.int64, copy=True)
+        return np.column_stack((sign, raw)).view(">i4").ravel()
+    return np.frombuffer(data, dtype=_DTYPES[width])
 
 
 def encode_channels(samples: npt.ArrayLike) -> list[EncodedChannel]:
@@ -130,7 +131,7 @@ def decode_channel(channel: EncodedChannel, n: int) -> IntArray:
         raise RemoteProtocolError(
             f"block of {n} samples cannot carry a delta order of {channel.order}", code="delta-order"
         )
-    values = _unpack(channel.residuals, channel.width, n - channel.order)
+    values = _unpack(channel.residuals, channel.width, n - channel.order).astype(np.int64)
     for head in reversed(channel.heads):
         values = np.cumsum(np.concatenate(([head], values)), dtype=np.int64)
     return values
@@ -142,26 +143,50 @@ def decode_channels(channels: list[EncodedChannel], n: int) -> IntArray:
     Channels sharing order and width (nearly all of them, block after block) are decoded together:
     one frombuffer and one cumulative sum per group instead of per channel.
     """
-    out = np.empty((len(channels), n), dtype=np.int64)
-    groups: dict[tuple[int, int], list[int]] = {}
+    groups: dict[tuple[int, int], Group] = {}
     for c, ch in enumerate(channels):
         if n < ch.order or n < 1:
             raise RemoteProtocolError(
                 f"block of {n} samples cannot carry a delta order of {ch.order}", code="delta-order"
             )
-        groups.setdefault((ch.order, ch.width), []).append(c)
-    for (order, width), idx in groups.items():
-        count = n - order
-        for c in idx:
-            if len(channels[c].residuals) != width * count:
-                raise RemoteProtocolError(
-                    f"channel {c} carries {len(channels[c].residuals)} residual bytes, expected {count} x {width}",
-                    code="delta-length",
-                )
-        res = _unpack(b"".join(channels[c].residuals for c in idx), width, count * len(idx)).reshape(len(idx), count)
-        heads = np.array([channels[c].heads for c in idx], dtype=np.int64).reshape(len(idx), order)
+        if len(ch.residuals) != ch.width * (n - ch.order):
+            raise RemoteProtocolError(
+                f"channel {c} carries {len(ch.residuals)} residual bytes, expected {n - ch.order} x {ch.width}",
+                code="delta-length",
+            )
+        g = groups.setdefault((ch.order, ch.width), Group())
+        g.rows.append(c)
+        g.heads.extend(ch.heads)
+        g.parts.append(ch.residuals)
+    return decode_groups(groups, len(channels), n)
+
+
+@dataclass(slots=True)
+class Group:
+    """Channels of one block that share a difference order and residual width, gathered for
+    :func:`decode_groups`: their row numbers, heads in row order, and residual bytes."""
+
+    rows: list[int] = field(default_factory=list)
+    heads: list[int] = field(default_factory=list)
+    parts: list[bytes | memoryview] = field(default_factory=list)
+
+
+def decode_groups(groups: dict[tuple[int, int], Group], channels: int, n: int) -> IntArray:
+    """Rebuild a ``(channels, n)`` int64 block from its channel groups (lengths already checked).
+
+    A group's rows are laid out as ``[heads..., residuals...]`` (``n`` values), and ``order`` running
+    sums, the first starting after the last head, turn that into samples in place: e.g. order 2 is
+    ``[x0, d0, r0, r1, ...] -> [x0, d0, d1, d2, ...] -> [x0, x1, x2, ...]``.
+    """
+    out = np.empty((channels, n), dtype=np.int64)
+    for (order, width), g in groups.items():
+        whole = len(g.rows) == channels  # the usual case: one layout for the block, no scatter
+        dst = out if whole else np.empty((len(g.rows), n), dtype=np.int64)
+        if order:
+            dst[:, :order] = np.array(g.heads, dtype=np.int64).reshape(len(g.rows), order)
+        dst[:, order:] = _unpack(b"".join(g.parts), width, len(g.rows) * (n - order)).reshape(len(g.rows), -1)
         for level in range(order - 1, -1, -1):
-            head = heads[:, level : level + 1]
-            res = np.concatenate((head, head + np.cumsum(res, axis=1)), axis=1)
-        out[idx] = res
+            np.cumsum(dst[:, level:], axis=1, out=dst[:, level:])
+        if not whole:
+            out[g.rows] = dst
     return out

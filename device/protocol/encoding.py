@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import gzip
 import json
 import struct
@@ -28,6 +29,7 @@ from .messages import MESSAGE_CLASSES, Fault, Message, MessageType, Samples
 
 _SAMPLES_HEAD = struct.Struct(">IQIHH")  # block_seq, t0_ns, sample rate (mHz), n, circuit mask
 _HEAD_I32 = struct.Struct(">i")
+_HEADS = {1: _HEAD_I32, 2: struct.Struct(">ii")}
 
 
 # ---------------------------------------------------------------- samples
@@ -79,35 +81,59 @@ def encode_samples_binary(msg: Samples) -> bytes:
     return b"".join(parts)
 
 
+@functools.lru_cache(maxsize=64)
+def _circuits_of(mask: int) -> tuple[int, ...]:
+    return tuple(c + 1 for c in range(16) if mask >> c & 1)
+
+
 def decode_samples_binary(payload: bytes) -> Samples:
+    # the hot path of the bridge (one call per device every 80 ms): channels are scanned with plain
+    # int arithmetic and grouped by layout, so numpy is called per group, not per channel
     if len(payload) < _SAMPLES_HEAD.size:
         raise RemoteProtocolError(f"SAMPLES payload of {len(payload)} bytes is shorter than its header", code="short")
     block_seq, t0_ns, mhz, n, mask = _SAMPLES_HEAD.unpack_from(payload)
-    circuits = tuple(c + 1 for c in range(16) if mask >> c & 1)
+    circuits = _circuits_of(mask)
+    channels = 2 * len(circuits)
+    if not circuits or n < 1:
+        raise RemoteProtocolError(f"SAMPLES block {block_seq} carries no samples", code="samples")
+    view = memoryview(payload)
+    size = len(payload)
     pos = _SAMPLES_HEAD.size
-    chans: list[delta.EncodedChannel] = []
-    try:
-        for _ in range(2 * len(circuits)):
-            code = payload[pos]
-            order, width = code >> 4, code & 0x0F
-            pos += 1
-            heads = tuple(_HEAD_I32.unpack_from(payload, pos + 4 * k)[0] for k in range(order))
-            pos += 4 * order
-            size = width * max(n - order, 0)
-            if pos + size > len(payload):
-                raise IndexError
-            chans.append(
-                delta.EncodedChannel(order=order, heads=heads, width=width, residuals=payload[pos : pos + size])
+    groups: dict[tuple[int, int], delta.Group] = {}
+    for row in range(channels):
+        if pos >= size:
+            raise RemoteProtocolError(f"SAMPLES block {block_seq} is truncated at payload byte {pos}", code="short")
+        code = payload[pos]
+        order, width = code >> 4, code & 0x0F
+        if order > delta.MAX_ORDER or width > 4 or order > n:
+            raise RemoteProtocolError(
+                f"SAMPLES block {block_seq} channel {row} (payload byte {pos}): delta order {order} with residual "
+                f"width {width} is not a valid layout for {n} samples (order 0..2, width 0..4 bytes)",
+                code="delta-order" if width <= 4 else "delta-width",
             )
-            pos += size
-    except (IndexError, struct.error):
-        raise RemoteProtocolError(
-            f"SAMPLES block {block_seq} is truncated at payload byte {pos}", code="short"
-        ) from None
-    if pos != len(payload):
-        raise RemoteProtocolError(f"SAMPLES block {block_seq} has {len(payload) - pos} trailing bytes", code="trailing")
-    return _samples_from_channels(
-        block_seq=block_seq, t0_ns=t0_ns, rate_hz=mhz / 1000, circuits=circuits, n=n, chans=chans
+        start = pos + 1 + 4 * order
+        end = start + width * (n - order)
+        if end > size:
+            raise RemoteProtocolError(f"SAMPLES block {block_seq} is truncated at payload byte {pos}", code="short")
+        g = groups.get((order, width))
+        if g is None:
+            g = groups[(order, width)] = delta.Group()
+        g.rows.append(row)
+        if order:
+            g.heads.extend(_HEADS[order].unpack_from(payload, pos + 1))
+        g.parts.append(view[start:end])
+        pos = end
+    if pos != size:
+        raise RemoteProtocolError(f"SAMPLES block {block_seq} has {size - pos} trailing bytes", code="trailing")
+    values = delta.decode_groups(groups, channels, n)
+    values.setflags(write=False)  # handed over as the message's own (Samples makes no copy of it)
+    return Samples(
+        block_seq=block_seq,
+        t0_ns=t0_ns,
+        sample_rate_hz=mhz / 1000,
+        circuits=circuits,
+        v=values[0::2],
+        i=values[1::2],
     )
 
 

@@ -118,7 +118,9 @@ class Samples:
         for c in self.circuits:
             _check_circuit(c, "SAMPLES")
         for name in ("v", "i"):
-            arr = np.array(getattr(self, name), dtype=np.int64)  # private copy: callers keep theirs
+            arr = getattr(self, name)
+            if not (isinstance(arr, np.ndarray) and arr.dtype == np.int64 and not arr.flags.writeable):
+                arr = np.array(arr, dtype=np.int64)  # private copy: callers keep theirs
             _check(
                 arr.ndim == 2 and arr.shape[0] == len(self.circuits) and 1 <= arr.shape[1] <= MAX_BLOCK_SAMPLES,
                 f"SAMPLES {name} must be (circuits, 1..{MAX_BLOCK_SAMPLES}), got {arr.shape}",
