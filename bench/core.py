@@ -70,7 +70,7 @@ def main() -> None:
     n = 625
     samples = len(payloads) * n * 20
     best_core = best_bare = float("inf")
-    for _ in range(3):
+    for _ in range(7):
         t_core, windows = run_core(payloads, v_lsb, i_lsb)
         t_bare = run_bare(raw, n)
         best_core, best_bare = min(best_core, t_core), min(best_bare, t_bare)

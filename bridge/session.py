@@ -208,8 +208,7 @@ class DeviceRuntime:
         else:
             for (c, reg), (whole, residual) in self.store.energy(self.name).items():
                 if 1 <= c <= hello.circuit_count and reg in REGISTERS:
-                    r = getattr(self.analyzer.energy[c - 1], reg)
-                    r.whole, r.residual = whole, residual
+                    self.analyzer.energy.restore(c - 1, reg, whole, residual)
         self._fed.clear()
 
     @staticmethod

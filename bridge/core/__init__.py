@@ -5,7 +5,7 @@ block by block, as the service runs it.
 """
 
 from .analyze import Analysis, analyze
-from .energy import EnergyCounters, Register
+from .energy import EnergyBank, EnergyCounters, Register
 from .events import Thresholds, VoltageEvent
 from .stream import AnalyzerSettings, StreamAnalyzer, Update
 from .window import WindowMetrics, measure_window
@@ -13,6 +13,7 @@ from .window import WindowMetrics, measure_window
 __all__ = [
     "Analysis",
     "AnalyzerSettings",
+    "EnergyBank",
     "EnergyCounters",
     "Register",
     "StreamAnalyzer",

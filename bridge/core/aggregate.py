@@ -47,14 +47,12 @@ class _Acc:
     maxs: FloatArray | None = None
     flagged: npt.NDArray[np.bool_] | None = None
 
-    def add(self, w: WindowMetrics) -> None:
+    def add(self, w: WindowMetrics, x: FloatArray, val: FloatArray) -> None:
+        """``x``: the window's quantities (quantities, circuits); ``val``: their duration-weighted
+        contributions to the mean (squares for rms-like ones, NaN as 0)."""
         d = w.duration_s
-        x = np.stack([getattr(w, q) for q in QUANTITIES]).astype(np.float64)
-        val = x.copy()
-        val[: len(RMS_LIKE)] **= 2
-        val = np.where(np.isfinite(val), val, 0.0) * d
         if self.sums is None or self.mins is None or self.maxs is None or self.flagged is None:
-            self.sums, self.mins, self.maxs, self.flagged = val, x, x.copy(), w.event.copy()
+            self.sums, self.mins, self.maxs, self.flagged = val.copy(), x.copy(), x.copy(), w.event.copy()
         else:
             self.sums += val
             np.fmin(self.mins, x, out=self.mins)
@@ -119,8 +117,12 @@ class Aggregator:
             self._d15 = _Acc(t_start_s=self._tick(t, 900.0), circuits=self.c)
         if self._a3 is None:
             self._a3 = _Acc(t_start_s=t, circuits=self.c)
+        x = np.stack([getattr(w, q) for q in QUANTITIES]).astype(np.float64)
+        val = x.copy()
+        val[: len(RMS_LIKE)] **= 2
+        val = np.where(np.isfinite(val), val, 0.0) * w.duration_s
         for acc in (self._a3, self._a10, self._d15):
-            acc.add(w)
+            acc.add(w, x, val)
         if self._a3.n >= self.per_3s:
             out.append(self._a3.close("3s"))
             self._a3 = None

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from .aggregate import Aggregate, Aggregator, ClassAFrequency
 from .crossings import FIT_HALF, CrossingDetector
-from .energy import EnergyCounters, add_windows
+from .energy import EnergyBank
 from .events import EventDetector, Thresholds, VoltageEvent
 from .window import WindowMetrics, measure_windows, segment_sums
 
@@ -89,7 +89,7 @@ class StreamAnalyzer:
                 raise ValueError(f"{name} needs one value per circuit ({circuits}), got {len(clip)}")
         self._v_clip = None if settings.v_clip is None else np.asarray(settings.v_clip, dtype=np.float64)
         self._i_clip = None if settings.i_clip is None else np.asarray(settings.i_clip, dtype=np.float64)
-        self.energy = [EnergyCounters() for _ in range(circuits)]
+        self.energy = EnergyBank(circuits)
         self.events = EventDetector(circuits, settings.u_nominal, settings.thresholds)
         self.aggregator = Aggregator(circuits)
         self.class_a = ClassAFrequency()
@@ -103,8 +103,9 @@ class StreamAnalyzer:
         self._origin_idx = index
         self._processed_until = index
         self._start = index  # global index of buffer column 0
-        # voltages in rows 0..c-1, currents in rows c..2c-1; columns past _n are free room for new blocks
-        self._buf = np.empty((2 * self.c, 0))
+        # rows: v, i, v^2, i^2, v*i (c each, see window.with_products), the products made block by
+        # block while the samples are in cache; columns past _n are free room for new blocks
+        self._buf = np.empty((5 * self.c, 0))
         self._n = 0
         self._win_count = 0  # windows since the reset: picks the windows whose spectrum is measured
         self._held: WindowMetrics | None = None  # the last window with a fresh spectrum
@@ -122,7 +123,7 @@ class StreamAnalyzer:
 
     @property
     def _x(self) -> FloatArray:
-        return self._buf[:, : self._n]
+        return self._buf[: 2 * self.c, : self._n]
 
     @property
     def end(self) -> int:
@@ -200,18 +201,20 @@ class StreamAnalyzer:
         c, n = self.c, va.shape[1]
         need = self._n + n
         if need > self._buf.shape[1]:
-            grown = np.empty((2 * c, max(need, 2 * self._buf.shape[1], 4096)))
+            grown = np.empty((5 * c, max(need, 2 * self._buf.shape[1], 4096) + 40))
             grown[:, : self._n] = self._buf[:, : self._n]
             self._buf = grown
         dst = self._buf[:, self._n : need]
         if scale is None:
             dst[:c] = va
-            dst[c:] = ia
+            dst[c : 2 * c] = ia
         else:
             np.multiply(va, scale[:c, None], out=dst[:c])
-            np.multiply(ia, scale[c:, None], out=dst[c:])
+            np.multiply(ia, scale[c:, None], out=dst[c : 2 * c])
         if offset is not None:
-            dst += offset[:, None]
+            dst[: 2 * c] += offset[:, None]
+        np.multiply(dst[: 2 * c], dst[: 2 * c], out=dst[2 * c : 4 * c])
+        np.multiply(dst[:c], dst[c : 2 * c], out=dst[4 * c :])
         self._n = need
 
     def flush(self) -> Update:
@@ -289,8 +292,17 @@ class StreamAnalyzer:
         every = self.cfg.harmonics_every
         index = self._win_count + np.arange(synced.size)
         self._win_count += synced.size
-        measured = measure_windows(
-            self._x,
+        # event flags: any Urms(1/2) value inside the window taken during a dip, swell or interruption
+        cut = np.searchsorted(self._flag_pos, edges, side="right")
+        counts = np.diff(cut)
+        event = np.zeros((self.c, synced.size), dtype=bool)
+        if self._flag_val.shape[1] and counts.any():
+            nonempty = counts > 0
+            event[:, nonempty] = np.logical_or.reduceat(
+                self._flag_val[:, cut[0] : cut[-1]], (cut[:-1] - cut[0])[nonempty], axis=1
+            )
+        windows = measure_windows(
+            self._buf[:, : self._n],
             self._start,
             edges,
             fs=self.cfg.fs,
@@ -301,31 +313,15 @@ class StreamAnalyzer:
             i_clip=self._i_clip,
             cycle_edges=self._cycle_edges,
             harmonics=index % every == 0,
+            held=self._held,
+            event=event,
+            t_start_s=self._origin_s + (edges[:-1] - self._origin_idx) / self.cfg.fs,
         )
-        # event flags: any Urms(1/2) value inside the window taken during a dip, swell or interruption
-        cut = np.searchsorted(self._flag_pos, edges, side="right")
-        out: list[WindowMetrics] = []
-        for k, m in enumerate(measured):
-            event = self._flag_val[:, cut[k] : cut[k + 1]].any(axis=1)
-            add_windows(self.energy, m.p_import_w, m.p_export_w, m.q_var, m.s_va, m.duration_s)
-            if m.harmonics_fresh:
-                self._held = m
-                out.append(replace(m, event=event, t_start_s=self.time_of(m.start)))
-                continue
-            held = self._held
-            nan = np.full(self.c, np.nan)
-            out.append(
-                replace(
-                    m,
-                    event=event,
-                    t_start_s=self.time_of(m.start),
-                    thd_v=nan if held is None else held.thd_v,
-                    thd_i=nan if held is None else held.thd_i,
-                    harmonics_v=m.harmonics_v if held is None else held.harmonics_v,
-                    harmonics_i=m.harmonics_i if held is None else held.harmonics_i,
-                )
-            )
-        return out
+        fresh = [w for w in windows if w.harmonics_fresh]
+        if fresh:
+            self._held = fresh[-1]
+        self.energy.add_windows(windows)
+        return windows
 
     def _half_cycles(self) -> tuple[list[VoltageEvent], FloatArray]:
         """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector.
@@ -343,8 +339,7 @@ class StreamAnalyzer:
         edges = np.minimum(edges, self.end - 0.5)
         lo = math.floor(edges[0] + 0.5) - self._start
         hi = min(math.floor(edges[-1] + 0.5) + 1 - self._start, self._x.shape[1])
-        vpart = self._x[: self.c, lo:hi]
-        sums = segment_sums(vpart * vpart, self._start + lo, edges)
+        sums = segment_sums(self._buf[2 * self.c : 3 * self.c, lo:hi], self._start + lo, edges)
         counts = np.diff(edges)
         self._bounds_last = float(bounds[-1])
         prev = self._half_prev

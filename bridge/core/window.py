@@ -57,6 +57,17 @@ class WindowMetrics:
     t_start_s: float = 0.0  # caller's clock; set by the stream analyzer
 
 
+def with_products(x: FloatArray) -> FloatArray:
+    """``(2C, m)`` voltages and currents -> ``(5C, m)``: v, i, v^2, i^2, v*i (C rows each), the rows
+    whose per-segment sums give every mean, rms and active power."""
+    c = x.shape[0] // 2
+    out = np.empty((5 * c, x.shape[1]))
+    out[: 2 * c] = x
+    np.multiply(x, x, out=out[2 * c : 4 * c])
+    np.multiply(x[:c], x[c:], out=out[4 * c :])
+    return out
+
+
 def segment_sums(x: FloatArray, start: int, edges: FloatArray) -> FloatArray:
     """Integrals of the sampled signal between fractional global positions ``edges`` (k+1,).
 
@@ -116,7 +127,7 @@ def measure_window(
     if v.shape != i.shape or v.ndim != 2:
         raise ValueError(f"v and i must be equal (circuits, samples) arrays, got {v.shape} and {i.shape}")
     (m,) = measure_windows(
-        np.concatenate((v, i), axis=0),
+        with_products(np.concatenate((v, i), axis=0)),
         buf_start,
         np.array([a, b], dtype=np.float64),
         fs=fs,
@@ -143,22 +154,26 @@ def measure_windows(
     i_clip: FloatArray | None = None,
     cycle_edges: FloatArray | None = None,
     harmonics: npt.NDArray[np.bool_] | None = None,
+    held: WindowMetrics | None = None,
+    event: npt.NDArray[np.bool_] | None = None,
+    t_start_s: FloatArray | None = None,
 ) -> list[WindowMetrics]:
-    """Measure consecutive windows ``[edges[k], edges[k+1])`` of one ``(2 * circuits, m)`` buffer:
-    voltages in the first half of the rows, currents in the second (what the stream analyzer keeps).
+    """Measure consecutive windows ``[edges[k], edges[k+1])`` of one ``(5 * circuits, m)`` buffer laid
+    out as :func:`with_products` makes it (what the stream analyzer keeps, filled block by block).
 
     All windows are measured together: the sums every quantity needs are taken per cycle segment in
     one pass over the buffer, so the cost per window is a handful of numpy calls, not dozens.
     ``harmonics`` selects the windows whose harmonic spectrum is computed (default: all); the others
-    report NaN there and ``harmonics_fresh`` False.
+    carry over the spectrum of the last window that had one (``held`` before the first), NaN if none,
+    with ``harmonics_fresh`` False. ``event`` ``(C, K)`` and ``t_start_s`` ``(K,)`` are passed through.
     """
-    if x.ndim != 2 or x.shape[0] % 2:
-        raise ValueError(f"x must be a (2 * circuits, samples) array, got {x.shape}")
+    if x.ndim != 2 or x.shape[0] % 5:
+        raise ValueError(f"x must be a (5 * circuits, samples) array, got {x.shape}")
     edges = np.asarray(edges, dtype=np.float64)
     k_count = edges.size - 1
     if k_count < 1 or not np.all(np.diff(edges) > 0):
         raise ValueError(f"window edges must ascend strictly, got {edges}")
-    c = x.shape[0] // 2
+    c = x.shape[0] // 5
     j_first = math.floor(edges[0] + 0.5)
     j_last = math.ceil(edges[-1] - 0.5)  # an edge exactly between two cells takes the earlier one whole
     lo, hi = j_first - buf_start, j_last - buf_start + 1
@@ -166,8 +181,8 @@ def measure_windows(
         raise ValueError(
             f"buffer holds samples {buf_start}..{buf_start + x.shape[1] - 1}, windows need {j_first}..{j_last}"
         )
-    xs = x[:, lo:hi]
-    prod = xs[:c] * xs[c:]
+    full = x[:, lo:hi]
+    xs = full[: 2 * c]
     # fine segments: window edges plus the cycle edges inside them (for the per-cycle energy split)
     if cycle_edges is not None and cycle_edges.size:
         inner = cycle_edges[(cycle_edges > edges[0]) & (cycle_edges < edges[-1])]
@@ -175,17 +190,16 @@ def measure_windows(
     else:
         fine = edges
     first_seg = np.searchsorted(fine, edges[:-1])
-    seg_x = segment_sums(xs, j_first, fine)  # (2C, F)
-    seg_vi = segment_sums(prod, j_first, fine)  # (C, F)
-    seg_xx = segment_sums(xs * xs, j_first, fine)
+    seg = segment_sums(full, j_first, fine)  # (5C, F): x, x^2, v*i per fine segment
+    seg_x, seg_vi = seg[: 2 * c], seg[4 * c :]
     width = np.diff(edges)  # (K,)
-    sum_x = np.add.reduceat(seg_x, first_seg, axis=1)  # (2C, K)
-    means = sum_x / width
-    ms = np.add.reduceat(seg_xx, first_seg, axis=1) / width - means * means
+    win = np.add.reduceat(seg, first_seg, axis=1) / width  # (5C, K) means
+    means = win[: 2 * c]
+    ms = win[2 * c : 4 * c] - means * means
     rms = np.sqrt(np.maximum(ms, 0.0))
     sv, si = means[:c], means[c:]
     v_rms, i_rms = rms[:c], rms[c:]
-    p = np.add.reduceat(seg_vi, first_seg, axis=1) / width - sv * si  # DC: sensor offset, not power
+    p = win[4 * c :] - sv * si  # DC: sensor offset, not power
     s = v_rms * i_rms
 
     # active energy per cycle, DC removed with the window's means, for the import/export split
@@ -205,10 +219,11 @@ def measure_windows(
         wf, wl = jf + 0.5 - a, b - (jl - 0.5)
         xk = xs[:, jf - j_first : jl - j_first + 1]
         omega = 2.0 * math.pi * n_cycles / (b - a)
-        phase = omega * (np.arange(jl - jf + 1, dtype=np.float64) + (jf - a))
-        basis = np.empty((phase.size, 2))
-        np.cos(phase, out=basis[:, 0])
-        np.sin(phase, out=basis[:, 1])
+        # cos and sin columns as one complex rotation run (a running product: no trig per sample)
+        rot = np.full(jl - jf + 1, complex(math.cos(omega), math.sin(omega)))
+        rot[0] = complex(math.cos(omega * (jf - a)), math.sin(omega * (jf - a)))
+        np.multiply.accumulate(rot, out=rot)
+        basis = rot.view(np.float64).reshape(-1, 2)
         basis[0] *= wf
         basis[-1] *= wl
         scale = math.sqrt(2.0) / (b - a)
@@ -242,7 +257,14 @@ def measure_windows(
             clipped = hit[:c] | hit[c:]
 
     want = np.ones(k_count, dtype=bool) if harmonics is None else harmonics
+    flags = np.zeros((c, k_count), dtype=bool) if event is None else event
+    times = np.zeros(k_count) if t_start_s is None else t_start_s
     out: list[WindowMetrics] = []
+    if held is not None:
+        thd_v, thd_i, hv, hi_ = held.thd_v, held.thd_i, held.harmonics_v, held.harmonics_i
+    else:
+        thd_v = thd_i = np.full(c, np.nan)
+        hv = hi_ = np.full((c, MAX_HARMONIC), np.nan)
     for k in range(k_count):
         a, b = float(edges[k]), float(edges[k + 1])
         w = b - a
@@ -254,9 +276,7 @@ def measure_windows(
             )
             with np.errstate(divide="ignore", invalid="ignore"):
                 thd = 100.0 * np.sqrt(np.nansum(harm[:, 1:] ** 2, axis=1)) / harm[:, 0]
-        else:
-            harm = np.full((2 * c, MAX_HARMONIC), np.nan)
-            thd = np.full(2 * c, np.nan)
+            thd_v, thd_i, hv, hi_ = thd[:c], thd[c:], harm[:c], harm[c:]
         out.append(
             WindowMetrics(
                 start=a,
@@ -277,15 +297,16 @@ def measure_windows(
                 angle_deg=angle[:, k],
                 v1_rms=mag[:c, k],
                 i1_rms=mag[c:, k],
-                thd_v=thd[:c],
-                thd_i=thd[c:],
-                harmonics_v=harm[:c],
-                harmonics_i=harm[c:],
+                thd_v=thd_v,
+                thd_i=thd_i,
+                harmonics_v=hv,
+                harmonics_i=hi_,
                 harmonics_fresh=bool(want[k]),
                 clipped=clipped[:, k],
                 p_import_w=p_import[:, k],
                 p_export_w=p_export[:, k],
-                event=np.zeros(c, dtype=bool),
+                event=flags[:, k],
+                t_start_s=float(times[k]),
             )
         )
     return out

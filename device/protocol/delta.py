@@ -174,19 +174,38 @@ class Group:
 def decode_groups(groups: dict[tuple[int, int], Group], channels: int, n: int) -> IntArray:
     """Rebuild a ``(channels, n)`` int64 block from its channel groups (lengths already checked).
 
-    A group's rows are laid out as ``[heads..., residuals...]`` (``n`` values), and ``order`` running
-    sums, the first starting after the last head, turn that into samples in place: e.g. order 2 is
-    ``[x0, d0, r0, r1, ...] -> [x0, d0, d1, d2, ...] -> [x0, x1, x2, ...]``.
+    Every row is first written in second-difference form ``[x0, d0, r0, r1, ...]`` (a lower-order
+    channel's residuals are differenced up to it), then two running sums over the whole block, the
+    first starting at column 1, give the samples: ``-> [x0, d0, d1, ...] -> [x0, x1, x2, ...]``.
+    Two sums over one array instead of one or two per group keep the numpy calls per block few.
     """
     out = np.empty((channels, n), dtype=np.int64)
+    if n < 3:  # too short for the second-difference form; such blocks are never sent at rate
+        for (order, _width), g in groups.items():
+            rows = np.empty((len(g.rows), n), dtype=np.int64)
+            rows[:, :order] = np.array(g.heads, dtype=np.int64).reshape(len(g.rows), order)
+            rows[:, order:] = _unpack(b"".join(g.parts), _width, len(g.rows) * (n - order)).reshape(len(g.rows), -1)
+            for level in range(order - 1, -1, -1):
+                np.add.accumulate(rows[:, level:], axis=1, out=rows[:, level:])
+            out[g.rows] = rows
+        return out
     for (order, width), g in groups.items():
-        whole = len(g.rows) == channels  # the usual case: one layout for the block, no scatter
-        dst = out if whole else np.empty((len(g.rows), n), dtype=np.int64)
-        if order:
-            dst[:, :order] = np.array(g.heads, dtype=np.int64).reshape(len(g.rows), order)
-        dst[:, order:] = _unpack(b"".join(g.parts), width, len(g.rows) * (n - order)).reshape(len(g.rows), -1)
-        for level in range(order - 1, -1, -1):
-            np.cumsum(dst[:, level:], axis=1, out=dst[:, level:])
-        if not whole:
-            out[g.rows] = dst
+        k = len(g.rows)
+        whole = k == channels
+        rows: Any = slice(None) if whole else g.rows
+        res = _unpack(b"".join(g.parts), width, k * (n - order)).reshape(k, n - order)
+        if order == 2:
+            out[rows, 2:] = res
+            out[rows, :2] = np.array(g.heads, dtype=np.int64).reshape(k, 2)
+            continue
+        lifted = res.astype(np.int64)
+        if order == 0:
+            out[rows, 0] = lifted[:, 0]
+            lifted = np.diff(lifted, axis=1)
+        else:
+            out[rows, 0] = g.heads
+        out[rows, 1] = lifted[:, 0]
+        out[rows, 2:] = np.diff(lifted, axis=1)
+    np.add.accumulate(out[:, 1:], axis=1, out=out[:, 1:])
+    np.add.accumulate(out, axis=1, out=out)
     return out
