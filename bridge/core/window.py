@@ -223,13 +223,14 @@ def measure_windows(
         rot = np.full(jl - jf + 1, complex(math.cos(omega), math.sin(omega)))
         rot[0] = complex(math.cos(omega * (jf - a)), math.sin(omega * (jf - a)))
         np.multiply.accumulate(rot, out=rot)
-        basis = rot.view(np.float64).reshape(-1, 2)
-        basis[0] *= wf
-        basis[-1] *= wl
+        rot[0] *= wf
+        rot[-1] *= wl
         scale = math.sqrt(2.0) / (b - a)
-        both = (xk @ basis) * scale  # (2C, 2): Re, -Im
-        both -= means[:, k : k + 1] * (basis.sum(axis=0) * scale)[None, :]  # remove what DC adds
-        phasors[:, k] = both[:, 0] - 1j * both[:, 1]
+        # a matrix product on the (re, im) view, not two matrix-vector products: BLAS packs the operands
+        # of a product, so the result cannot depend on where the window sits in memory (how blocks were cut)
+        both = (xk @ rot.view(np.float64).reshape(-1, 2)) * scale  # (2C, 2): Re, -Im
+        dc = rot.sum() * scale  # minus what the DC offsets add
+        phasors[:, k] = (both[:, 0] - means[:, k] * dc.real) - 1j * (both[:, 1] - means[:, k] * dc.imag)
     v1, i1 = phasors[:c], phasors[c:]
     vi = v1 * np.conj(i1)
     p1, q1 = vi.real, vi.imag
