@@ -98,6 +98,24 @@ class Aggregator:
         return math.floor(t / period) * period
 
     def add(self, w: WindowMetrics) -> list[Aggregate]:
+        return self.add_windows([w])
+
+    def add_windows(self, windows: list[WindowMetrics]) -> list[Aggregate]:
+        """Windows in time order; the intervals they close, in order."""
+        if not windows:
+            return []
+        # the quantities of every window at once (windows, quantities, circuits), and their
+        # duration-weighted contributions to the means: squares for rms-like ones, NaN as nothing
+        x = np.array([[getattr(w, q) for q in QUANTITIES] for w in windows], dtype=np.float64)
+        val = x.copy()
+        val[:, : len(RMS_LIKE)] **= 2
+        val = np.where(np.isfinite(val), val, 0.0) * np.array([w.duration_s for w in windows])[:, None, None]
+        out: list[Aggregate] = []
+        for k, w in enumerate(windows):
+            out.extend(self._add(w, x[k], val[k]))
+        return out
+
+    def _add(self, w: WindowMetrics, x: FloatArray, val: FloatArray) -> list[Aggregate]:
         out: list[Aggregate] = []
         t = w.t_start_s
         tick10 = self._tick(t, 600.0)
@@ -117,10 +135,6 @@ class Aggregator:
             self._d15 = _Acc(t_start_s=self._tick(t, 900.0), circuits=self.c)
         if self._a3 is None:
             self._a3 = _Acc(t_start_s=t, circuits=self.c)
-        x = np.stack([getattr(w, q) for q in QUANTITIES]).astype(np.float64)
-        val = x.copy()
-        val[: len(RMS_LIKE)] **= 2
-        val = np.where(np.isfinite(val), val, 0.0) * w.duration_s
         for acc in (self._a3, self._a10, self._d15):
             acc.add(w, x, val)
         if self._a3.n >= self.per_3s:

@@ -283,7 +283,7 @@ class StreamAnalyzer:
                 self._win_start = self.end - 0.5
         windows = self._measure(np.asarray(edges), np.asarray(synced, dtype=bool)) if synced else []
         self._trim()
-        aggregates = [agg for w in windows for agg in self.aggregator.add(w)]
+        aggregates = self.aggregator.add_windows(windows)
         times = self._origin_s + (crossings - self._origin_idx) / self.cfg.fs
         freq = self.class_a.add(times) if crossings.size else []
         return Update(windows, events, aggregates, freq)

@@ -8,6 +8,7 @@ amperes come once per connection in :class:`Hello` (and may be changed by :class
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,6 +51,15 @@ def _check(cond: bool, message: str, code: str) -> None:
 
 def _check_circuit(circuit: int, what: str) -> None:
     _check(1 <= circuit <= MAX_CIRCUITS, f"{what}: circuit {circuit} is outside 1..{MAX_CIRCUITS}", "circuit")
+
+
+@functools.lru_cache(maxsize=64)
+def _check_circuit_set(circuits: tuple[int, ...]) -> None:
+    """A SAMPLES block's circuit set (cached: a device sends the same set block after block)."""
+    _check(len(circuits) >= 1, "SAMPLES carries no circuit", "samples")
+    _check(list(circuits) == sorted(set(circuits)), "SAMPLES circuits must ascend", "samples")
+    for c in circuits:
+        _check_circuit(c, "SAMPLES")
 
 
 def _check_u32(value: int, what: str) -> None:
@@ -113,10 +123,7 @@ class Samples:
     def __post_init__(self) -> None:
         _check_u32(self.block_seq, "SAMPLES block_seq")
         _check(0 <= self.t0_ns < 2**64, "SAMPLES t0_ns must be an unsigned 64-bit time", "range")
-        _check(len(self.circuits) >= 1, "SAMPLES carries no circuit", "samples")
-        _check(list(self.circuits) == sorted(set(self.circuits)), "SAMPLES circuits must ascend", "samples")
-        for c in self.circuits:
-            _check_circuit(c, "SAMPLES")
+        _check_circuit_set(tuple(self.circuits))
         for name in ("v", "i"):
             arr = getattr(self, name)
             if not (isinstance(arr, np.ndarray) and arr.dtype == np.int64 and not arr.flags.writeable):
