@@ -49,18 +49,23 @@ class CrossingDetector:
         if hi <= lo:
             return Crossings(np.empty(0), np.empty(0, dtype=bool))
         seg = x[lo - 1 : hi]  # seg[k] is global sample start+lo-1+k
-        h = self.hysteresis
-        mark = np.where(seg < -h, -1, np.where(seg > h, 1, 0))
-        # state before sample n = the last excursion mark at or before n-1 (forward fill)
-        idx = np.where(mark != 0, np.arange(mark.size), -1)
-        np.maximum.accumulate(idx, out=idx)
-        filled = np.where(idx >= 0, mark[np.maximum(idx, 0)], self._state)
-        prev_state = filled[:-1]
-        a, b = seg[:-1], seg[1:]
-        up = (a < 0) & (b >= 0) & (prev_state == -1)
-        down = (a >= 0) & (b < 0) & (prev_state == 1)
-        hits = np.flatnonzero(up | down)
-        rising = up[hits]
+        # sign changes are few: find them and the excursions beyond the band with a handful of passes
+        # over the samples, then decide each candidate on its own
+        nonneg = seg >= 0
+        cand = np.flatnonzero(nonneg[1:] != nonneg[:-1])  # the pair (cand, cand+1) changes sign
+        excursion = np.flatnonzero(np.abs(seg) > self.hysteresis)
+        # state before the pair = the side of the last excursion at or before cand
+        if excursion.size:
+            last = np.searchsorted(excursion, cand, side="right") - 1
+            side = np.where(seg[excursion[np.maximum(last, 0)]] > 0, 1, -1)
+            prev_state = np.where(last >= 0, side, self._state)
+        else:
+            prev_state = np.full(cand.size, self._state)
+        up = nonneg[cand + 1] & (prev_state == -1)
+        down = ~nonneg[cand + 1] & (prev_state == 1)
+        keep_hit = up | down
+        hits = cand[keep_hit]
+        rising = up[keep_hit]
         if hits.size:
             # wiggles inside the band could repeat a direction: keep the first of each run
             keep = np.ones(hits.size, dtype=bool)
@@ -70,7 +75,8 @@ class CrossingDetector:
             hits, rising = hits[keep], rising[keep]
         n = hits + lo
         pos = (n + start).astype(np.float64) + self._refine(x, n)
-        self._state = int(filled[-1])
+        if excursion.size:
+            self._state = 1 if seg[excursion[-1]] > 0 else -1
         self.settled_until = start + hi
         if rising.size:
             self._last_rising = bool(rising[-1])

@@ -8,7 +8,7 @@ so feeding the same samples in any cuts gives the same results bit for bit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np

@@ -187,13 +187,13 @@ def decode_groups(groups: dict[tuple[int, int], Group], channels: int, n: int) -
     """
     out = np.empty((channels, n), dtype=np.int64)
     if n < 3:  # too short for the second-difference form; such blocks are never sent at rate
-        for (order, _width), g in groups.items():
-            rows = np.empty((len(g.rows), n), dtype=np.int64)
-            rows[:, :order] = np.array(g.heads, dtype=np.int64).reshape(len(g.rows), order)
-            rows[:, order:] = _unpack(b"".join(g.parts), _width, len(g.rows) * (n - order)).reshape(len(g.rows), -1)
+        for (order, width), g in groups.items():
+            block = np.empty((len(g.rows), n), dtype=np.int64)
+            block[:, :order] = np.array(g.heads, dtype=np.int64).reshape(len(g.rows), order)
+            block[:, order:] = _unpack(b"".join(g.parts), width, len(g.rows) * (n - order)).reshape(len(g.rows), -1)
             for level in range(order - 1, -1, -1):
-                np.add.accumulate(rows[:, level:], axis=1, out=rows[:, level:])
-            out[g.rows] = rows
+                np.add.accumulate(block[:, level:], axis=1, out=block[:, level:])
+            out[g.rows] = block
         return out
     for (order, width), g in groups.items():
         k = len(g.rows)
