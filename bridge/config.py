@@ -133,6 +133,21 @@ class CommandsSection(_Model):
     wear_alarm_share: float = Field(0.9, gt=0, le=1, description="alarm when this share of rated life is used")
 
 
+class AnalysisSection(_Model):
+    batch_s: float = Field(
+        1.0,
+        ge=0.08,
+        le=10,
+        description="measure when this much new signal has arrived; live values update this often",
+    )
+    harmonics_every: int = Field(
+        15,
+        ge=1,
+        le=3000,
+        description="harmonic spectrum and THD from one window in this many (15: every 3 s at 50 Hz)",
+    )
+
+
 class Device(_Model):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,39}$", description="used in OPC UA browse paths")
     serial_number: str = Field(min_length=1, max_length=64)
@@ -167,6 +182,7 @@ class Config(_Model):
     opcua: OpcUaSection = OpcUaSection()
     metrics: MetricsSection = MetricsSection()
     commands: CommandsSection = CommandsSection()
+    analysis: AnalysisSection = AnalysisSection()
     devices: tuple[Device, ...] = ()
 
     @model_validator(mode="after")

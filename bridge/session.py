@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge.config import AnalysisSection
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
 from device.protocol import (
@@ -59,8 +60,9 @@ class _Fed:
 class DeviceRuntime:
     """Everything about one device that outlives a connection."""
 
-    def __init__(self, state: DeviceState, model: Model, store: Store) -> None:
+    def __init__(self, state: DeviceState, model: Model, store: Store, analysis: AnalysisSection | None = None) -> None:
         self.state = state
+        self.analysis = analysis or AnalysisSection()
         self.model = model
         self.store = store
         self.name = state.name
@@ -77,6 +79,8 @@ class DeviceRuntime:
         self._scale_i = np.ones(10)
         self._offset_v = np.zeros(10)
         self._offset_i = np.zeros(10)
+        self._scale = np.ones(20)  # voltages then currents, as the analyzer takes them
+        self._offset: np.ndarray | None = None  # None while every calibration offset is zero
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._status_waiters: list[tuple[Callable[[Status], bool], asyncio.Future[Status]]] = []
         self._snapshots = 0
@@ -199,6 +203,8 @@ class DeviceRuntime:
             f_nominal=float(dev.f_nominal),
             u_nominal=dev.u_nominal,
             thresholds=Thresholds(),
+            min_batch_s=self.analysis.batch_s,
+            harmonics_every=self.analysis.harmonics_every,
             v_clip=tuple(self._rail(hello.v_adc_bits, self._scale_v, self._offset_v)),
             i_clip=tuple(self._rail(hello.i_adc_bits, self._scale_i, self._offset_i)),
         )
@@ -226,6 +232,9 @@ class DeviceRuntime:
         self._scale_i = np.array([hello.i_lsb_amps[c] * cal.get((c + 1, "i"), (1.0, 0.0))[0] for c in range(n)])
         self._offset_v = np.array([cal.get((c + 1, "v"), (1.0, 0.0))[1] for c in range(n)])
         self._offset_i = np.array([cal.get((c + 1, "i"), (1.0, 0.0))[1] for c in range(n)])
+        self._scale = np.concatenate((self._scale_v, self._scale_i))
+        offset = np.concatenate((self._offset_v, self._offset_i))
+        self._offset = offset if offset.any() else None
 
     def set_calibration(self, circuit: int, channel: str, gain: float, offset: float) -> None:
         self.state.calibration[(circuit, channel)] = (gain, offset)
@@ -253,13 +262,14 @@ class DeviceRuntime:
         if self.durable is not None and seq == (self.durable.block_seq + 1) & 0xFFFFFFFF and self._resume_offset:
             skip = min(self._resume_offset, block.n)  # counted before a restart: do not count twice
         self._resume_offset = 0
-        v = block.v[:, skip:] * self._scale_v[:, None] + self._offset_v[:, None]
-        i = block.i[:, skip:] * self._scale_i[:, None] + self._offset_i[:, None]
         start = self.analyzer.end
         t0 = block.t0_ns / 1e9 + skip / block.sample_rate_hz
-        update = self.analyzer.feed(v, i, seq=seq, t0_s=t0)
-        if v.shape[1]:
-            self._fed.append(_Fed(seq, start, v.shape[1], skip))
+        # ADC counts go in as they are: the analyzer scales them while copying them into its buffer
+        update = self.analyzer.feed(
+            block.v[:, skip:], block.i[:, skip:], seq=seq, t0_s=t0, scale=self._scale, offset=self._offset
+        )
+        if block.n > skip:
+            self._fed.append(_Fed(seq, start, block.n - skip, skip))
         self.last_seq = seq
         link.blocks += 1
         self._apply(update)
@@ -432,7 +442,7 @@ class DeviceHub:
         self.model = model
         self.store = store
         self.runtimes: dict[str, DeviceRuntime] = {
-            name: DeviceRuntime(state, model, store) for name, state in model.devices.items()
+            name: DeviceRuntime(state, model, store, config.analysis) for name, state in model.devices.items()
         }
         self.log = get_logger("bridge.hub")
         self._refused: set[str] = set()
@@ -447,7 +457,7 @@ class DeviceHub:
             unit = next(u for u in range(1, 248) if u not in used)
             name = "dev_" + "".join(ch if ch.isalnum() else "_" for ch in hello.serial_number)[:36]
             state = self.model.add_device(Device(name=name, serial_number=hello.serial_number, unit_id=unit))
-            self.runtimes[name] = DeviceRuntime(state, self.model, self.store)
+            self.runtimes[name] = DeviceRuntime(state, self.model, self.store, self.config.analysis)
             self.log.warning(
                 "unknown device accepted (auto_accept is on)",
                 serial=hello.serial_number,

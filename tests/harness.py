@@ -75,6 +75,13 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
         raise TimeoutError(f"waited {timeout:g} s for {what}") from None
 
 
+async def fresh_windows(dev: Any, timeout: float = 20) -> None:
+    """Wait until the live values come from signal taken after this call: the analyzer measures in
+    batches (``analysis.batch_s``, 1 s = 5 windows), so the next batch may still end before it."""
+    n = dev.snapshot.number if dev.snapshot else 0
+    await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 11, timeout, "two batches")
+
+
 class RawModbus:
     """A Modbus TCP client that is not pymodbus: MBAP frames over a plain socket."""
 

@@ -12,7 +12,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from bridge.register_map import load_map
 from device.simulator.process import SimulatorProcess
-from tests.harness import PLANT, RawModbus, bridge_config, f32, running_bridge, wait_for
+from tests.harness import PLANT, RawModbus, bridge_config, f32, fresh_windows, running_bridge, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -134,8 +134,7 @@ async def test_coil_write_switches_the_load_off_and_offline_gives_gateway_except
                 assert body == struct.pack(">BHH", 5, 0, 0x0000)
                 assert dev.circuits[0].relay_on is False
                 assert await mb.read(1, 1, 0, 1) == [0]
-                n = dev.snapshot.number if dev.snapshot else 0
-                await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+                await fresh_windows(dev)
                 regs = await mb.read(4, 1, 1000, 6)
                 assert isinstance(regs, list)
                 assert abs(f32(regs, 4)) < 1.0  # ~0 W after the relay opened

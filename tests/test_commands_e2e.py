@@ -13,7 +13,7 @@ import pytest
 from bridge.commands import Origin
 from bridge.errors import CommandFailed, CommandRejected, CommandTimeout
 from device.simulator.process import SimulatorProcess
-from tests.harness import PLANT, RawModbus, bridge_config, f32, running_bridge, wait_for
+from tests.harness import PLANT, RawModbus, bridge_config, f32, fresh_windows, running_bridge, wait_for
 
 pytestmark = pytest.mark.e2e
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -43,8 +43,7 @@ async def test_modbus_and_cli_switch_with_policy_and_counter_surviving_restart(t
         code, out, err = await cli("relay", "board1", "2", "off", "--api", api)
         assert code == 0, err
         assert '"changed": true' in out
-        n = dev.snapshot.number if dev.snapshot else 0
-        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+        await fresh_windows(dev)
         assert abs(dev.snapshot.circuits[1].p_w) < 1.0 if dev.snapshot else False
         # repeating the same command is idempotent: success, nothing switched, nothing counted
         code, out, _ = await cli("relay", "board1", "2", "off", "--api", api)
@@ -59,8 +58,7 @@ async def test_modbus_and_cli_switch_with_policy_and_counter_surviving_restart(t
             body = await mb.request(1, struct.pack(">BHH", 5, 1, 0xFF00))
             assert body == struct.pack(">BHH", 5, 1, 0xFF00)
             assert dev.circuits[1].relay_on is True
-            n = dev.snapshot.number if dev.snapshot else 0
-            await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+            await fresh_windows(dev)
             regs = await mb.read(4, 1, 1100, 6)
             assert isinstance(regs, list) and f32(regs, 4) == pytest.approx(1100.0, rel=1e-3)
             ops = await mb.read(4, 1, 1160, 2)
@@ -131,8 +129,7 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
             await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, op)
         before, after = await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, Origin(front="test", role="admin"))
         assert before == (1.0, 0.0) and after == (1.01, 0.0)
-        n = dev.snapshot.number if dev.snapshot else 0
-        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 3, 20, "windows")
+        await fresh_windows(dev)
         assert dev.snapshot is not None and dev.snapshot.circuits[0].v_rms == pytest.approx(230 * 1.01, rel=1e-3)
         assert app.store.calibration("board1")[(1, "v")] == (1.01, 0.0)
         # the ZigBee auxiliary output switches through the same path

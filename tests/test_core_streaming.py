@@ -86,3 +86,51 @@ def test_multi_circuit_matches_single_circuit() -> None:
     ws = up.windows + tail.windows
     assert np.array_equal(np.array([w.p_w[0] for w in ws]), REFERENCE.p_w)
     assert np.allclose(np.array([w.p_w[1] for w in ws]), 0.5 * REFERENCE.p_w, rtol=1e-12)
+
+
+def _run(sa: StreamAnalyzer, v: np.ndarray, i: np.ndarray, sizes: list[int], **feed: object) -> list[WindowMetrics]:
+    out: list[WindowMetrics] = []
+    pos = seq = 0
+    while pos < v.shape[-1]:
+        n = sizes[seq % len(sizes)]
+        out += sa.feed(v[..., pos : pos + n], i[..., pos : pos + n], seq=seq, **feed).windows  # type: ignore[arg-type]
+        pos += n
+        seq += 1
+    return out + sa.flush().windows
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 4000), min_size=1, max_size=20), st.sampled_from([0.0, 0.2, 1.0, 3.0]))
+def test_spectrum_every_nth_window_and_any_batch_size_change_no_bit(sizes: list[int], batch_s: float) -> None:
+    """With the spectrum measured in one window of three, the windows in between carry it over; the
+    batch size and block cuts change nothing."""
+    settings_ = AnalyzerSettings(fs=FS, harmonics_every=3, min_batch_s=batch_s)
+    got = _run(StreamAnalyzer(1, settings_), VOLT, CUR, sizes)
+    ref = _run(StreamAnalyzer(1, AnalyzerSettings(fs=FS, harmonics_every=3, min_batch_s=0.0)), VOLT, CUR, [VOLT.size])
+    assert [_as_tuple(w) for w in got] == [_as_tuple(w) for w in ref]
+    assert [w.harmonics_fresh for w in got] == [k % 3 == 0 for k in range(len(got))]
+    for k, w in enumerate(got):
+        src = got[k - k % 3]
+        assert w.thd_v[0] == src.thd_v[0] and np.array_equal(w.harmonics_i, src.harmonics_i)
+    # the fresh windows hold what measuring every window gives
+    full = REFERENCE
+    fresh = [k for k, w in enumerate(got) if w.harmonics_fresh]
+    assert np.array_equal(np.array([got[k].thd_i[0] for k in fresh]), full.thd_i[fresh])
+    # everything else is untouched by the cadence
+    assert np.array_equal(np.array([w.p_w[0] for w in got]), full.p_w)
+
+
+def test_adc_counts_with_scale_and_offset_equal_volts_and_amperes() -> None:
+    """The service feeds ADC counts with per-channel scale and offset; the analyzer scales them as it
+    copies them in, to the same bits as scaling first."""
+    rng = np.random.default_rng(3)
+    counts_v = rng.integers(-(2**23), 2**23, size=(2, 7000))
+    counts_i = rng.integers(-(2**23), 2**23, size=(2, 7000))
+    scale = np.array([3e-5, 2.9e-5, 1.1e-5, 1.2e-5])
+    offset = np.array([0.5, -0.25, 0.01, 0.0])
+    volts = counts_v * scale[:2, None] + offset[:2, None]
+    amps = counts_i * scale[2:, None] + offset[2:, None]
+    a = _run(StreamAnalyzer(2, AnalyzerSettings(fs=FS)), counts_v, counts_i, [625], scale=scale, offset=offset)
+    b = _run(StreamAnalyzer(2, AnalyzerSettings(fs=FS)), volts, amps, [625])
+    assert len(a) == len(b) > 0
+    assert [_as_tuple(w) for w in a] == [_as_tuple(w) for w in b]

@@ -89,12 +89,14 @@ def analyze(
     thresholds: Thresholds | None = None,
     v_clip: float | None = None,
     i_clip: float | None = None,
+    harmonics_every: int = 1,
 ) -> Analysis:
     """Measure one circuit's capture: ``v`` in volts and ``i`` in amperes, 1-D, same length.
 
     Windows are 10 cycles at 50 Hz (12 at 60 Hz) synchronised to the voltage's zero crossings; the
     stretch before the first crossing and after the last whole window are reported as unsynchronised
-    windows so that energy covers every sample.
+    windows so that energy covers every sample. ``harmonics_every`` > 1 measures the spectrum in one
+    window out of that many (the service's cadence) and carries it over in between.
 
     >>> fs = 7812.5
     >>> t = np.arange(int(fs)) / fs
@@ -117,6 +119,7 @@ def analyze(
         thresholds=thresholds or Thresholds(),
         v_clip=None if v_clip is None else (v_clip,),
         i_clip=None if i_clip is None else (i_clip,),
+        harmonics_every=harmonics_every,
     )
     sa = StreamAnalyzer(1, settings)
     up = sa.feed(va, ia)
