@@ -323,13 +323,13 @@ def _largest_prime_factor(n: int) -> int:
 
 
 def _fft_size(width: float) -> int:
-    """The whole-sample FFT length for a window ``width`` samples long: floor or ceil of it, whichever
-    factors into smaller primes (10 cycles at 7812.5 Hz is 1562.5 samples: an FFT over 1563 = 3 * 521
-    samples takes 3.5 times as long as one over 1562 = 2 * 11 * 71). The scalloping correction below
-    holds for any length within one sample of the window."""
-    lo = max(math.floor(width), 2)
-    hi = max(math.ceil(width), 2)
-    return min((lo, hi), key=lambda n: (_largest_prime_factor(n), abs(n - width)))
+    """The whole-sample FFT length for a window ``width`` samples long: the nearest whole number, or
+    the other neighbour when it is nearly as near (within 0.6 sample) and factors into smaller primes:
+    10 cycles at 7812.5 Hz are 1562.5 samples, and an FFT over 1563 = 3 * 521 samples takes 3.5 times
+    as long as one over 1562 = 2 * 11 * 71. Farther off, leakage into weak orders would grow."""
+    lo, hi = max(math.floor(width), 2), max(math.ceil(width), 2)
+    near = [n for n in (lo, hi) if abs(n - width) <= 0.6] or [round(width)]
+    return min(near, key=lambda n: (_largest_prime_factor(n), abs(n - width)))
 
 
 SIGNIFICANT_HARMONIC = 0.02  # share of the fundamental above which an order is measured exactly
@@ -338,8 +338,8 @@ SIGNIFICANT_HARMONIC = 0.02  # share of the fundamental above which an order is 
 def _harmonics(xs: FloatArray, width: float, cycles: int, t0: float, w_first: float, w_last: float) -> FloatArray:
     """IEC 61000-4-7 harmonic subgroups (rms, orders 1..40); NaN above the Nyquist frequency.
 
-    Two steps. An FFT over n = floor or ceil of width whole samples finds every order cheaply; the
-    window is then short or long by under one sample, which puts order h off its bin by a known
+    Two steps. An FFT over n ~ width whole samples (see :func:`_fft_size`) finds every order cheaply;
+    the window is then short or long by under a sample, which puts order h off its bin by a known
     delta = h*cycles*(n/width - 1) bins, so the subgroup is divided by the share of a tone's energy its
     three bins hold (sum of sinc^2(d - delta)). That still leaks a little energy coherently between
     strong orders, so the orders that matter (the fundamental and any order above 2 % of it, on any
