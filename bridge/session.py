@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.config import AnalysisSection
-from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
+from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent, WindowMetrics
 from bridge.core.energy import REGISTERS
 from device.protocol import (
     Ack,
@@ -311,55 +311,63 @@ class DeviceRuntime:
                 al.set(True, f"{ev.kind}: {ev.extreme_v:.1f} V")
                 al.set(False)
         ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
+        if update.windows:
+            # the live values are the newest window's (a batch brings several); every window still
+            # passes the alarm checks below
+            self._snapshots += len(update.windows)
+            dev.snapshot = self._snapshot(update.windows[-1])
         for w in update.windows:
-            energy = [e.values() for e in self.analyzer.energy]
-            circuits = tuple(
-                CircuitValues(
-                    v_rms=float(w.v_rms[c]),
-                    i_rms=float(w.i_rms[c]),
-                    p_w=float(w.p_w[c]),
-                    q_var=float(w.q_var[c]),
-                    s_va=float(w.s_va[c]),
-                    n_va=float(w.n_va[c]),
-                    pf=float(w.pf[c]),
-                    dpf=float(w.dpf[c]),
-                    angle_deg=float(w.angle_deg[c]),
-                    thd_v=float(w.thd_v[c]),
-                    thd_i=float(w.thd_i[c]),
-                    v_dc=float(w.v_dc[c]),
-                    i_dc=float(w.i_dc[c]),
-                    clipped=bool(w.clipped[c]),
-                    event=bool(w.event[c]),
-                    urms_half=float(self.analyzer.last_urms_half[c]),
-                    harmonics_v=tuple(float(x) for x in w.harmonics_v[c]),
-                    harmonics_i=tuple(float(x) for x in w.harmonics_i[c]),
-                    **energy[c],
-                )
-                for c in range(self.analyzer.c)
-            )
-            self._snapshots += 1
-            dev.snapshot = DeviceSnapshot(
-                number=self._snapshots,
-                time_s=w.t_start_s,
-                duration_s=w.duration_s,
-                freq_hz=w.freq_hz,
-                synced=w.synced,
-                circuits=circuits,
-                received_monotonic=time.monotonic(),
-            )
             changed = False
-            for c, cv in enumerate(circuits):
+            for c in range(self.analyzer.c):
                 cs = dev.circuits[c]
                 kind = ongoing.get(c)
                 changed |= cs.alarms["dip"].set(kind == "dip", "voltage dip in progress")
                 changed |= cs.alarms["swell"].set(kind == "swell", "voltage swell in progress")
                 changed |= cs.alarms["interruption"].set(kind == "interruption", "supply interrupted")
-                over = cv.i_rms > dev.config.overcurrent_a
-                changed |= cs.alarms["overcurrent"].set(over, f"{cv.i_rms:.1f} A > {dev.config.overcurrent_a:g} A")
-                changed |= cs.alarms["clipped"].set(cv.clipped, "samples at the ADC rail")
+                i_rms = float(w.i_rms[c])
+                over = i_rms > dev.config.overcurrent_a
+                changed |= cs.alarms["overcurrent"].set(over, f"{i_rms:.1f} A > {dev.config.overcurrent_a:g} A")
+                changed |= cs.alarms["clipped"].set(bool(w.clipped[c]), "samples at the ADC rail")
             if changed:
                 self.model.notify(dev, "alarm")
         self.model.notify(dev, "snapshot")
+
+    def _snapshot(self, w: WindowMetrics) -> DeviceSnapshot:
+        assert self.analyzer is not None
+        energy = [e.values() for e in self.analyzer.energy]
+        circuits = tuple(
+            CircuitValues(
+                v_rms=float(w.v_rms[c]),
+                i_rms=float(w.i_rms[c]),
+                p_w=float(w.p_w[c]),
+                q_var=float(w.q_var[c]),
+                s_va=float(w.s_va[c]),
+                n_va=float(w.n_va[c]),
+                pf=float(w.pf[c]),
+                dpf=float(w.dpf[c]),
+                angle_deg=float(w.angle_deg[c]),
+                thd_v=float(w.thd_v[c]),
+                thd_i=float(w.thd_i[c]),
+                v_dc=float(w.v_dc[c]),
+                i_dc=float(w.i_dc[c]),
+                clipped=bool(w.clipped[c]),
+                event=bool(w.event[c]),
+                urms_half=float(self.analyzer.last_urms_half[c]),
+                harmonics_v=tuple(float(x) for x in w.harmonics_v[c]),
+                harmonics_i=tuple(float(x) for x in w.harmonics_i[c]),
+                **energy[c],
+            )
+            for c in range(self.analyzer.c)
+        )
+        return DeviceSnapshot(
+            number=self._snapshots,  # windows measured so far
+            time_s=w.t_start_s,
+            duration_s=w.duration_s,
+            freq_hz=w.freq_hz,
+            synced=w.synced,
+            circuits=circuits,
+            received_monotonic=time.monotonic(),
+        )
 
     def _record_event(self, ev: VoltageEvent) -> None:
         assert self.analyzer is not None
