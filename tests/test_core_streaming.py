@@ -134,3 +134,36 @@ def test_adc_counts_with_scale_and_offset_equal_volts_and_amperes() -> None:
     b = _run(StreamAnalyzer(2, AnalyzerSettings(fs=FS)), volts, amps, [625])
     assert len(a) == len(b) > 0
     assert [_as_tuple(w) for w in a] == [_as_tuple(w) for w in b]
+
+
+def _board_counts(seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ADC counts of a simulated 10-circuit household board (harmonic-rich loads) and its scales."""
+    from device.simulator.device import Identity, SimulatedDevice
+    from device.simulator.scenario import default_scenario
+
+    dev = SimulatedDevice(default_scenario(), identity=Identity.for_serial("CUTS"), seed=2)
+    blocks = [dev.generate()[0] for _ in range(int(seconds * dev.board.fs / dev.board.n))]
+    v = np.concatenate([b.v for b in blocks], axis=1)
+    i = np.concatenate([b.i for b in blocks], axis=1)
+    return v, i, np.concatenate((np.asarray(dev.v_lsb), np.asarray(dev.i_lsb)))
+
+
+BOARD_V, BOARD_I, BOARD_SCALE = _board_counts(4.0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.integers(1, 5000), min_size=1, max_size=8), st.sampled_from([0.0, 0.5, 1.0, 2.0]))
+def test_full_board_in_service_settings_is_cut_and_batch_independent(sizes: list[int], batch_s: float) -> None:
+    """Ten circuits of ADC counts, spectrum every 15th window, clip limits: windows and energy
+    registers are the same bits however the stream is cut and batched."""
+
+    def run(cuts: list[int], batch: float) -> tuple[list[tuple[object, ...]], np.ndarray, np.ndarray]:
+        s = AnalyzerSettings(fs=FS, harmonics_every=15, min_batch_s=batch, v_clip=(300.0,) * 10, i_clip=(30.0,) * 10)
+        sa = StreamAnalyzer(10, s)
+        ws = _run(sa, BOARD_V, BOARD_I, cuts, scale=BOARD_SCALE)
+        return [_as_tuple(w) for w in ws], sa.energy.whole.copy(), sa.energy.residual.copy()
+
+    got, ref = run(sizes, batch_s), run([BOARD_V.shape[1]], 0.0)
+    assert len(got[0]) == len(ref[0]) >= 19
+    assert got[0] == ref[0]
+    assert np.array_equal(got[1], ref[1]) and np.array_equal(got[2], ref[2])
