@@ -130,3 +130,20 @@ def test_block_arrays_are_private_and_read_only() -> None:
     assert block.v[0, 0] == 1
     with pytest.raises(ValueError):
         block.v[0, 0] = 5
+
+
+def test_binary_samples_with_a_bad_layout_name_block_channel_and_byte() -> None:
+    block = Samples(block_seq=9, t0_ns=0, sample_rate_hz=7812.5, circuits=(1,), v=[[1, 2, 3]], i=[[0, 0, 0]])
+    _, payload = encode_payload(block, Encoding.BINARY)
+    bad = bytearray(payload)
+    bad[20] = 0x32  # order 3 does not exist
+    with pytest.raises(RemoteProtocolError, match=r"block 9 channel 0 \(payload byte 20\): delta order 3") as err:
+        decode_payload(MessageType.SAMPLES, Encoding.BINARY, bytes(bad))
+    assert err.value.code == "delta-order"
+    bad[20] = 0x05  # width 5 does not exist
+    with pytest.raises(RemoteProtocolError, match="residual width 5") as err:
+        decode_payload(MessageType.SAMPLES, Encoding.BINARY, bytes(bad))
+    assert err.value.code == "delta-width"
+    with pytest.raises(RemoteProtocolError, match="truncated at payload byte") as err:
+        decode_payload(MessageType.SAMPLES, Encoding.BINARY, payload[:-2])
+    assert err.value.code == "short"
