@@ -21,6 +21,7 @@ from pathlib import Path
 from asyncua import Client
 
 from bridge.config import Config
+from bridge.opcua.model import CIRCUIT_AGGREGATES
 from bridge.opcua.server import OpcUaFront
 from bridge.state import CircuitValues, DeviceSnapshot, Model
 
@@ -97,10 +98,13 @@ async def main() -> None:
         d.snapshot = snapshot(0)
     front = OpcUaFront(cfg, model, None, None, Path(tempfile.mkdtemp()))
     await front.start()
+    # the variables a window drives (counters and the 3 s / 10 min / 15 min aggregates change at
+    # their own pace, so a window does not change them and they would never notify here)
+    aggregated = {m.field for m in CIRCUIT_AGGREGATES}
     plain_targets = [
         (key, nid)
         for key, nid in front._values.items()
-        if key[2] not in ("RelayOperations", "Dips", "Swells", "Interruptions")
+        if key[2] not in ("RelayOperations", "Dips", "Swells", "Interruptions") and key[2] not in aggregated
     ]
     value_nodes = [nid for _, nid in plain_targets]
     per_round = len(value_nodes)
