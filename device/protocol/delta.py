@@ -111,12 +111,12 @@ def encode_channels(samples: npt.ArrayLike) -> list[EncodedChannel]:
             width = _width_for(int(peak[c]))
             if width is not None:  # else this order's residuals overflow 32 bits; a lower one may fit
                 fits.append((width * (n - order) + 4 * order, order, width))
-        # the cheapest, except that a higher order within 0.5 % of it wins: at the same width a second
+        # the cheapest, except that a higher order within 1 % of it wins: at the same width a second
         # difference costs a few bytes more than a first (its extra head), and channels that share a
         # layout are decoded together (one numpy group per block instead of one per layout)
         cheapest = min(fits, default=None)
         best = max(
-            (f for f in fits if cheapest is not None and f[0] <= cheapest[0] * 1.005),
+            (f for f in fits if cheapest is not None and f[0] <= cheapest[0] * 1.01),
             key=lambda f: f[1],
             default=None,
         )
