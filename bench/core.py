@@ -62,6 +62,19 @@ def run_core(payloads: list[bytes], v_lsb: float, i_lsb: float) -> tuple[float, 
     return time.perf_counter() - t, windows
 
 
+def run_measure(msgs: list[Samples], circuits: int, v_lsb: float, i_lsb: float) -> float:
+    """Measurement alone (blocks decoded beforehand) on the first ``circuits`` circuits: run with 1
+    and with 10, it splits the cost per block into a fixed part (numpy's cost per call, the same for
+    any number of circuits) and a part per circuit (the work on the samples)."""
+    settings = AnalyzerSettings(fs=7812.5, harmonics_every=SERVICE.harmonics_every, min_batch_s=SERVICE.batch_s)
+    sa = StreamAnalyzer(circuits, settings)
+    scale = np.repeat([v_lsb, i_lsb], circuits)
+    t = time.perf_counter()
+    for m in msgs:
+        sa.feed(m.v[:circuits], m.i[:circuits], seq=m.block_seq, scale=scale)
+    return time.perf_counter() - t
+
+
 def run_bare(raw: list[bytes], n: int) -> float:
     """frombuffer + cumsum + the same five sums, on the whole block, 20 channels."""
     t = time.perf_counter()
@@ -81,13 +94,17 @@ def main() -> None:
     payloads, raw, v_lsb, i_lsb = make_payloads(args.seconds)
     n = 625
     samples = len(payloads) * n * 20
-    best_core = best_bare = best_dec = float("inf")
+    msgs = [decode_payload(MessageType.SAMPLES, 0, p) for p in payloads]
+    blocks = [m for m in msgs if isinstance(m, Samples)]
+    best_core = best_bare = best_dec = best_one = best_ten = float("inf")
     windows = 0
     for _ in range(7):
         t_core, windows = run_core(payloads, v_lsb, i_lsb)
         t_bare = run_bare(raw, n)
         t_dec = run_decode(payloads)
         best_core, best_bare, best_dec = min(best_core, t_core), min(best_bare, t_bare), min(best_dec, t_dec)
+        best_one = min(best_one, run_measure(blocks, 1, v_lsb, i_lsb))
+        best_ten = min(best_ten, run_measure(blocks, 10, v_lsb, i_lsb))
     core_rate, bare_rate, dec_rate = samples / best_core, samples / best_bare, samples / best_dec
     print(f"input: {args.seconds:.0f} s of one device, {len(payloads)} blocks, {samples:,} samples")
     print(
@@ -103,6 +120,11 @@ def main() -> None:
     print(
         f"per block: core {best_core / len(payloads) * 1e6:.0f} us, decode {best_dec / len(payloads) * 1e6:.0f} us, "
         f"bare {best_bare / len(payloads) * 1e6:.0f} us"
+    )
+    one, ten = best_one / len(payloads) * 1e6, best_ten / len(payloads) * 1e6
+    print(
+        f"measurement alone per block: {one:.0f} us with 1 circuit, {ten:.0f} us with 10 "
+        f"(fixed ~{one - (ten - one) / 9:.0f} us, ~{(ten - one) / 9:.0f} us per circuit)"
     )
     print(f"ratio core/bare: {core_rate / bare_rate:.2f}  (decode alone/bare: {dec_rate / bare_rate:.2f})")
 
