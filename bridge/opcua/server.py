@@ -256,6 +256,7 @@ class OpcUaFront:
 
     async def _build_types(self) -> tuple[Any, Any]:
         s, idx = self.server, self.idx
+        vt = ua.VariantType
         base = s.nodes.base_object_type
         ct = await base.add_object_type(
             ua.NodeId("OpenStromCircuitType", idx), ua.QualifiedName("OpenStromCircuitType", idx)
@@ -284,19 +285,9 @@ class OpcUaFront:
         await relay.set_modelling_rule(True)
         for ch in await relay.get_children():
             await ch.set_modelling_rule(True)
-        for name in ("SwitchOn", "SwitchOff"):
-            meth = await ct.add_method(
-                ua.NodeId(f"OpenStromCircuitType.{name}", idx), ua.QualifiedName(name, idx), self._type_method, [], []
-            )
-            await meth.set_modelling_rule(True)
-        meth = await ct.add_method(
-            ua.NodeId("OpenStromCircuitType.Select", idx),
-            ua.QualifiedName("Select", idx),
-            self._type_method,
-            [ua.VariantType.Boolean],
-            [],
+        await self._add_type_methods(
+            ct, "OpenStromCircuitType", (("SwitchOn", [], []), ("SwitchOff", [], []), ("Select", [vt.Boolean], []))
         )
-        await meth.set_modelling_rule(True)
         for name, kind in (
             ("RelayOperations", ua.VariantType.UInt32),
             ("Dips", ua.VariantType.UInt32),
@@ -330,36 +321,29 @@ class OpcUaFront:
             ua.NodeId("OpenStromDeviceType.Circuits", idx), ua.QualifiedName("Circuits", idx)
         )
         await circuits.set_modelling_rule(True)
-        rst = await dtp.add_method(
-            ua.NodeId("OpenStromDeviceType.RunSelfTest", idx),
-            ua.QualifiedName("RunSelfTest", idx),
-            self._type_method,
-            [],
-            [ua.VariantType.String],
+        await self._add_type_methods(
+            dtp,
+            "OpenStromDeviceType",
+            (
+                ("RunSelfTest", [], [vt.String]),
+                ("Calibrate", [vt.UInt32, vt.String, vt.Double, vt.Double], [vt.String]),
+                ("SwitchAuxOn", [], []),
+                ("SwitchAuxOff", [], []),
+                ("SetMaintenanceLock", [vt.UInt32, vt.Boolean], []),
+            ),
         )
-        await rst.set_modelling_rule(True)
-        cal = await dtp.add_method(
-            ua.NodeId("OpenStromDeviceType.Calibrate", idx),
-            ua.QualifiedName("Calibrate", idx),
-            self._type_method,
-            [ua.VariantType.UInt32, ua.VariantType.String, ua.VariantType.Double, ua.VariantType.Double],
-            [ua.VariantType.String],
-        )
-        await cal.set_modelling_rule(True)
-        for name in ("SwitchAuxOn", "SwitchAuxOff"):
-            meth = await dtp.add_method(
-                ua.NodeId(f"OpenStromDeviceType.{name}", idx), ua.QualifiedName(name, idx), self._type_method, [], []
+        return ct, dtp
+
+    async def _add_type_methods(
+        self, type_node: Any, type_name: str, methods: tuple[tuple[str, list[Any], list[Any]], ...]
+    ) -> None:
+        """Methods of an ObjectType: (name, input types, output types), each a mandatory placeholder."""
+        idx = self.idx
+        for name, inputs, outputs in methods:
+            meth = await type_node.add_method(
+                ua.NodeId(f"{type_name}.{name}", idx), ua.QualifiedName(name, idx), self._type_method, inputs, outputs
             )
             await meth.set_modelling_rule(True)
-        meth = await dtp.add_method(
-            ua.NodeId("OpenStromDeviceType.SetMaintenanceLock", idx),
-            ua.QualifiedName("SetMaintenanceLock", idx),
-            self._type_method,
-            [ua.VariantType.UInt32, ua.VariantType.Boolean],
-            [],
-        )
-        await meth.set_modelling_rule(True)
-        return ct, dtp
 
     @staticmethod
     async def _type_method(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
