@@ -97,9 +97,6 @@ class Aggregator:
     def _tick(t: float, period: float) -> float:
         return math.floor(t / period) * period
 
-    def add(self, w: WindowMetrics) -> list[Aggregate]:
-        return self.add_windows([w])
-
     def add_windows(self, windows: list[WindowMetrics]) -> list[Aggregate]:
         """Windows in time order; the intervals they close, in order."""
         if not windows:
