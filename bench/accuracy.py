@@ -24,6 +24,8 @@ def worst(values: np.ndarray, truth: float, scale: float | None = None) -> float
 
 def main() -> None:
     rows = []
+    r = analyze(*waveform(2), FS)
+    rows.append(("T1 THD_V of a clean sine (points)", worst(r.thd_v[r.synced], 0.0, 1.0)))
     r = analyze(*waveform(2, i_parts=[(1, 10.0, -36.870)]), FS)
     ok = r.synced
     rows.append(("T2 P rel. error", worst(r.p_w[ok], 1840.0)))

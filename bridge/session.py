@@ -295,7 +295,8 @@ class DeviceRuntime:
 
     def _apply(self, update: Update) -> None:
         for agg in update.aggregates:
-            self.state.aggregates[agg.kind] = agg
+            if agg.complete:  # a partial interval would pass for a full one on the registers
+                self.state.aggregates[agg.kind] = agg
         if update.freq_10s:
             self.state.freq_10s = update.freq_10s[-1]
         if not update.windows and not update.events:

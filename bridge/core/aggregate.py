@@ -17,6 +17,9 @@ FloatArray = npt.NDArray[np.float64]
 RMS_LIKE = ("v_rms", "i_rms")  # aggregated as the root of the mean square
 MEAN_LIKE = ("p_w", "q_var", "s_va", "pf", "thd_v", "thd_i")
 QUANTITIES = RMS_LIKE + MEAN_LIKE
+# how far the windows may fall short of a clock interval's ends and still cover it: windows do not
+# start on the tick, so the first may begin up to one window (~0.2 s) after it
+_COVER_SLACK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,12 +35,17 @@ class Aggregate:
     maximum: dict[str, FloatArray]
     freq_hz: float  # mean window frequency (NaN if no synced window)
     flagged: npt.NDArray[np.bool_]  # any window of the interval touched by an event
+    # the windows cover the whole interval: False for the clock interval the stream started in, one cut
+    # by a gap in the samples, or a 150-cycle sequence cut short by the 10 min resync. The service
+    # publishes complete intervals only, so a "15 min demand" is never the mean of two seconds.
+    complete: bool
 
 
 @dataclass(slots=True)
 class _Acc:
     t_start_s: float
     circuits: int
+    first_s: float  # start of the first window
     n: int = 0
     dur: float = 0.0
     f_sum: float = 0.0
@@ -64,7 +72,9 @@ class _Acc:
         self.n += 1
         self.dur += d
 
-    def close(self, kind: str) -> Aggregate:
+    def close(self, kind: str, *, period_s: float | None = None, windows: int | None = None) -> Aggregate:
+        """``period_s``: the clock interval's length (the windows must cover it); ``windows``: the
+        number of windows a full interval holds."""
         assert self.sums is not None and self.mins is not None and self.maxs is not None
         avg = self.sums / self.dur
         avg[: len(RMS_LIKE)] = np.sqrt(avg[: len(RMS_LIKE)])
@@ -80,6 +90,11 @@ class _Acc:
             maximum=dict(zip(QUANTITIES, self.maxs, strict=True)),
             freq_hz=self.f_sum / f_dur if self.f_n else math.nan,
             flagged=self.flagged if self.flagged is not None else np.zeros(self.circuits, bool),
+            complete=(windows is None or self.n >= windows)
+            and (
+                period_s is None
+                or (self.first_s - self.t_start_s <= _COVER_SLACK_S and self.dur >= period_s - _COVER_SLACK_S)
+            ),
         )
 
 
@@ -118,24 +133,24 @@ class Aggregator:
         tick10 = self._tick(t, 600.0)
         # a 10 min tick closes the 10 min value and restarts the 150-cycle sequence (IEC resync)
         if self._a10 is not None and tick10 != self._tick(self._a10.t_start_s, 600.0):
-            out.append(self._a10.close("10min"))
+            out.append(self._a10.close("10min", period_s=600.0))
             self._a10 = None
             if self._a3 is not None:
-                out.append(self._a3.close("3s"))
+                out.append(self._a3.close("3s", windows=self.per_3s))
                 self._a3 = None
         if self._d15 is not None and self._tick(t, 900.0) != self._tick(self._d15.t_start_s, 900.0):
-            out.append(self._d15.close("15min-demand"))
+            out.append(self._d15.close("15min-demand", period_s=900.0))
             self._d15 = None
         if self._a10 is None:
-            self._a10 = _Acc(t_start_s=tick10, circuits=self.c)
+            self._a10 = _Acc(t_start_s=tick10, circuits=self.c, first_s=t)
         if self._d15 is None:
-            self._d15 = _Acc(t_start_s=self._tick(t, 900.0), circuits=self.c)
+            self._d15 = _Acc(t_start_s=self._tick(t, 900.0), circuits=self.c, first_s=t)
         if self._a3 is None:
-            self._a3 = _Acc(t_start_s=t, circuits=self.c)
+            self._a3 = _Acc(t_start_s=t, circuits=self.c, first_s=t)
         for acc in (self._a3, self._a10, self._d15):
             acc.add(w, x, val)
         if self._a3.n >= self.per_3s:
-            out.append(self._a3.close("3s"))
+            out.append(self._a3.close("3s", windows=self.per_3s))
             self._a3 = None
         return out
 

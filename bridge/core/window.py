@@ -332,6 +332,12 @@ def _fft_size(width: float) -> int:
     return min(near, key=lambda n: (_largest_prime_factor(n), abs(n - width)))
 
 
+def _geometric(alpha: FloatArray, n: int) -> npt.NDArray[np.complex128]:
+    """sum_{t<n} e^{i alpha t}, elementwise (alpha never a multiple of 2 pi here: bins are apart)."""
+    out: npt.NDArray[np.complex128] = np.exp(0.5j * alpha * (n - 1)) * (np.sin(0.5 * n * alpha) / np.sin(0.5 * alpha))
+    return out
+
+
 SIGNIFICANT_HARMONIC = 0.02  # share of the fundamental above which an order is measured exactly
 
 
@@ -363,11 +369,10 @@ def _harmonics(xs: FloatArray, width: float, cycles: int, t0: float, w_first: fl
         share = np.nan_to_num(out / out[:, :1], nan=0.0, posinf=0.0)
     # only rows that carry a real fundamental vote: an idle channel's noise would make every order look strong
     carried = out[:, 0] > 0.5 * np.sqrt(np.nansum(out * out, axis=1))
+    if not np.any(carried) or not ok[0]:
+        return out  # no tone anywhere (idle channels): nothing leaks
     strong = np.flatnonzero(share[carried].max(axis=0, initial=0.0) > SIGNIFICANT_HARMONIC)
-    if not np.any(strong > 0):
-        return out  # no strong harmonic: nothing leaks coherently, the FFT values stand
-    if strong[0] != 0:
-        strong = np.concatenate(([0], strong))  # with strong harmonics the fundamental is measured exactly too
+    strong = np.union1d([0], strong)  # the fundamental always: its leakage dominates a clean sine's THD
     strong = strong[ok[strong]]
     bins = ((strong + 1)[:, None] * cycles + np.array([-1, 0, 1])[None, :]).ravel().astype(np.float64)
     # e^{-i 2 pi k t / width} for every sample t of the window, built by a running product per bin
@@ -383,4 +388,23 @@ def _harmonics(xs: FloatArray, width: float, cycles: int, t0: float, w_first: fl
     exact = (xs @ basis.view(np.float64)).view(np.complex128)  # (rows, 3 * strong)
     p3 = (np.abs(exact) ** 2 * (2.0 / (width * width))).reshape(xs.shape[0], strong.size, 3)
     out[:, strong] = np.sqrt(p3.sum(axis=2))
+
+    # The weak orders' FFT bins also hold the strong tones' leakage (the FFT frame is not a whole
+    # number of cycles): ~0.1 % THD on a clean 50 Hz sine at 7812.5 Hz, the whole METROLOGY.md
+    # tolerance. Each strong tone is now known exactly (x = Re(c e^{i theta t})), so its share of every
+    # weak bin follows in closed form and is taken out before the weak orders are read.
+    weak = np.flatnonzero(ok & ~np.isin(np.arange(MAX_HARMONIC), strong))
+    if weak.size:
+        kb = ((weak + 1)[:, None] * cycles + np.array([-1, 0, 1])[None, :]).ravel()
+        theta = 2.0 * np.pi * (strong + 1) * cycles / width  # rad per sample
+        c = exact.reshape(xs.shape[0], strong.size, 3)[:, :, 1] * (2.0 / width)  # complex amplitudes
+        omega = 2.0 * np.pi * kb / n
+        lead = c * np.exp(1j * theta * t0)  # the FFT frame starts t0 samples after the window
+        pos, neg = _geometric(theta[:, None] - omega, n), _geometric(-theta[:, None] - omega, n)
+        leak = 0.5 * (lead @ pos + lead.conj() @ neg)
+        cleaned = spec[:, kb] - leak
+        pw = (cleaned.real**2 + cleaned.imag**2).reshape(xs.shape[0], weak.size, 3) * (2.0 / (n * n))
+        w_delta = (weak + 1) * cycles * (n / width - 1.0)
+        w_cap = np.sinc(-1.0 - w_delta) ** 2 + np.sinc(w_delta) ** 2 + np.sinc(1.0 - w_delta) ** 2
+        out[:, weak] = np.sqrt(pw.sum(axis=2) / w_cap)
     return out
