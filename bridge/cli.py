@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from .config import (
     DEFAULT_DEVICE_PORT,
     DEFAULT_METRICS_PORT,
@@ -54,7 +56,11 @@ def _run_app(config: Config, base_dir: Path, on_ready: object = None) -> int:
                 await sim.stop()
 
     try:
-        asyncio.run(main())
+        # The core's matrix products are small (a window's rows x ~1600 samples x a few bins): spread
+        # over cores by OpenBLAS they cost twice the CPU in thread hand-offs and take the other core
+        # from the event loop and the other devices. One thread each, all of the service's numpy work.
+        with threadpool_limits(limits=1, user_api="blas"):
+            asyncio.run(main())
     except (BridgeError, OSError, BaseExceptionGroup) as exc:
         for err in _flatten(exc):
             hint = " (is another bridge running on these ports?)" if isinstance(err, OSError) else ""

@@ -106,6 +106,7 @@ class StreamAnalyzer:
         # rows: v, i, v^2, i^2, v*i (c each, see window.with_products), the products made block by
         # block while the samples are in cache; columns past _n are free room for new blocks
         self._buf = np.empty((5 * self.c, 0))
+        self._scratch = np.empty((5 * self.c, 0))
         self._n = 0
         self._win_count = 0  # windows since the reset: picks the windows whose spectrum is measured
         self._held: WindowMetrics | None = None  # the last window with a fresh spectrum
@@ -204,17 +205,23 @@ class StreamAnalyzer:
             grown = np.empty((5 * c, max(need, 2 * self._buf.shape[1], 4096) + 40))
             grown[:, : self._n] = self._buf[:, : self._n]
             self._buf = grown
-        dst = self._buf[:, self._n : need]
+        # Built in a small contiguous block first, then copied in: numpy's elementwise loops over
+        # short rows of a wide buffer cost 3-4x the same work on contiguous memory, a strided copy does not.
+        if self._scratch.shape[1] != n:
+            self._scratch = np.empty((5 * c, n))
+        blk = self._scratch
         if scale is None:
-            dst[:c] = va
-            dst[c : 2 * c] = ia
+            blk[:c] = va
+            blk[c : 2 * c] = ia
         else:
-            np.multiply(va, scale[:c, None], out=dst[:c])
-            np.multiply(ia, scale[c:, None], out=dst[c : 2 * c])
+            blk[:c] = va
+            blk[c : 2 * c] = ia
+            blk[: 2 * c] *= scale[:, None]
         if offset is not None:
-            dst[: 2 * c] += offset[:, None]
-        np.multiply(dst[: 2 * c], dst[: 2 * c], out=dst[2 * c : 4 * c])
-        np.multiply(dst[:c], dst[c : 2 * c], out=dst[4 * c :])
+            blk[: 2 * c] += offset[:, None]
+        np.multiply(blk[: 2 * c], blk[: 2 * c], out=blk[2 * c : 4 * c])
+        np.multiply(blk[:c], blk[c : 2 * c], out=blk[4 * c :])
+        self._buf[:, self._n : need] = blk
         self._n = need
 
     def flush(self) -> Update:
