@@ -59,6 +59,7 @@ def _run_app(config: Config, base_dir: Path, on_ready: object = None) -> int:
         # The core's matrix products are small (a window's rows x ~1600 samples x a few bins): spread
         # over cores by OpenBLAS they cost twice the CPU in thread hand-offs and take the other core
         # from the event loop and the other devices. One thread each, all of the service's numpy work.
+        # (threadpoolctl sees only libraries already loaded: the BridgeApp import above loaded numpy.)
         with threadpool_limits(limits=1, user_api="blas"):
             asyncio.run(main())
     except (BridgeError, OSError, BaseExceptionGroup) as exc:
