@@ -66,6 +66,32 @@ def main() -> None:
     for name, err in rows:
         shown = f"{err:.2e}" if math.isfinite(err) else "nan"
         print(f"{name:<{width}}  {shown}")
+    print()
+    sample_rates()
+
+
+def sample_rates() -> None:
+    """The device's sample-rate range (1 - 7.8 kHz): worst errors over five frequencies, T2 clean and
+    with T9's voltage harmonics; the table in docs/measurements.md."""
+    print(
+        "| sample rate | P (rel.) clean / distorted | THD_V (points) clean / distorted "
+        + "| f per window (mHz) clean / distorted |"
+    )
+    print("|---|---|---|---|")
+    for fs in (1000.0, 2000.0, 3906.25, 7812.5):
+        worst_of: dict[str, tuple[float, float, float]] = {}
+        for v_harm, tag, thd in ((None, "clean", 0.0), ({3: 3.0, 5: 5.0, 7: 2.0}, "dist", 6.164)):
+            p_err = thd_err = f_err = 0.0
+            for f, nom in ((50.0, 50.0), (49.93, 50.0), (50.07, 50.0), (60.0, 60.0), (59.95, 60.0)):
+                v, i = waveform(3, f=f, fs=fs, v_harm=v_harm, i_parts=[(1, 10.0, -36.870)])
+                r = analyze(v, i, fs, f_nominal=nom)
+                ok = r.synced
+                p_err = max(p_err, worst(r.p_w[ok], 1840.0))
+                thd_err = max(thd_err, worst(r.thd_v[ok], thd, 1.0))
+                f_err = max(f_err, worst(r.freq_hz[ok], f, 1.0) * 1e3)
+            worst_of[tag] = (p_err, thd_err, f_err)
+        c, d = worst_of["clean"], worst_of["dist"]
+        print(f"| {fs:g} Hz | {c[0]:.1e} / {d[0]:.1e} | {c[1]:.4f} / {d[1]:.3f} | {c[2]:.3f} / {d[2]:.3f} |")
 
 
 if __name__ == "__main__":

@@ -243,3 +243,20 @@ def test_clock_intervals_are_complete_only_when_the_windows_cover_them() -> None
     # tick on, 200 whole sequences fill the next 10 minutes, so that is the only short one.
     assert [a.complete for a in three] == [a.windows == 15 for a in three]
     assert [a.complete for a in three].count(False) == 1 and not three[0].complete
+
+
+@pytest.mark.parametrize("fs", [1000.0, 2000.0, 3906.25])
+@pytest.mark.parametrize(("f", "f_nom"), [(49.93, 50.0), (59.95, 60.0)])
+def test_lower_sample_rates_in_the_device_spec(fs: float, f: float, f_nom: float) -> None:
+    # the device samples at 1 - 7.8 kHz; at 1 kHz a 60 Hz cycle is under 17 samples. Clean signals
+    # keep every tolerance, frequency included. With 3/5/2 % voltage harmonics the crossings move with
+    # the sampling phase, so the per-window frequency is held to 5 mHz there, and THD to METROLOGY.md's
+    # 0.1 point rather than this file's tighter 0.01 (docs/measurements.md has the figures)
+    r = analyze(*waveform(3, f=f, fs=fs, i_parts=[(1, 10.0, -36.870)]), fs, f_nominal=f_nom)
+    check(r, p=1840.0, q1=1380.0, s=2300.0, pf=0.8, angle=36.87, thd_v=0.0)
+    assert np.abs(synced(r, "freq_hz") - f).max() <= 1e-3
+    v_harm = {3: 3.0, 5: 5.0, 7: 2.0}
+    r = analyze(*waveform(3, f=f, fs=fs, v_harm=v_harm, i_parts=[(1, 10.0, -36.870)]), fs, f_nominal=f_nom)
+    check(r, p=1840.0, q1=1380.0, s=2304.366, pf=0.79848)
+    assert np.abs(synced(r, "thd_v") - 6.164).max() <= 0.1
+    assert np.abs(synced(r, "freq_hz") - f).max() <= 5e-3

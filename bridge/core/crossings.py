@@ -8,16 +8,31 @@ rising crossing by the same amount, so periods and whole-cycle windows are unaff
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
-FIT_HALF = 4  # K: samples on each side of a crossing used by the line fit
+FIT_HALF = 4  # K at full rate: samples on each side of a crossing used by the cubic fit
+FIT_SPAN_S = 0.8e-3  # K is the number of samples in this time, 2..4
 
-_OFFSETS = np.arange(-FIT_HALF, FIT_HALF, dtype=np.float64) + 0.5  # relative to the midpoint n-0.5
-_PINV = np.linalg.pinv(np.vander(_OFFSETS, 4, increasing=True))  # (4, 2K) least-squares cubic
+
+def fit_half(fs: float) -> int:
+    """K for a sample rate. The fit must span a small part of a cycle: a cubic through 8 samples
+    covers 1 ms at 7812.5 Hz, but 8 ms (40 % of a cycle) at 1 kHz, where the sine's fifth-order term
+    moved crossings by up to 1.4 mHz on a clean 60 Hz wave (18 mHz with 3/5/2 % voltage harmonics);
+    with K = 2 (the cubic through the 4 nearest samples) it is 0.02 mHz (4.5 mHz). Full rate keeps
+    K = 4, whose least-squares fit also averages the noise."""
+    return int(min(FIT_HALF, max(2, round(FIT_SPAN_S * fs))))
+
+
+@functools.lru_cache(maxsize=8)
+def _cubic_fit(k: int) -> FloatArray:
+    offsets = np.arange(-k, k, dtype=np.float64) + 0.5  # relative to the midpoint n-0.5
+    pinv = np.linalg.pinv(np.vander(offsets, 4, increasing=True))  # (4, 2K) least squares
+    return np.asarray(pinv, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,21 +46,26 @@ class Crossings:
 class CrossingDetector:
     """Streaming detector over one channel; ``push`` returns the crossings it can now settle."""
 
-    def __init__(self, hysteresis: float) -> None:
+    def __init__(self, hysteresis: float, *, half: int = FIT_HALF) -> None:
         if hysteresis <= 0:
             raise ValueError(f"hysteresis must be > 0 volts, got {hysteresis}")
+        if not 2 <= half <= 16:
+            raise ValueError(f"the crossing fit needs 2..16 samples on each side, got {half}")
         self.hysteresis = hysteresis
+        self.half = half  # K: samples on each side of a crossing in the fit
+        self._pinv = _cubic_fit(half)
         self._state = 0  # -1 last excursion below -h, +1 above +h, 0 none yet
         self._last_rising: bool | None = None
-        self.settled_until = FIT_HALF  # global index n of the next sample pair (n-1, n) to test
+        self.settled_until = half  # global index n of the next sample pair (n-1, n) to test
 
     def push(self, x: FloatArray, start: int) -> Crossings:
         """``x`` holds global samples ``start .. start+len(x)`` and must begin at or before
-        ``settled_until - FIT_HALF`` (callers keep that much history)."""
+        ``settled_until - half`` (callers keep that much history)."""
+        k = self.half
         lo = self.settled_until - start
-        if lo < FIT_HALF:
-            raise ValueError(f"crossing detector needs history from sample {self.settled_until - FIT_HALF}")
-        hi = x.size - FIT_HALF  # the fit needs FIT_HALF samples after n
+        if lo < k:
+            raise ValueError(f"crossing detector needs history from sample {self.settled_until - k}")
+        hi = x.size - k  # the fit needs k samples after n
         if hi <= lo:
             return Crossings(np.empty(0), np.empty(0, dtype=bool))
         seg = x[lo - 1 : hi]  # seg[k] is global sample start+lo-1+k
@@ -74,7 +94,7 @@ class CrossingDetector:
                 keep[0] = bool(rising[0]) != self._last_rising
             hits, rising = hits[keep], rising[keep]
         n = hits + lo
-        pos = (n + start).astype(np.float64) + self._refine(x, n)
+        pos = (n + start).astype(np.float64) + self._refine(x, n, k, self._pinv)
         if excursion.size:
             self._state = 1 if seg[excursion[-1]] > 0 else -1
         self.settled_until = start + hi
@@ -83,14 +103,14 @@ class CrossingDetector:
         return Crossings(pos, rising)
 
     @staticmethod
-    def _refine(x: FloatArray, n: npt.NDArray[np.intp]) -> FloatArray:
+    def _refine(x: FloatArray, n: npt.NDArray[np.intp], k: int, pinv: FloatArray) -> FloatArray:
         """Offsets (relative to n) of the zero of a cubic least-squares fit through the 2K samples
         around each crossing: a line would be biased by the curvature of a distorted wave, and that
         bias would change from cycle to cycle as the sampling phase slides."""
         if n.size == 0:
             return np.empty(0)
-        win = x[n[:, None] + np.arange(-FIT_HALF, FIT_HALF)]
-        coef = win @ _PINV.T  # (k, 4): c0 + c1 t + c2 t^2 + c3 t^3, t relative to n - 0.5
+        win = x[n[:, None] + np.arange(-k, k)]
+        coef = win @ pinv.T  # (k, 4): c0 + c1 t + c2 t^2 + c3 t^3, t relative to n - 0.5
         lin = x[n - 1] / (x[n - 1] - x[n]) - 0.5  # linear interpolation, relative to n - 0.5
         t = lin.copy()
         c0, c1, c2, c3 = coef.T

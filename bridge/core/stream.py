@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .aggregate import Aggregate, Aggregator, ClassAFrequency
-from .crossings import FIT_HALF, CrossingDetector
+from .crossings import CrossingDetector, fit_half
 from .energy import EnergyBank
 from .events import EventDetector, Thresholds, VoltageEvent
 from .window import WindowMetrics, measure_windows, segment_sums
@@ -110,8 +110,8 @@ class StreamAnalyzer:
         self._n = 0
         self._win_count = 0  # windows since the reset: picks the windows whose spectrum is measured
         self._held: WindowMetrics | None = None  # the last window with a fresh spectrum
-        self._det = CrossingDetector(0.05 * math.sqrt(2) * self.cfg.u_nominal)
-        self._det.settled_until = index + FIT_HALF
+        self._det = CrossingDetector(0.05 * math.sqrt(2) * self.cfg.u_nominal, half=fit_half(self.cfg.fs))
+        self._det.settled_until = index + self._det.half
         self._rising = np.empty(0)  # settled rising crossings not yet used as a window end
         self._cycle_edges = np.empty(0)  # settled rising crossings from the open window on
         self._win_start: float | None = None
@@ -334,7 +334,7 @@ class StreamAnalyzer:
         """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector.
         Returns the finished events and the newly settled rising crossings."""
         det = self._det
-        begin = max(self._start, det.settled_until - FIT_HALF - 1)
+        begin = max(self._start, det.settled_until - det.half - 1)
         cr = det.push(self._x[0, begin - self._start :], begin)
         rising = cr.position[cr.rising]
         half = self.cfg.fs / (2 * self.cfg.f_nominal)
@@ -389,7 +389,7 @@ class StreamAnalyzer:
         return np.asarray(out, dtype=np.float64)
 
     def _trim(self) -> None:
-        keep = self._det.settled_until - FIT_HALF - 2
+        keep = self._det.settled_until - self._det.half - 2
         keep = min(keep, math.floor(self._bounds_last + 0.5) - 1)
         if self._win_start is not None:
             keep = min(keep, math.floor(self._win_start + 0.5) - 1)

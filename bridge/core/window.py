@@ -333,8 +333,14 @@ def _fft_size(width: float) -> int:
 
 
 def _geometric(alpha: FloatArray, n: int) -> npt.NDArray[np.complex128]:
-    """sum_{t<n} e^{i alpha t}, elementwise (alpha never a multiple of 2 pi here: bins are apart)."""
-    out: npt.NDArray[np.complex128] = np.exp(0.5j * alpha * (n - 1)) * (np.sin(0.5 * n * alpha) / np.sin(0.5 * alpha))
+    """sum_{t<n} e^{i alpha t}, elementwise. A tone exactly on another order's bin (alpha a multiple
+    of 2 pi: only in a short, unsynchronised window) sums to n there."""
+    half = np.sin(0.5 * alpha)
+    on_bin = np.abs(half) < 1e-12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.rint(alpha / (2.0 * np.pi))  # the limit of the ratio at alpha = 2 pi m
+        ratio = np.where(on_bin, n * np.where(m * (n - 1) % 2, -1.0, 1.0), np.sin(0.5 * n * alpha) / half)
+    out: npt.NDArray[np.complex128] = np.exp(0.5j * alpha * (n - 1)) * ratio
     return out
 
 
