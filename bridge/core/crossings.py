@@ -2,8 +2,9 @@
 
 A crossing is a sign change of the voltage that follows an excursion beyond the hysteresis band on the
 other side (so noise and notches near zero never count twice). Its position is refined by a
-least-squares line through the 2K samples around it, in fractional samples. A DC offset moves every
-rising crossing by the same amount, so periods and whole-cycle windows are unaffected by it.
+least-squares cubic through the 2K samples around it (K from the sample rate), in fractional samples.
+A DC offset moves every rising crossing by the same amount, so periods and whole-cycle windows are
+unaffected by it.
 """
 
 from __future__ import annotations

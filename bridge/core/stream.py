@@ -210,12 +210,9 @@ class StreamAnalyzer:
         if self._scratch.shape[1] != n:
             self._scratch = np.empty((5 * c, n))
         blk = self._scratch
-        if scale is None:
-            blk[:c] = va
-            blk[c : 2 * c] = ia
-        else:
-            blk[:c] = va
-            blk[c : 2 * c] = ia
+        blk[:c] = va
+        blk[c : 2 * c] = ia
+        if scale is not None:
             blk[: 2 * c] *= scale[:, None]
         if offset is not None:
             blk[: 2 * c] += offset[:, None]

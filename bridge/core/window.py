@@ -356,7 +356,8 @@ def _harmonics(xs: FloatArray, width: float, cycles: int, t0: float, w_first: fl
     three bins hold (sum of sinc^2(d - delta)). That still leaks a little energy coherently between
     strong orders, so the orders that matter (the fundamental and any order above 2 % of it, on any
     row) are then measured exactly: a DFT over the fractional window itself (edge samples weighted) at
-    their three subgroup frequencies. Weak orders keep the FFT value; their error is negligible in THD.
+    their three subgroup frequencies. Weak orders keep the FFT value, once the exactly known strong
+    tones' leakage is taken out of their bins.
     """
     n = min(_fft_size(width), xs.shape[1])
     spec = np.fft.rfft(xs[:, :n], axis=1)
