@@ -154,6 +154,11 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
             end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
             hist = await power.read_raw_history(end - dt.timedelta(minutes=5), end)
             assert len(hist) >= 3
+            # rows as the bridge wrote them: one per device update, the window's time, Good, the value
+            assert all(h.StatusCode.is_good() and h.Value.VariantType == ua.VariantType.Double for h in hist)
+            times = [h.SourceTimestamp for h in hist]
+            assert times == sorted(times) and len(set(times)) == len(times)
+            assert any(h.Value.Value == pytest.approx(2000.0, rel=5e-4) for h in hist)
         finally:
             await op.disconnect()
 

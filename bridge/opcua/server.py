@@ -10,11 +10,14 @@ user's role and go through the command path.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import dataclasses
 import datetime as dt
 import math
 import socket
+import sqlite3
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +202,10 @@ class OpcUaFront:
         self._known: set[str] = set()  # devices whose nodes exist
         self._tasks: set[asyncio.Task[None]] = set()
         self._historized: list[ua.NodeId] = []
+        self._historized_set: set[ua.NodeId] = set()
         self._history: _History | None = None
+        self._written: dict[ua.NodeId, tuple[Any, ua.VariantType, int]] = {}  # see _put
+        self._shown: dict[str, tuple[int | None, int]] = {}  # device -> (snapshot number, status) written
         self.updates = 0
 
     # --------------------------------------------------------------- build
@@ -217,6 +223,7 @@ class OpcUaFront:
         )
         for dev in self.model.devices.values():
             await self._add_device(dev)
+            await self._historize([k for k in self._values if k[0] == dev.name])
             self._known.add(dev.name)
 
     async def _analog(self, parent: Any, prefix: str, m: Measurement) -> Any:
@@ -350,6 +357,8 @@ class OpcUaFront:
         return ua.StatusCode(ua.StatusCodes.BadNotImplemented)  # the type's own method; instances have theirs
 
     async def _add_device(self, dev: DeviceState) -> None:
+        self._written.clear()  # new nodes hold their initial values: nothing written before applies to them
+        self._shown.pop(dev.name, None)
         s, idx, name = self.server, self.idx, dev.name
         obj = await self.root.add_object(
             ua.NodeId(name, idx), ua.QualifiedName(name, idx), objecttype=self.device_type.nodeid
@@ -501,21 +510,27 @@ class OpcUaFront:
         storage = _History(str(path))
         await storage.init()
         self.server.iserver.history_manager.set_storage(storage)
-        # no period for asyncua: it would run a DELETE on every insert; retention is pruned hourly instead
-        period = None
         self._history = storage
-        nodes = [
-            self.server.get_node(nid)
-            for (d, c, f), nid in self._values.items()
-            if any(m.field == f and m.historized for m in CIRCUIT_MEASUREMENTS)
-        ]
-        for n in nodes:
-            await self.server.historize_node_data_change(n, period=period, count=0)
-        self._historized = [n.nodeid for n in nodes]
+        await self._historize(list(self._values))
         task = asyncio.get_running_loop().create_task(self._prune_history())
         self._tasks.add(task)
         for emitter in self._emitters.values():
-            await self.server.historize_node_event(emitter, period=period, count=0)
+            # no period for asyncua: it would run a DELETE on every insert; retention is pruned hourly
+            await self.server.historize_node_event(emitter, period=None, count=0)
+
+    async def _historize(self, keys: list[tuple[str, int, str]]) -> None:
+        """Give the historized measurements among ``keys`` their tables. write_device stores their
+        values itself, one transaction per device update: asyncua's historize_node_data_change would
+        route every value through an internal subscription and commit each row on its own."""
+        if self._history is None:
+            return
+        fields = {m.field for m in CIRCUIT_MEASUREMENTS if m.historized}
+        for key in keys:
+            nid = self._values[key]
+            if key[2] in fields and nid not in self._historized_set:
+                await self._history.new_historized_node(nid, None, 0)
+                self._historized.append(nid)
+                self._historized_set.add(nid)
 
     async def _prune_history(self) -> None:
         keep = dt.timedelta(days=self.config.opcua.history_retention_days)
@@ -546,6 +561,7 @@ class OpcUaFront:
     async def _add_late(self, dev: DeviceState) -> None:
         try:
             await self._add_device(dev)
+            await self._historize([k for k in self._values if k[0] == dev.name])
             self._known.add(dev.name)
         except Exception as exc:
             log.error("OPC UA could not add the device's nodes", device=dev.name, error=repr(exc))
@@ -572,9 +588,33 @@ class OpcUaFront:
         except Exception as exc:  # an address-space hiccup must not stop the bridge
             log.error("OPC UA update failed", device=name, error=repr(exc))
 
+    async def _put(
+        self,
+        node: ua.NodeId,
+        value: Any,
+        vtype: ua.VariantType,
+        status: ua.StatusCode = GOOD,
+        src: dt.datetime | None = None,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Write a value only when it or its quality changed (the OPC UA meaning of SourceTimestamp:
+        when the value last changed). Counters, aggregates, relay and device variables mostly stand
+        still between updates, and a write costs ~30-50 us in asyncua even with nobody subscribed.
+        The bridge is the only writer of these nodes (client writes to Relay are commands, see
+        handle_write), so what it wrote last is what the node holds."""
+        key = (value, vtype, status.value)
+        if self._written.get(node) == key:
+            return
+        self._written[node] = key
+        await self.server.write_attribute_value(
+            node, SharedDataValue(ua.Variant(value, vtype), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now)
+        )
+
     async def write_device(self, dev: DeviceState) -> None:
-        """Write every value of one device with its window's source timestamp and quality."""
+        """Write one device's values: the window's measurements every time, with its source timestamp
+        and quality; everything else when it changed."""
         w = self.server.write_attribute_value
+        put = self._put
         snap = dev.snapshot
         now = dt.datetime.now(dt.UTC)
         if snap is None:
@@ -583,83 +623,65 @@ class OpcUaFront:
             status = GOOD if dev.online else UNCERTAIN_LAST
             src = dt.datetime.fromtimestamp(snap.time_s, dt.UTC)
         name = dev.name
+        double, uint32, boolean = ua.VariantType.Double, ua.VariantType.UInt32, ua.VariantType.Boolean
+        history: list[tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]] = []
+        # link, status and alarm changes also call for an update: the window's values are written
+        # (and historized) again only when there is a new window or their quality changed
+        shown = (None if snap is None else snap.number, status.value)
+        fresh = self._shown.get(name) != shown
+        self._shown[name] = shown
         for cs in dev.circuits:
             c = cs.index
             cv = snap.circuits[c - 1] if snap is not None and c <= len(snap.circuits) else None
-            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY) if fresh else ():
                 if cv is None:
                     value = 0.0
                 elif m is FREQUENCY:
                     value = snap.freq_hz if snap is not None else math.nan
                 else:
                     value = float(getattr(cv, m.field))
-                await w(
-                    self._values[(name, c, m.field)],
-                    SharedDataValue(
-                        ua.Variant(value, ua.VariantType.Double),
-                        StatusCode=status,
-                        SourceTimestamp=src,
-                        ServerTimestamp=now,
-                    ),
+                node = self._values[(name, c, m.field)]
+                dv = SharedDataValue(
+                    ua.Variant(value, double), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now
                 )
+                await w(node, dv)
+                if node in self._historized_set and snap is not None:
+                    history.append((node, now, src, status.value, value))
             for m in CIRCUIT_AGGREGATES:
                 agg = QUANTITIES[m.field].read(dev, c)
-                await w(
+                # an interval not yet complete has no value: WaitingForInitialData, not a stale zero
+                await put(
                     self._values[(name, c, m.field)],
-                    SharedDataValue(
-                        ua.Variant(0.0 if agg is None else float(agg), ua.VariantType.Double),
-                        # an interval not yet complete has no value: WaitingForInitialData, not a stale zero
-                        StatusCode=WAITING if agg is None else status,
-                        SourceTimestamp=src,
-                        ServerTimestamp=now,
-                    ),
+                    0.0 if agg is None else float(agg),
+                    double,
+                    WAITING if agg is None else status,
+                    src,
+                    now,
                 )
             relay_status = (
                 GOOD
                 if (cs.relay_on is not None and dev.online)
                 else (UNCERTAIN_LAST if cs.relay_on is not None else BAD_NO_COMM)
             )
-            await w(
-                self._values[(name, c, "relay")],
-                SharedDataValue(
-                    ua.Variant(bool(cs.relay_on), ua.VariantType.Boolean),
-                    StatusCode=relay_status,
-                    SourceTimestamp=now,
-                    ServerTimestamp=now,
-                ),
-            )
+            await put(self._values[(name, c, "relay")], bool(cs.relay_on), boolean, relay_status, now, now)
             for f, val in (
                 ("RelayOperations", cs.relay_operations),
                 ("Dips", cs.dips),
                 ("Swells", cs.swells),
                 ("Interruptions", cs.interruptions),
             ):
-                await w(
-                    self._values[(name, c, f)],
-                    SharedDataValue(ua.Variant(val, ua.VariantType.UInt32), SourceTimestamp=now, ServerTimestamp=now),
-                )
+                await put(self._values[(name, c, f)], val, uint32, GOOD, now, now)
         hello, st = dev.hello, dev.status
         v = self._device_vars
-        await w(
-            v[(name, "Connected")],
-            SharedDataValue(ua.Variant(dev.online, ua.VariantType.Boolean), SourceTimestamp=now, ServerTimestamp=now),
-        )
+        await put(v[(name, "Connected")], dev.online, boolean, GOOD, now, now)
         if snap is not None:
-            await w(
-                v[(name, "LastSampleTime")],
-                SharedDataValue(ua.Variant(src, ua.VariantType.DateTime), SourceTimestamp=src, ServerTimestamp=now),
-            )
-        await w(v[(name, "Gaps")], SharedDataValue(ua.Variant(dev.link.gaps, ua.VariantType.UInt32)))
-        await w(v[(name, "LostBlocks")], SharedDataValue(ua.Variant(dev.link.lost_blocks, ua.VariantType.UInt32)))
+            await put(v[(name, "LastSampleTime")], src, ua.VariantType.DateTime, GOOD, src, now)
+        await put(v[(name, "Gaps")], dev.link.gaps, uint32)
+        await put(v[(name, "LostBlocks")], dev.link.lost_blocks, uint32)
         if st is not None and st.sram_capacity_blocks:
-            await w(
-                v[(name, "SramFill")],
-                SharedDataValue(
-                    ua.Variant(100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, ua.VariantType.Double)
-                ),
-            )
+            await put(v[(name, "SramFill")], 100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, double)
         if dev.aux_on is not None:
-            await w(v[(name, "AuxOutput")], SharedDataValue(ua.Variant(dev.aux_on, ua.VariantType.Boolean)))
+            await put(v[(name, "AuxOutput")], dev.aux_on, boolean)
         if hello is not None:
             for field, attr in (
                 ("PartNumber", "part_number"),
@@ -667,7 +689,9 @@ class OpcUaFront:
                 ("LanMac", "lan_mac"),
                 ("FirmwareVersion", "firmware_version"),
             ):
-                await w(v[(name, field)], SharedDataValue(ua.Variant(str(getattr(hello, attr)), ua.VariantType.String)))
+                await put(v[(name, field)], str(getattr(hello, attr)), ua.VariantType.String)
+        if history and self._history is not None:
+            await self._history.save_many(history)
         self.updates += 1
 
     async def _alarms(self, dev: DeviceState) -> None:
@@ -851,6 +875,9 @@ class OpcUaFront:
         return call
 
 
+_DOUBLE = struct.Struct("<Bd")
+
+
 class _History(HistorySQLite):  # type: ignore[misc]
     """asyncua's SQLite history, with table names safe for our readable string NodeIds
     ("board1.Circuit01.Voltage" would otherwise trip its SQL-injection guard on the quotes)."""
@@ -858,3 +885,40 @@ class _History(HistorySQLite):  # type: ignore[misc]
     def _get_table_name(self, node_id: ua.NodeId) -> str:
         ident = "".join(ch if ch.isalnum() else "_" for ch in str(node_id.Identifier))
         return f"{node_id.NamespaceIndex}_{ident}"
+
+    async def init(self) -> None:
+        await super().init()
+        # A second connection of our own writes the measurements, one transaction per device update,
+        # on one worker thread: asyncua's save_node_value makes a thread hop and a commit per row.
+        # WAL lets HistoryRead (asyncua's connection) read while a batch is written; NORMAL sync is
+        # enough for history (the energy registers live in the bridge's own store).
+        self._writer = sqlite3.connect(self._db_file, check_same_thread=False)
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
+        self._tables: dict[ua.NodeId, str] = {}
+
+    async def stop(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._writer.close()
+        await super().stop()
+
+    async def save_many(self, rows: list[tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]]) -> None:
+        """Store a device update's measurements: (node, server time, source time, status, value)."""
+        batch = []
+        for node_id, server_ts, source_ts, status, value in rows:
+            table = self._tables.get(node_id)
+            if table is None:
+                table = self._tables[node_id] = self._get_table_name(node_id)
+            # asyncua's binary Variant of a Double: type byte 11, then the IEEE double little-endian
+            batch.append((table, (server_ts, source_ts, status, str(value), "Double", _DOUBLE.pack(11, value))))
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self._write, batch)
+        except sqlite3.Error as exc:
+            log.error("OPC UA history could not store values", error=repr(exc))
+
+    def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._writer:  # one transaction
+            for table, row in batch:
+                self._writer.execute(f'INSERT INTO "{table}" VALUES (NULL, ?, ?, ?, ?, ?, ?)', row)
