@@ -25,6 +25,7 @@ bench: venv
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/opcua.py
+	$(BIN)/python bench/service.py
 
 lint: venv
 	$(BIN)/ruff check bridge device tests bench

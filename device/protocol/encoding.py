@@ -199,6 +199,18 @@ def _to_tree(msg: Message) -> dict[str, Any]:
     return tree
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """A message class's field types, cached (typing.get_type_hints re-evaluates the annotations on
+    every call: a status message every second per device made it a visible share of the bridge's CPU)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
@@ -227,7 +239,7 @@ def _from_tree(cls: type[Any], tree: Any) -> Message:
     name = cls.TYPE.name
     if not isinstance(tree, dict):
         raise RemoteProtocolError(f"{name} payload must be an object", code="payload")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     missing = [n for n in names if n not in tree]
     extra = [k for k in tree if k not in names]
@@ -315,7 +327,7 @@ def _decode_xml(cls: type[Any], payload: bytes) -> Any:
             else:
                 tree[el.tag] = _xml_read(el, _SAMPLES_XML_HINTS.get(el.tag, str))
         return tree
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     return {el.tag: _xml_read(el, hints.get(el.tag, str)) for el in root}
 
 
