@@ -5,13 +5,13 @@
 Starts ``openstrom-bridge run`` (Modbus on both maps, OPC UA on, BLAS on one thread as the service
 runs it) and ``--devices`` simulator processes dialling in, each sending ``--speed`` times real time
 (4 devices at speed 5 are 20 full-rate devices' worth of blocks, but a simulator sends STATUS and the
-bridge commits energy once per wall second, so above real time those per-device costs shrink). After a warm-up, the bridge process's
-CPU time (user + system, from /proc) is set against the blocks it acknowledged (from /metrics) over
-``--seconds``. The figure is signal seconds per CPU second, i.e. full-rate devices one core carries with
-everything the service does per block: framing, decoding, acknowledgement, the measurement core,
-alarms, the live model behind Modbus and OPC UA, energy commits. No client is connected. The
-simulators share the machine: the bench reports whether they kept up (if not, the figure is still
-per block, but fewer blocks were measured).
+bridge commits energy once per wall second, so above real time those per-device costs shrink). After a
+warm-up, the bridge process's CPU time (user + system, from /proc) is set against the blocks it
+acknowledged (from /metrics) over ``--seconds``. The figure is signal seconds per CPU second, i.e. the
+full-rate devices one core carries with everything the service does per block: framing, decoding,
+acknowledgement, the measurement core, alarms, the live model behind Modbus and OPC UA, energy
+commits. No client is connected. The simulators share the machine: the bench reports whether they
+kept up (if not, the figure is still per block, but fewer blocks were measured).
 """
 
 from __future__ import annotations
@@ -119,9 +119,13 @@ def main() -> None:
 
             wait_until(online, 60, "every simulator to connect")
             time.sleep(args.warmup)
-            m0, c0, s0, t0 = scrape(f"{metrics}/metrics"), cpu_seconds(bridge.pid), sum(map(cpu_seconds, (s.pid for s in sims))), time.monotonic()
+
+            def sims_cpu() -> float:
+                return sum(cpu_seconds(s.pid) for s in sims)
+
+            m0, c0, s0, t0 = scrape(f"{metrics}/metrics"), cpu_seconds(bridge.pid), sims_cpu(), time.monotonic()
             time.sleep(args.seconds)
-            m1, c1, s1, t1 = scrape(f"{metrics}/metrics"), cpu_seconds(bridge.pid), sum(map(cpu_seconds, (s.pid for s in sims))), time.monotonic()
+            m1, c1, s1, t1 = scrape(f"{metrics}/metrics"), cpu_seconds(bridge.pid), sims_cpu(), time.monotonic()
         finally:
             for p in [*sims, bridge]:
                 p.terminate()
@@ -137,11 +141,18 @@ def main() -> None:
     wall, cpu, sim_cpu = t1 - t0, c1 - c0, s1 - s0
     signal = blocks * BLOCK_S
     offered = args.devices * args.speed * wall
-    print(f"load: {args.devices} simulators x speed {args.speed:g} = {args.devices * args.speed:g} full-rate devices offered")
-    print(f"measured {wall:.1f} s: {blocks:,.0f} blocks acknowledged = {signal:,.1f} s of signal ({signal / offered:.0%} of offered)")
+    load = args.devices * args.speed
+    print(f"load: {args.devices} simulators x speed {args.speed:g} = {load:g} full-rate devices offered")
+    print(
+        f"measured {wall:.1f} s: {blocks:,.0f} blocks acknowledged = {signal:,.1f} s of signal "
+        f"({signal / offered:.0%} of offered)"
+    )
     print(f"bridge CPU {cpu:.2f} s ({cpu / wall:.0%} of one core); simulators {sim_cpu:.2f} s")
     if cpu > 0:
-        print(f"bridge: {signal / cpu:,.0f} full-rate devices per core, end to end ({cpu / signal * 1e3:.1f} ms CPU per device-second)")
+        print(
+            f"bridge: {signal / cpu:,.0f} full-rate devices per core, end to end "
+            f"({cpu / signal * 1e3:.1f} ms CPU per device-second)"
+        )
     print(f"lost blocks {lost:.0f}, frame errors {errors:.0f}")
 
 
