@@ -223,7 +223,6 @@ class OpcUaFront:
         )
         for dev in self.model.devices.values():
             await self._add_device(dev)
-            await self._historize([k for k in self._values if k[0] == dev.name])
             self._known.add(dev.name)
 
     async def _analog(self, parent: Any, prefix: str, m: Measurement) -> Any:
@@ -611,8 +610,9 @@ class OpcUaFront:
         )
 
     async def write_device(self, dev: DeviceState) -> None:
-        """Write one device's values: the window's measurements every time, with its source timestamp
-        and quality; everything else when it changed."""
+        """Write one device's values: the window's measurements, with its source timestamp and quality,
+        when there is a new window or the quality changed (history: once per new window); everything
+        else when it changed."""
         w = self.server.write_attribute_value
         put = self._put
         snap = dev.snapshot
@@ -628,7 +628,9 @@ class OpcUaFront:
         # link, status and alarm changes also call for an update: the window's values are written
         # (and historized) again only when there is a new window or their quality changed
         shown = (None if snap is None else snap.number, status.value)
-        fresh = self._shown.get(name) != shown
+        previous = self._shown.get(name)
+        fresh = previous != shown
+        new_window = snap is not None and (previous is None or previous[0] != snap.number)
         self._shown[name] = shown
         for cs in dev.circuits:
             c = cs.index
@@ -645,7 +647,7 @@ class OpcUaFront:
                     ua.Variant(value, double), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now
                 )
                 await w(node, dv)
-                if node in self._historized_set and snap is not None:
+                if new_window and node in self._historized_set:
                     history.append((node, now, src, status.value, value))
             for m in CIRCUIT_AGGREGATES:
                 agg = QUANTITIES[m.field].read(dev, c)
