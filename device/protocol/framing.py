@@ -89,6 +89,9 @@ class FrameReader:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._base = 0  # stream offset of _buf[0]
+        # bytes the frame at _buf[0] needs, once its header has been checked: a 24 kB block arrives in
+        # several reads, and each call before the last would otherwise search and check the header again
+        self._need = 0
 
     @property
     def buffered(self) -> int:
@@ -100,6 +103,7 @@ class FrameReader:
     def _drop(self, count: int) -> None:
         del self._buf[:count]
         self._base += count
+        self._need = 0
 
     def _fail(self, skip: int, message: str, code: str) -> FrameError:
         offset = self._base
@@ -109,6 +113,8 @@ class FrameReader:
     def next_frame(self) -> Frame | FrameError | None:
         """The next frame, a FrameError for skipped bytes, or None when more data is needed."""
         buf = self._buf
+        if len(buf) < self._need:
+            return None
         start = buf.find(MAGIC)
         if start != 0:
             # keep a trailing "O" that may be the first half of the next magic
@@ -136,6 +142,7 @@ class FrameReader:
             )
         total = HEADER_SIZE + length + TRAILER.size
         if len(buf) < total:
+            self._need = total
             return None
         payload = bytes(buf[HEADER_SIZE : HEADER_SIZE + length])
         (stored,) = TRAILER.unpack_from(buf, HEADER_SIZE + length)
