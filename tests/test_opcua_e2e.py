@@ -247,4 +247,10 @@ async def test_auto_accepted_device_appears_in_the_address_space(tmp_path: Path)
                 ]
             )
             assert await power.read_value() == pytest.approx(2000.0, rel=5e-4)
+            # a device accepted at run time is historized like a configured one
+            await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 15, 20, "more windows")
+            await asyncio.sleep(0.5)
+            end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+            hist = await power.read_raw_history(end - dt.timedelta(minutes=5), end)
+            assert len(hist) >= 2 and any(h.Value.Value == pytest.approx(2000.0, rel=5e-4) for h in hist)
         assert dev.config.unit_id == 2  # the next free unit after board1
