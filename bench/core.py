@@ -1,10 +1,11 @@
-"""Decode + measure throughput of the core, side by side with a bare numpy kernel, one core.
+"""Decode + measure throughput of the core, side by side with two bare numpy kernels, one core.
 
     make bench            (or: .venv/bin/python bench/core.py [--seconds S])
 
 The bare kernel is the floor of what any Python service could do with the same samples: frombuffer on
 int16 second differences (every channel in one layout, clipped to 16 bits: cheaper than the real
-stream), cumsum back to samples, and the five sums (sum v, i, v^2, i^2, v*i) over each block. The core
+stream), cumsum back to samples, and the five sums (sum v, i, v^2, i^2, v*i) over each block. The
+second bare kernel takes the core's own sums instead (see run_same_sums). The core
 decodes the real binary payloads and does crossings, windows, phasors, harmonics, Urms(1/2) events,
 energy and aggregation, with the service's default analysis settings (bridge.config.AnalysisSection).
 Both run interleaved, several times; the best time of each is kept, and the ratio is what to quote.
