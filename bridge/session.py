@@ -317,18 +317,20 @@ class DeviceRuntime:
             # passes the alarm checks below
             self._snapshots += len(update.windows)
             dev.snapshot = self._snapshot(update.windows[-1])
+        limit = dev.config.overcurrent_a
         for w in update.windows:
             changed = False
+            i_rms_w, clipped_w = w.i_rms.tolist(), w.clipped.tolist()
             for c in range(self.analyzer.c):
                 cs = dev.circuits[c]
                 kind = ongoing.get(c)
                 changed |= cs.alarms["dip"].set(kind == "dip", "voltage dip in progress")
                 changed |= cs.alarms["swell"].set(kind == "swell", "voltage swell in progress")
                 changed |= cs.alarms["interruption"].set(kind == "interruption", "supply interrupted")
-                i_rms = float(w.i_rms[c])
-                over = i_rms > dev.config.overcurrent_a
-                changed |= cs.alarms["overcurrent"].set(over, f"{i_rms:.1f} A > {dev.config.overcurrent_a:g} A")
-                changed |= cs.alarms["clipped"].set(bool(w.clipped[c]), "samples at the ADC rail")
+                i_rms = i_rms_w[c]
+                over = i_rms > limit
+                changed |= cs.alarms["overcurrent"].set(over, f"{i_rms:.1f} A > {limit:g} A" if over else "")
+                changed |= cs.alarms["clipped"].set(clipped_w[c], "samples at the ADC rail")
             if changed:
                 self.model.notify(dev, "alarm")
         self.model.notify(dev, "snapshot")
@@ -336,26 +338,35 @@ class DeviceRuntime:
     def _snapshot(self, w: WindowMetrics) -> DeviceSnapshot:
         assert self.analyzer is not None
         energy = [e.values() for e in self.analyzer.energy]
+        # whole arrays to Python values at once (the same floats as float() of each element)
+        col = {
+            name: getattr(w, name).tolist()
+            for name in (
+                "v_rms", "i_rms", "p_w", "q_var", "s_va", "n_va", "pf", "dpf", "angle_deg",
+                "thd_v", "thd_i", "v_dc", "i_dc", "clipped", "event", "harmonics_v", "harmonics_i",
+            )
+        }  # fmt: skip
+        urms_half = self.analyzer.last_urms_half.tolist()
         circuits = tuple(
             CircuitValues(
-                v_rms=float(w.v_rms[c]),
-                i_rms=float(w.i_rms[c]),
-                p_w=float(w.p_w[c]),
-                q_var=float(w.q_var[c]),
-                s_va=float(w.s_va[c]),
-                n_va=float(w.n_va[c]),
-                pf=float(w.pf[c]),
-                dpf=float(w.dpf[c]),
-                angle_deg=float(w.angle_deg[c]),
-                thd_v=float(w.thd_v[c]),
-                thd_i=float(w.thd_i[c]),
-                v_dc=float(w.v_dc[c]),
-                i_dc=float(w.i_dc[c]),
-                clipped=bool(w.clipped[c]),
-                event=bool(w.event[c]),
-                urms_half=float(self.analyzer.last_urms_half[c]),
-                harmonics_v=tuple(float(x) for x in w.harmonics_v[c]),
-                harmonics_i=tuple(float(x) for x in w.harmonics_i[c]),
+                v_rms=col["v_rms"][c],
+                i_rms=col["i_rms"][c],
+                p_w=col["p_w"][c],
+                q_var=col["q_var"][c],
+                s_va=col["s_va"][c],
+                n_va=col["n_va"][c],
+                pf=col["pf"][c],
+                dpf=col["dpf"][c],
+                angle_deg=col["angle_deg"][c],
+                thd_v=col["thd_v"][c],
+                thd_i=col["thd_i"][c],
+                v_dc=col["v_dc"][c],
+                i_dc=col["i_dc"][c],
+                clipped=col["clipped"][c],
+                event=col["event"][c],
+                urms_half=urms_half[c],
+                harmonics_v=tuple(col["harmonics_v"][c]),
+                harmonics_i=tuple(col["harmonics_i"][c]),
                 **energy[c],
             )
             for c in range(self.analyzer.c)
