@@ -260,3 +260,27 @@ def test_lower_sample_rates_in_the_device_spec(fs: float, f: float, f_nom: float
     check(r, p=1840.0, q1=1380.0, s=2304.366, pf=0.79848)
     assert np.abs(synced(r, "thd_v") - 6.164).max() <= 0.1
     assert np.abs(synced(r, "freq_hz") - f).max() <= 5e-3
+
+
+def test_a_150_cycle_sequence_does_not_run_across_lost_samples() -> None:
+    # blocks 40..44 (0.4 s) never arrive: the 3 s sequence they cut is closed short (not published)
+    # and a new one starts after the gap; the 3 s values on either side are whole
+    from bridge.core import AnalyzerSettings, StreamAnalyzer
+
+    v, i = waveform(2.0)  # 100 whole cycles: 25 blocks of 625 samples repeat seamlessly
+    sa = StreamAnalyzer(1, AnalyzerSettings(fs=FS), origin_s=1_000_000_000.0)
+    three = []
+    for seq in range(100):  # 8 s of blocks
+        if 40 <= seq < 45:
+            continue
+        k = (seq % 25) * 625
+        up = sa.feed(v[k : k + 625], i[k : k + 625], seq=seq, t0_s=1_000_000_000.0 + seq * 0.08)
+        three += [a for a in up.aggregates if a.kind == "3s"]
+    gap_start, gap_end = 1_000_000_000.0 + 40 * 0.08, 1_000_000_000.0 + 45 * 0.08
+    spanning = [a for a in three if a.t_start_s < gap_start < a.t_start_s + a.duration_s + 0.25]
+    assert spanning and not any(a.complete for a in spanning)
+    after = [a for a in three if a.t_start_s >= gap_end - 0.01]
+    assert after and all(a.complete and a.windows == 15 for a in after)
+    # (the first window after a gap, like the first of all, is the short stretch up to the first
+    # crossing: those two sequences hold 15 windows in 2.82 s, the others 3.0 s)
+    assert all(a.duration_s == pytest.approx(3.0, abs=0.2) for a in three if a.complete)

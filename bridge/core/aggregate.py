@@ -20,6 +20,8 @@ QUANTITIES = RMS_LIKE + MEAN_LIKE
 # how far the windows may fall short of a clock interval's ends and still cover it: windows do not
 # start on the tick, so the first may begin up to one window (~0.2 s) after it
 _COVER_SLACK_S = 1.0
+# consecutive windows abut exactly (their edges are sample positions); a larger step is samples lost
+_GAP_S = 0.01
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,9 +74,11 @@ class _Acc:
         self.n += 1
         self.dur += d
 
-    def close(self, kind: str, *, period_s: float | None = None, windows: int | None = None) -> Aggregate:
+    def close(
+        self, kind: str, *, period_s: float | None = None, windows: int | None = None, cut: bool = False
+    ) -> Aggregate:
         """``period_s``: the clock interval's length (the windows must cover it); ``windows``: the
-        number of windows a full interval holds."""
+        number of windows a full interval holds; ``cut``: samples were lost inside the interval."""
         assert self.sums is not None and self.mins is not None and self.maxs is not None
         avg = self.sums / self.dur
         avg[: len(RMS_LIKE)] = np.sqrt(avg[: len(RMS_LIKE)])
@@ -90,7 +94,8 @@ class _Acc:
             maximum=dict(zip(QUANTITIES, self.maxs, strict=True)),
             freq_hz=self.f_sum / f_dur if self.f_n else math.nan,
             flagged=self.flagged if self.flagged is not None else np.zeros(self.circuits, bool),
-            complete=(windows is None or self.n >= windows)
+            complete=not cut
+            and (windows is None or self.n >= windows)
             and (
                 period_s is None
                 or (self.first_s - self.t_start_s <= _COVER_SLACK_S and self.dur >= period_s - _COVER_SLACK_S)
@@ -107,6 +112,7 @@ class Aggregator:
         self._a3: _Acc | None = None
         self._a10: _Acc | None = None
         self._d15: _Acc | None = None
+        self._end_s: float | None = None  # end of the last window added
 
     @staticmethod
     def _tick(t: float, period: float) -> float:
@@ -130,6 +136,12 @@ class Aggregator:
     def _add(self, w: WindowMetrics, x: FloatArray, val: FloatArray) -> list[Aggregate]:
         out: list[Aggregate] = []
         t = w.t_start_s
+        if self._a3 is not None and self._end_s is not None and t - self._end_s > _GAP_S:
+            # samples were lost: the 150-cycle sequence cannot run across them (it closes short, so
+            # it is not published) and restarts with this window
+            out.append(self._a3.close("3s", windows=self.per_3s, cut=True))
+            self._a3 = None
+        self._end_s = t + w.duration_s
         tick10 = self._tick(t, 600.0)
         # a 10 min tick closes the 10 min value and restarts the 150-cycle sequence (IEC resync)
         if self._a10 is not None and tick10 != self._tick(self._a10.t_start_s, 600.0):
