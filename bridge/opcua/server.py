@@ -693,7 +693,7 @@ class OpcUaFront:
             ):
                 await put(v[(name, field)], str(getattr(hello, attr)), ua.VariantType.String)
         if history and self._history is not None:
-            await self._history.save_many(history)
+            self._history.save_many(history)
         self.updates += 1
 
     async def _alarms(self, dev: DeviceState) -> None:
@@ -880,6 +880,12 @@ class OpcUaFront:
 _DOUBLE = struct.Struct("<Bd")
 
 
+def _log_history_error(done: concurrent.futures.Future[None]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        log.error("OPC UA history could not store values", error=repr(exc))
+
+
 class _History(HistorySQLite):  # type: ignore[misc]
     """asyncua's SQLite history, with table names safe for our readable string NodeIds
     ("board1.Circuit01.Voltage" would otherwise trip its SQL-injection guard on the quotes)."""
@@ -905,8 +911,10 @@ class _History(HistorySQLite):  # type: ignore[misc]
         self._writer.close()
         await super().stop()
 
-    async def save_many(self, rows: list[tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]]) -> None:
-        """Store a device update's measurements: (node, server time, source time, status, value)."""
+    def save_many(self, rows: list[tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]]) -> None:
+        """Queue a device update's measurements for the history thread: (node, server time, source
+        time, status, value). Not awaited: the update is done when its values are in the address
+        space; the single worker thread keeps the rows in order, and stop() waits for them."""
         batch = []
         for node_id, server_ts, source_ts, status, value in rows:
             table = self._tables.get(node_id)
@@ -914,11 +922,7 @@ class _History(HistorySQLite):  # type: ignore[misc]
                 table = self._tables[node_id] = self._get_table_name(node_id)
             # asyncua's binary Variant of a Double: type byte 11, then the IEEE double little-endian
             batch.append((table, (server_ts, source_ts, status, str(value), "Double", _DOUBLE.pack(11, value))))
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._pool, self._write, batch)
-        except sqlite3.Error as exc:
-            log.error("OPC UA history could not store values", error=repr(exc))
+        self._pool.submit(self._write, batch).add_done_callback(_log_history_error)
 
     def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         with self._writer:  # one transaction
