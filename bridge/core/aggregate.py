@@ -38,7 +38,7 @@ class Aggregate:
     freq_hz: float  # mean window frequency (NaN if no synced window)
     flagged: npt.NDArray[np.bool_]  # any window of the interval touched by an event
     # the windows cover the whole interval: False for the clock interval the stream started in, one cut
-    # by a gap in the samples, or a 150-cycle sequence cut short by the 10 min resync. The service
+    # by a gap in the samples, or a 150-cycle sequence cut short by the 10 min resync or a gap. The service
     # publishes complete intervals only, so a "15 min demand" is never the mean of two seconds.
     complete: bool
 
