@@ -284,3 +284,13 @@ def test_a_150_cycle_sequence_does_not_run_across_lost_samples() -> None:
     # (the first window after a gap, like the first of all, is the short stretch up to the first
     # crossing: those two sequences hold 15 windows in 2.82 s, the others 3.0 s)
     assert all(a.duration_s == pytest.approx(3.0, abs=0.2) for a in three if a.complete)
+
+
+def test_analyze_refuses_samples_that_are_not_numbers() -> None:
+    v, i = waveform(1)
+    v[500] = np.nan
+    with pytest.raises(ValueError, match=r"v has 1 samples that are not finite .* index 500"):
+        analyze(v, i, FS)
+    v[500], i[7] = 0.0, np.inf
+    with pytest.raises(ValueError, match=r"i has 1 samples .* index 7"):
+        analyze(v, i, FS)

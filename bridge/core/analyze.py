@@ -112,6 +112,14 @@ def analyze(
     ia = np.asarray(i, dtype=np.float64)
     if va.ndim != 1 or va.shape != ia.shape:
         raise ValueError(f"v and i must be 1-D arrays of equal length, got {va.shape} and {ia.shape}")
+    for name, x in (("v", va), ("i", ia)):
+        # a NaN would pass silently into every window it touches and into the energy totals
+        bad = np.flatnonzero(~np.isfinite(x))
+        if bad.size:
+            raise ValueError(
+                f"{name} has {bad.size} samples that are not finite numbers (NaN or infinite), the first at "
+                f"index {bad[0]}: cut the capture around them or fill them before analysing"
+            )
     settings = AnalyzerSettings(
         fs=fs,
         f_nominal=f_nominal,
