@@ -130,10 +130,17 @@ def analyze(
         harmonics_every=harmonics_every,
     )
     sa = StreamAnalyzer(1, settings)
-    up = sa.feed(va, ia)
+    # fed in 10 s pieces: the analyzer's working memory stays a few MB however long the capture, and
+    # the results are the same to the last bit as one call's (block cuts never change them)
+    step = max(1, round(10.0 * fs))
+    windows: list[WindowMetrics] = []
+    events: list[VoltageEvent] = []
+    for k in range(0, va.size, step):
+        up = sa.feed(va[k : k + step], ia[k : k + step])
+        windows += up.windows
+        events += up.events
     tail = sa.flush()
-    windows = up.windows + tail.windows
-    return to_analysis(windows, up.events + tail.events, sa)
+    return to_analysis(windows + tail.windows, events + tail.events, sa)
 
 
 def to_analysis(windows: list[WindowMetrics], events: list[VoltageEvent], sa: StreamAnalyzer) -> Analysis:
