@@ -18,7 +18,7 @@ from .aggregate import Aggregate, Aggregator, ClassAFrequency
 from .crossings import CrossingDetector, fit_half
 from .energy import EnergyBank
 from .events import EventDetector, Thresholds, VoltageEvent
-from .window import WindowMetrics, measure_windows, segment_sums
+from .window import WindowMetrics, fill_products, measure_windows, segment_sums
 
 FloatArray = npt.NDArray[np.float64]
 SYNC_TOLERANCE = 1.25  # a window may be this much longer than nominal (down to 40 Hz at 50 Hz nominal)
@@ -216,8 +216,7 @@ class StreamAnalyzer:
             blk[: 2 * c] *= scale[:, None]
         if offset is not None:
             blk[: 2 * c] += offset[:, None]
-        np.multiply(blk[: 2 * c], blk[: 2 * c], out=blk[2 * c : 4 * c])
-        np.multiply(blk[:c], blk[c : 2 * c], out=blk[4 * c :])
+        fill_products(blk)
         self._buf[:, self._n : need] = blk
         self._n = need
 

@@ -60,12 +60,17 @@ class WindowMetrics:
 def with_products(x: FloatArray) -> FloatArray:
     """``(2C, m)`` voltages and currents -> ``(5C, m)``: v, i, v^2, i^2, v*i (C rows each), the rows
     whose per-segment sums give every mean, rms and active power."""
-    c = x.shape[0] // 2
-    out = np.empty((5 * c, x.shape[1]))
-    out[: 2 * c] = x
-    np.multiply(x, x, out=out[2 * c : 4 * c])
-    np.multiply(x[:c], x[c:], out=out[4 * c :])
+    out = np.empty((5 * (x.shape[0] // 2), x.shape[1]))
+    out[: x.shape[0]] = x
+    fill_products(out)
     return out
+
+
+def fill_products(out: FloatArray) -> None:
+    """Rows 2C.. of a ``(5C, m)`` buffer from its rows 0..2C: v^2, i^2, v*i (the layout above)."""
+    c = out.shape[0] // 5
+    np.multiply(out[: 2 * c], out[: 2 * c], out=out[2 * c : 4 * c])
+    np.multiply(out[:c], out[c : 2 * c], out=out[4 * c :])
 
 
 def segment_sums(x: FloatArray, start: int, edges: FloatArray) -> FloatArray:

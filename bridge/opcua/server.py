@@ -201,8 +201,7 @@ class OpcUaFront:
         self._pending: set[str] = set()
         self._known: set[str] = set()  # devices whose nodes exist
         self._tasks: set[asyncio.Task[None]] = set()
-        self._historized: list[ua.NodeId] = []
-        self._historized_set: set[ua.NodeId] = set()
+        self._historized: set[ua.NodeId] = set()  # measurement nodes with a history table
         self._history: _History | None = None
         self._written: dict[ua.NodeId, tuple[Any, ua.VariantType, int]] = {}  # see _put
         self._shown: dict[str, tuple[int | None, int]] = {}  # device -> (snapshot number, status) written
@@ -526,17 +525,16 @@ class OpcUaFront:
         fields = {m.field for m in CIRCUIT_MEASUREMENTS if m.historized}
         for key in keys:
             nid = self._values[key]
-            if key[2] in fields and nid not in self._historized_set:
+            if key[2] in fields and nid not in self._historized:
                 await self._history.new_historized_node(nid, None, 0)
-                self._historized.append(nid)
-                self._historized_set.add(nid)
+                self._historized.add(nid)
 
     async def _prune_history(self) -> None:
         keep = dt.timedelta(days=self.config.opcua.history_retention_days)
         assert self._history is not None
         while True:
             cutoff = dt.datetime.now(dt.UTC) - keep
-            for nid in self._historized:
+            for nid in list(self._historized):  # a device accepted meanwhile may add nodes
                 table = self._history._get_table_name(nid)
                 await self._history.execute_sql_delete("SourceTimestamp < ?", (cutoff,), table, nid)
             await asyncio.sleep(3600)
@@ -647,7 +645,7 @@ class OpcUaFront:
                     ua.Variant(value, double), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now
                 )
                 await w(node, dv)
-                if new_window and node in self._historized_set:
+                if new_window and node in self._historized:
                     history.append((node, now, src, status.value, value))
             for m in CIRCUIT_AGGREGATES:
                 agg = QUANTITIES[m.field].read(dev, c)
