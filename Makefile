@@ -29,7 +29,9 @@ bench: venv
 
 lint: venv
 	$(BIN)/ruff check bridge device tests bench
+	$(BIN)/ruff format --check bridge device tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 docs: venv
 	$(BIN)/python -m bridge.docs_gen

@@ -21,9 +21,9 @@ from pathlib import Path
 from asyncua import Client
 
 from bridge.config import Config
-from bridge.opcua.model import CIRCUIT_AGGREGATES
-from bridge.opcua.server import OpcUaFront
-from bridge.state import CircuitValues, DeviceSnapshot, Model
+from bridge.fronts.opcua.catalogue import CIRCUIT_AGGREGATES
+from bridge.fronts.opcua.server import OpcUaFront
+from bridge.model import CircuitValues, DeviceSnapshot, Model
 
 
 def config(devices: int, port: int) -> Config:
@@ -96,14 +96,14 @@ async def main() -> None:
         d.link.connected = True
         d.alarms["offline"].active = False
         d.snapshot = snapshot(0)
-    front = OpcUaFront(cfg, model, None, None, Path(tempfile.mkdtemp()))
+    front = OpcUaFront(cfg, model, None, Path(tempfile.mkdtemp()))
     await front.start()
     # the variables a window drives (counters and the 3 s / 10 min / 15 min aggregates change at
     # their own pace, so a window does not change them and they would never notify here)
     aggregated = {m.field for m in CIRCUIT_AGGREGATES}
     plain_targets = [
         (key, nid)
-        for key, nid in front._values.items()
+        for key, nid in front.space.nodes.values.items()
         if key[2] not in ("RelayOperations", "Dips", "Swells", "Interruptions") and key[2] not in aggregated
     ]
     value_nodes = [nid for _, nid in plain_targets]
@@ -129,7 +129,7 @@ async def main() -> None:
                         d.snapshot = snapshot(num)
                         for cs in d.circuits:
                             cs.relay_on = bool(num % 2)
-                        await front.write_device(d)
+                        await front.values.write_device(d)
                 else:
                     cv = snapshot(num).circuits[0]
                     for (_, _, field), nid in plain_targets:

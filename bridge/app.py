@@ -13,12 +13,11 @@ from typing import Any
 from . import __version__
 from .commands import CommandPath
 from .config import Config
+from .fronts.modbus.register_map import load_map
 from .link.transports import dial_tcp, open_serial, serve_tcp
 from .logs import get_logger
-from .metrics import serve_http
-from .register_map import load_map
+from .model import Change, DeviceState, Model
 from .session import DeviceHub
-from .state import Model
 from .store import Store
 
 log = get_logger("bridge.app")
@@ -72,7 +71,7 @@ class BridgeApp:
                         open_serial(s.port, s.baudrate, self.hub.handle, s.device, cfg.links.reconnect_max_s)
                     )
                 if cfg.modbus.enabled:
-                    from .modbus.server import start_modbus
+                    from .fronts.modbus.server import start_modbus
 
                     for srv in cfg.modbus.servers:
                         server = await start_modbus(
@@ -86,12 +85,14 @@ class BridgeApp:
                         self._servers.append(server)
                         self.endpoints.modbus.append((srv.map, srv.host, srv.port))
                 if cfg.opcua.enabled:
-                    from .opcua.server import OpcUaFront
+                    from .fronts.opcua.server import OpcUaFront
 
-                    self.opcua = OpcUaFront(cfg, self.model, self.commands, self.store, self.state_dir)
+                    self.opcua = OpcUaFront(cfg, self.model, self.commands, self.state_dir)
                     await self.opcua.start()
                     self.endpoints.opcua = self.opcua.endpoint
                 if cfg.metrics.enabled:
+                    from .fronts.http.server import serve_http
+
                     host, port = _split(cfg.metrics.listen)
                     ev = asyncio.Event()
                     tg.create_task(serve_http(host, port, self.model, self.commands, ev), name="http")
@@ -99,15 +100,15 @@ class BridgeApp:
                     self.endpoints.http = f"{host}:{port}"
                 await asyncio.gather(*waits)
                 tg.create_task(self._commit_loop(), name="commit")
-                tg.create_task(self._watchdog(), name="watchdog")
-                self.model.subscribe(self._on_change)
+                tg.create_task(self.hub.watch_silence(), name="watchdog")
+                self.model.subscribe(self._on_link, {Change.LINK})
                 self.ready.set()
                 log.info("bridge running", devices=len(self.model.devices))
         finally:
             await self._shutdown()
 
-    def _on_change(self, device: Any, what: str) -> None:
-        if what == "link" and device.online and device.name not in self._safe_state_done:
+    def _on_link(self, device: DeviceState, what: Change) -> None:
+        if device.online and device.name not in self._safe_state_done:
             self._safe_state_done.add(device.name)
             asyncio.get_running_loop().create_task(self.commands.apply_safe_state(device.name))
 
@@ -116,41 +117,14 @@ class BridgeApp:
         last_prune = 0.0
         while True:
             await asyncio.sleep(interval)
-            self._commit_all()
+            self.hub.commit_all()
             if time.time() - last_prune > 3600:
                 last_prune = time.time()
                 self.store.prune(time.time() - self.config.opcua.history_retention_days * 86400)
 
-    def _commit_all(self) -> None:
-        for rt in self.hub.runtimes.values():
-            try:
-                rt.commit()
-            except Exception as exc:  # one device's storage trouble must not stop the others
-                log.error("commit failed; blocks stay unacknowledged on the device", device=rt.name, error=str(exc))
-
-    async def _watchdog(self) -> None:
-        limit = self.config.bridge.offline_after_s
-        while True:
-            await asyncio.sleep(min(1.0, limit / 4))
-            now = time.monotonic()
-            for d in self.model.devices.values():
-                last = d.link.last_rx_monotonic
-                silent = d.link.connected and last is not None and now - last > limit
-                if d.alarms["offline"].set(
-                    silent or not d.link.connected,
-                    f"no data for {now - last:.1f} s" if silent and last else "link down",
-                ):
-                    if silent:
-                        log.warning(
-                            "device silent, marked offline",
-                            device=d.name,
-                            silent_s=round(now - (last or now), 1),
-                        )
-                    self.model.notify(d, "link")
-
     async def _shutdown(self) -> None:
         with contextlib.suppress(Exception):
-            self._commit_all()
+            self.hub.commit_all()
         for s in self._servers:
             with contextlib.suppress(Exception):
                 await s.shutdown()

@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .register_map import load_map
+    from .fronts.modbus.register_map import load_map
 
     config = load_config(args.file)
     for s in config.modbus.servers:
@@ -96,7 +96,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_map_export(args: argparse.Namespace) -> int:
-    from .register_map import export_map, load_map
+    from .fronts.modbus.register_map import export_map, load_map
 
     sys.stdout.write(export_map(load_map(args.name), args.format))
     return EXIT_OK
@@ -140,7 +140,7 @@ def cmd_self_test(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
-    from .passwords import hash_password
+    from .fronts.opcua.passwords import hash_password
 
     password = args.password or os.environ.get("OPENSTROM_PASSWORD") or ""
     if not password:
@@ -177,7 +177,7 @@ def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | Non
 def cmd_demo(args: argparse.Namespace) -> int:
     from device.simulator.process import SimulatorProcess
 
-    from .passwords import hash_password
+    from .fronts.opcua.passwords import hash_password
 
     configure_logging(level="warning", json=False)
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="openstrom-demo-"))
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_export_nodeset(args: argparse.Namespace) -> int:
-    from .opcua.nodeset import export_nodeset
+    from .fronts.opcua.nodeset import export_nodeset
 
     configure_logging(level="warning", json=False)
     config = (

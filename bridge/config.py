@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from device.protocol import BOARD_CIRCUITS
+
 from .errors import ConfigError
 
 DEFAULT_DEVICE_PORT = 7700
@@ -112,7 +114,7 @@ class MetricsSection(_Model):
 
 
 class RelayPolicy(_Model):
-    circuit: int = Field(ge=1, le=10)
+    circuit: int = Field(ge=1, le=BOARD_CIRCUITS)
     min_interval_s: float | None = Field(None, ge=0, le=86400)
     daily_limit: int | None = Field(None, ge=0, le=100000)
     locked: bool = Field(False, description="interlock: refuse every switching of this relay")
@@ -154,7 +156,7 @@ class Device(_Model):
     unit_id: int = Field(ge=1, le=247, description="Modbus unit ID of this device")
     f_nominal: Literal[50, 60] = 50
     u_nominal: float = Field(230.0, gt=0, le=400)
-    circuit_names: dict[Annotated[int, Field(ge=1, le=10)], str] = Field(default_factory=dict)
+    circuit_names: dict[Annotated[int, Field(ge=1, le=BOARD_CIRCUITS)], str] = Field(default_factory=dict)
     relays: tuple[RelayPolicy, ...] = ()
     overcurrent_a: float = Field(40.0, gt=0, le=200, description="overcurrent alarm threshold per circuit")
 
@@ -195,9 +197,6 @@ class Config(_Model):
                     raise ValueError(f"devices[{k}].{attr} {value!r} is already used by devices[{seen[value]}]")
                 seen[value] = k
         return self
-
-    def device_by_serial(self, serial: str) -> Device | None:
-        return next((d for d in self.devices if d.serial_number == serial), None)
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from .config import Config
-from .opcua.model import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, FREQUENCY, UNITS
-from .quantities import QUANTITIES
-from .register_map import TYPES, builtin_map_names, export_map, load_map
+from .fronts.modbus.register_map import TYPES, builtin_map_names, export_map, load_map
+from .fronts.opcua.catalogue import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, FREQUENCY, UNITS
+from .model.quantities import QUANTITIES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -34,6 +34,12 @@ class CommandRejected(BridgeError):
     code = "rejected"
 
 
+class NotAuthorised(CommandRejected):
+    """The caller's role does not allow the action (the message names both)."""
+
+    code = "role"
+
+
 class CommandFailed(BridgeError):
     """Sent, but the device refused it, did not answer in time, or its feedback disagrees."""
 

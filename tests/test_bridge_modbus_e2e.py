@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from bridge.register_map import load_map
+from bridge.fronts.modbus.register_map import load_map
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, RawModbus, bridge_config, f32, fresh_windows, running_bridge, wait_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.register_map import export_map, load_map
+from bridge.fronts.modbus.register_map import export_map, load_map
 
 ROOT = Path(__file__).resolve().parents[1]
 

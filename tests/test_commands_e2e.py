@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.commands import Origin
+from bridge.commands import Origin, Role
 from bridge.errors import CommandFailed, CommandRejected, CommandTimeout
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, RawModbus, bridge_config, f32, fresh_windows, running_bridge, wait_for
@@ -85,7 +85,7 @@ async def test_unacknowledged_command_times_out_without_false_state(tmp_path: Pa
         dev = app.model.devices["board1"]
         await wait_for(lambda: dev.status is not None, 20, "status")
         with pytest.raises(CommandTimeout, match="did not acknowledge"):
-            await app.commands.switch_relay("board1", 1, False, Origin(front="test"))
+            await app.commands.switch_relay("board1", 1, False, Origin(front="test", role=Role.OPERATOR))
         assert dev.circuits[0].relay_on is True  # no false state
         assert dev.circuits[0].relay_operations == 0
         code, _, err = await cli("relay", "board1", "1", "off", "--api", f"127.0.0.1:{ports['http']}")
@@ -100,7 +100,7 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
     async with running_bridge(config, tmp_path) as app, _sim(ports["device"], SCENARIOS / "faulty.yaml"):
         dev = app.model.devices["board1"]
         await wait_for(lambda: dev.status is not None, 20, "status")
-        op = Origin(front="test", user="tester")
+        op = Origin(front="test", user="tester", role=Role.OPERATOR)
         # the device refuses (stuck relay): precise error, mismatch alarm, no false state
         with pytest.raises(CommandFailed, match="did not move"):
             await app.commands.switch_relay("board1", 4, False, op)
@@ -127,7 +127,7 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
         # calibration needs the admin role, is persisted, and shows before/after
         with pytest.raises(CommandRejected, match="admin"):
             await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, op)
-        before, after = await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, Origin(front="test", role="admin"))
+        before, after = await app.commands.calibrate("board1", 1, "v", 1.01, 0.0, Origin(front="test", role=Role.ADMIN))
         assert before == (1.0, 0.0) and after == (1.01, 0.0)
         await fresh_windows(dev)
         assert dev.snapshot is not None and dev.snapshot.circuits[0].v_rms == pytest.approx(230 * 1.01, rel=1e-3)

@@ -14,7 +14,7 @@ from asyncua.crypto.security_policies import SecurityPolicyAes128Sha256RsaOaep, 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.config import Config
-from bridge.passwords import hash_password
+from bridge.fronts.opcua.passwords import hash_password
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, bridge_config, running_bridge, wait_for
 

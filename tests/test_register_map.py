@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.errors import ConfigError
-from bridge.register_map import TYPES, Point, decode, encode, parse_map
+from bridge.fronts.modbus.register_map import TYPES, Point, decode, encode, parse_map
 
 
 def point(type_: str, *, sf: int = 0, registers: int | None = None, table: str = "input") -> Point:

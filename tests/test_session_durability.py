@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from bridge.config import Config
+from bridge.model import Model
 from bridge.session import DeviceHub
-from bridge.state import Model
 from bridge.store import Store
 from device.protocol import Ack, Connection, ConnectionClosed, ErrorMessage, Role, Samples, TimeSync
-from device.protocol.connection import NEED_DATA
 from device.simulator.device import Identity, SimulatedDevice
 from device.simulator.scenario import load_scenario
 from tests.harness import PLANT
@@ -46,8 +45,7 @@ class FakeDeviceLink:
             await asyncio.sleep(0)
         while not self.device_end._rx.empty():
             data = self.device_end._rx.get_nowait()
-            self.conn.receive_data(data)
-            while (ev := self.conn.next_event()) is not NEED_DATA:
+            for ev in self.conn.events(data):
                 if isinstance(ev, ConnectionClosed | ErrorMessage):
                     return
                 if isinstance(ev, Ack):

@@ -24,7 +24,6 @@ from device.protocol import (
     SelfTestResult,
     Status,
 )
-from device.protocol.connection import NEED_DATA
 from device.simulator.device import Identity, SimulatedDevice
 from device.simulator.process import SimulatorProcess
 from device.simulator.scenario import load_scenario
@@ -51,9 +50,9 @@ class Receiver:
         self.others: list[object] = []
         self.hellos: list[Hello] = []
 
-    def take(self, conn: Connection, ack: bool) -> list[bytes]:
+    def take(self, conn: Connection, data: bytes, ack: bool) -> list[bytes]:
         out: list[bytes] = []
-        while (ev := conn.next_event()) is not NEED_DATA:
+        for ev in conn.events(data):
             if isinstance(ev, Samples):
                 self.wire_order.append(ev.block_seq)
                 if ev.block_seq in self.blocks:
@@ -89,8 +88,7 @@ async def test_tcp_stream_is_bit_exact_and_survives_a_cut() -> None:
         while len(rx.blocks) < 20:
             data = await asyncio.wait_for(reader.read(65536), 10)
             assert data, sim.log
-            conn.receive_data(data)
-            for out in rx.take(conn, ack=len(rx.blocks) < 12):
+            for out in rx.take(conn, data, ack=len(rx.blocks) < 12):
                 writer.write(out)
         writer.close()
         first_session = len(rx.wire_order)
@@ -99,8 +97,7 @@ async def test_tcp_stream_is_bit_exact_and_survives_a_cut() -> None:
         conn = Connection(Role.BRIDGE)
         while True:
             data = await asyncio.wait_for(reader.read(65536), 20)
-            conn.receive_data(data)
-            for out in rx.take(conn, ack=True):
+            for out in rx.take(conn, data, ack=True):
                 writer.write(out)
             if not data:
                 break
@@ -124,8 +121,7 @@ async def _serve_until(
     while not stop():  # type: ignore[operator]
         data = await asyncio.wait_for(reader.read(65536), 10)
         assert data
-        conn.receive_data(data)
-        for out in rx.take(conn, ack=True):
+        for out in rx.take(conn, data, ack=True):
             writer.write(out)
 
 
@@ -193,8 +189,7 @@ async def test_serial_link_over_a_pty() -> None:
             data = os.read(master, 65536)
         except OSError:
             return
-        conn.receive_data(data)
-        for out in rx.take(conn, ack=True):
+        for out in rx.take(conn, data, ack=True):
             os.write(master, out)
         if len(rx.blocks) >= 25:
             got.set()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from ..logs import get_logger
+from bridge.logs import get_logger
+from device.link import Backoff, reconnect_forever
+
 from .streams import AsyncioStream
 
 Handler = Callable[[AsyncioStream, str | None], Awaitable[None]]  # (stream, expected device name)
@@ -32,25 +34,27 @@ async def serve_tcp(host: str, port: int, handler: Handler, started: asyncio.Eve
 async def _with_backoff(
     what: str, connect: Callable[[], Awaitable[AsyncioStream]], handler: Handler, device: str | None, max_delay: float
 ) -> None:
-    delay = 0.2
-    failures = 0
-    while True:
-        try:
-            stream = await connect()
-        except (OSError, ValueError) as exc:
-            # first failure of an outage at warning, repeats at debug: no log flood
-            (log.warning if failures == 0 else log.debug)(
-                "device link unavailable, retrying", link=what, error=str(exc), retry_s=round(delay, 1)
-            )
-            failures += 1
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
-            continue
-        if failures:
-            log.info("device link restored", link=what, failed_attempts=failures)
-        failures, delay = 0, 0.2
+    def failed(exc: BaseException, attempt: int, delay: float) -> None:
+        # first failure of an outage at warning, repeats at debug: no log flood
+        (log.warning if attempt == 1 else log.debug)(
+            "device link unavailable, retrying", link=what, error=str(exc), retry_s=round(delay, 1)
+        )
+
+    def connected(failed_attempts: int) -> None:
+        if failed_attempts:
+            log.info("device link restored", link=what, failed_attempts=failed_attempts)
+
+    async def serve(stream: AsyncioStream) -> None:
         await handler(stream, device)
-        await asyncio.sleep(delay)
+
+    await reconnect_forever(
+        connect,
+        serve,
+        Backoff(min(0.2, max_delay), max_delay),
+        retry_on=(OSError, ValueError),
+        on_failure=failed,
+        on_connected=connected,
+    )
 
 
 async def dial_tcp(host: str, port: int, handler: Handler, device: str | None, max_delay: float) -> None:

@@ -9,6 +9,7 @@ from .encoding import decode_payload, encode_payload
 from .errors import InvalidMessage, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .framing import MAX_PAYLOAD, Encoding, Frame, FrameError, FrameReader, pack_frame
 from .messages import (
+    BOARD_CIRCUITS,
     MAX_BLOCK_SAMPLES,
     MAX_CIRCUITS,
     PROTOCOL_VERSION,
@@ -31,6 +32,7 @@ from .messages import (
 )
 
 __all__ = [
+    "BOARD_CIRCUITS",
     "MAX_BLOCK_SAMPLES",
     "MAX_CIRCUITS",
     "MAX_PAYLOAD",

@@ -9,6 +9,7 @@ returns the bytes to write.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,6 +17,7 @@ from .encoding import decode_payload, encode_payload
 from .errors import LocalProtocolError, RemoteProtocolError
 from .framing import Encoding, FrameError, FrameReader, pack_frame
 from .messages import Direction, ErrorMessage, Heartbeat, Hello, Message
+from .sequence import next_seq
 
 
 class Role(enum.Enum):
@@ -122,7 +124,7 @@ class Connection:
         self._advance(_kind(msg), local=True, what=f"sending {msg.TYPE.name}")
         flags, payload = encode_payload(msg, self.encoding, compress=self.compress)
         data = pack_frame(int(msg.TYPE), flags, self._tx_seq, payload)
-        self._tx_seq = (self._tx_seq + 1) & 0xFFFFFFFF
+        self._tx_seq = next_seq(self._tx_seq)
         return data
 
     # ------------------------------------------------------------ receiving
@@ -137,6 +139,18 @@ class Connection:
         self.rx_bytes += len(data)
         self._reader.feed(data)
 
+    def events(self, data: bytes) -> Iterator[Message | FrameError | ConnectionClosed]:
+        """The one pump: feed ``data`` and yield every event it completes, ending at NEED_DATA or after
+        ConnectionClosed. ``b""`` (end of stream) yields what is left and then ConnectionClosed."""
+        self.receive_data(data)
+        while True:
+            ev = self.next_event()
+            if ev is NEED_DATA:
+                return
+            yield ev  # type: ignore[misc]
+            if isinstance(ev, ConnectionClosed):
+                return
+
     def next_event(self) -> Event:
         if self.state is State.ERROR:
             raise LocalProtocolError("connection is in ERROR state; close it", code="state")
@@ -149,7 +163,7 @@ class Connection:
         if isinstance(item, FrameError):
             return item
         self.rx_frames += 1
-        if self._rx_seq is not None and item.seq != (self._rx_seq + 1) & 0xFFFFFFFF:
+        if self._rx_seq is not None and item.seq != next_seq(self._rx_seq):
             self.rx_frame_gaps += 1
         self._rx_seq = item.seq
         try:

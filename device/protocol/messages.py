@@ -18,7 +18,8 @@ import numpy.typing as npt
 from .errors import InvalidMessage
 
 PROTOCOL_VERSION = 1
-MAX_CIRCUITS = 16
+MAX_CIRCUITS = 16  # what the wire format can carry
+BOARD_CIRCUITS = 10  # what an OpenStrom board has: relays, maps and config are sized by it
 MAX_BLOCK_SAMPLES = 16384
 
 

@@ -28,6 +28,7 @@ from device.protocol import (
     Status,
     TimeSync,
 )
+from device.protocol.sequence import at_or_before, is_after, wrap
 
 from .scenario import Event, Scenario
 from .waveforms import ADC_BITS, CIRCUITS, I_LSB, V_LSB, Board
@@ -124,7 +125,7 @@ class SimulatedDevice:
             v_lsb_volts=tuple(self.v_lsb),
             i_lsb_amps=tuple(self.i_lsb),
             sram_capacity_blocks=self.sram_capacity,
-            next_block_seq=self.next_index & 0xFFFFFFFF,
+            next_block_seq=wrap(self.next_index),
         )
 
     def status(self) -> Status:
@@ -165,7 +166,7 @@ class SimulatedDevice:
         vc, ic = self.board.adc(index, v, i)
         t0 = self.clock_ns + round(index * n / self.board.fs * 1e9)
         block = Samples(
-            block_seq=index & 0xFFFFFFFF,
+            block_seq=wrap(index),
             t0_ns=t0,
             sample_rate_hz=self.board.fs,
             circuits=tuple(range(1, CIRCUITS + 1)),
@@ -188,8 +189,8 @@ class SimulatedDevice:
             case Ack(block_seq=seq):
                 self.acked_seq = seq
                 before = len(self.sram)
-                # u32 sequence arithmetic: free every block at or before seq (within half the space)
-                while self.sram and ((seq - self.sram[0].block_seq) & 0xFFFFFFFF) < 0x80000000:
+                # free every block at or before seq (u32 numbers, within half the space)
+                while self.sram and at_or_before(self.sram[0].block_seq, seq):
                     self.sram.popleft()
                 if len(self.sram) != before:
                     self.status_dirty = True
@@ -234,4 +235,4 @@ class SimulatedDevice:
         """Blocks in SRAM after ``seq`` (all of them for None), oldest first."""
         if seq is None:
             return list(self.sram)
-        return [b for b in self.sram if 0 < ((b.block_seq - seq) & 0xFFFFFFFF) < 0x80000000]
+        return [b for b in self.sram if is_after(b.block_seq, seq)]

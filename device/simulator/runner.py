@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from device.link import Backoff, reconnect_forever
 from device.protocol import (
     Ack,
     Connection,
@@ -23,7 +24,6 @@ from device.protocol import (
     ProtocolError,
     Role,
 )
-from device.protocol.connection import NEED_DATA
 
 from .device import SimulatedDevice
 
@@ -137,17 +137,13 @@ class Runner:
                     last_hello = time.monotonic()
                 if data is None:
                     continue
-                conn.receive_data(data)
-                while True:
-                    ev = conn.next_event()
-                    if ev is NEED_DATA:
-                        break
+                for ev in conn.events(data):
                     if isinstance(ev, ConnectionClosed):
                         return
                     if isinstance(ev, FrameError):
                         log(f"skipped bad frame from bridge: {ev.error}")
                         continue
-                    for answer in self.device.handle(ev):  # type: ignore[arg-type]
+                    for answer in self.device.handle(ev):
                         self._write(answer)
                     if isinstance(ev, Ack):
                         self._pump()
@@ -164,24 +160,30 @@ class Runner:
                 await writer.wait_closed()
 
     async def _dial(self, host: str, port: int) -> None:
-        backoff = 0.1
-        failures = 0
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection(host, port)
-            except OSError as exc:
-                # log the first failure of an outage, then a reminder every 20 tries, not a flood
-                if failures % 20 == 0:
-                    log(f"cannot reach bridge at {host}:{port} ({exc.strerror or exc}); retrying with backoff")
-                failures += 1
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            log(f"connected to bridge at {host}:{port}" + (f" after {failures} failed tries" if failures else ""))
-            backoff, failures = 0.1, 0
-            await self._session(reader, writer, serial=False)
-            log("connection to bridge closed; reconnecting")
-            await asyncio.sleep(backoff)
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection(host, port)
+
+        async def serve(pair: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+            await self._session(*pair, serial=False)
+
+        def failed(exc: BaseException, attempt: int, delay: float) -> None:
+            # the first failure of an outage, then a reminder every 20 tries, not a flood
+            if attempt % 20 == 1:
+                why = getattr(exc, "strerror", None) or exc
+                log(f"cannot reach bridge at {host}:{port} ({why}); retrying with backoff")
+
+        def connected(failed_attempts: int) -> None:
+            after = f" after {failed_attempts} failed tries" if failed_attempts else ""
+            log(f"connected to bridge at {host}:{port}{after}")
+
+        await reconnect_forever(
+            connect,
+            serve,
+            Backoff(0.1, 5.0),
+            on_failure=failed,
+            on_connected=connected,
+            on_closed=lambda: log("connection to bridge closed; reconnecting"),
+        )
 
     async def _listen(self, host: str, port: int) -> None:
         current: asyncio.Task[Any] | None = None
@@ -203,16 +205,22 @@ class Runner:
     async def _serial(self, path: str, baudrate: int) -> None:
         import serial_asyncio_fast
 
-        while True:
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             try:
-                reader, writer = await serial_asyncio_fast.open_serial_connection(url=path, baudrate=baudrate)
+                return await serial_asyncio_fast.open_serial_connection(url=path, baudrate=baudrate)
             except Exception as exc:  # pyserial raises SerialException (an OSError subclass) or ValueError
-                log(f"cannot open serial port {path}: {exc}; retry in 1 s")
-                await asyncio.sleep(1.0)
-                continue
-            log(f"serial line {path} open at {baudrate} baud")
-            await self._session(reader, writer, serial=True)
-            await asyncio.sleep(0.5)
+                raise OSError(str(exc)) from None
+
+        async def serve(pair: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+            await self._session(*pair, serial=True)
+
+        await reconnect_forever(
+            connect,
+            serve,
+            Backoff(1.0, 1.0),
+            on_failure=lambda exc, _n, delay: log(f"cannot open serial port {path}: {exc}; retry in {delay:g} s"),
+            on_connected=lambda _n: log(f"serial line {path} open at {baudrate} baud"),
+        )
 
     async def run(self, link: LinkSpec) -> None:
         if link.connect:

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from device.protocol import BOARD_CIRCUITS
+
 APPLIANCES = (
     "none",
     "heater",
@@ -60,7 +62,7 @@ class Event(_Frozen):
     duration: float = Field(0.0, ge=0)
     depth: float = Field(1.0, ge=0, le=2, description="sag/swell: voltage as a share of the declared voltage")
     delta_hz: float = 0.0
-    circuit: int | None = Field(None, ge=1, le=10)
+    circuit: int | None = Field(None, ge=1, le=BOARD_CIRCUITS)
     factor: float = Field(1.0, ge=0, le=20)
     code: str = ""
     block: str = ""
@@ -73,7 +75,7 @@ class Scenario(_Frozen):
     block_samples: int = Field(625, ge=16, le=8192)
     mains: Mains = Mains()
     noise_lsb: float = Field(2.0, ge=0, le=1000, description="rms ADC noise per channel, LSB")
-    circuits: dict[Annotated[int, Field(ge=1, le=10)], Circuit] = Field(default_factory=dict)
+    circuits: dict[Annotated[int, Field(ge=1, le=BOARD_CIRCUITS)], Circuit] = Field(default_factory=dict)
     events: tuple[Event, ...] = ()
 
     @field_validator("events")

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from device.protocol import BOARD_CIRCUITS
+
 from .scenario import Circuit, Scenario
 
 FloatArray = npt.NDArray[np.float64]
-CIRCUITS = 10
+CIRCUITS = BOARD_CIRCUITS
 V_FULL_SCALE_PEAK = 500.0  # V at the ADC rail
 I_FULL_SCALE_PEAK = 100.0  # A at the ADC rail (70.7 A rms, so 1/5000 of it is 14.14 mA)
 ADC_BITS = 24

@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import format_validation, read_document
-from .errors import ConfigError
-from .quantities import QUANTITIES, Quantity, Value
+from bridge.config import format_validation, read_document
+from bridge.errors import ConfigError
+from bridge.model.quantities import QUANTITIES, Quantity, Value
+from device.protocol import BOARD_CIRCUITS
 
 Table = Literal["coil", "discrete", "input", "holding"]
 BIT_TABLES = ("coil", "discrete")
@@ -96,7 +97,7 @@ class PointSpec(_Frozen):
 
 class RepeatSpec(_Frozen):
     var: Literal["circuit"] = "circuit"
-    count: int = Field(10, ge=1, le=10)
+    count: int = Field(BOARD_CIRCUITS, ge=1, le=BOARD_CIRCUITS)
     base: int = Field(ge=0, le=65535)
     stride: int = Field(ge=1, le=65535)
     table: Table | None = None

@@ -1,5 +1,5 @@
-"""The one live model: per device and circuit, the latest consistent snapshot, alarms, relay states
-and link health. Fronts (Modbus, OPC UA) only read it; the session writes it.
+"""What the live model holds, per device and circuit: the latest consistent snapshot, alarms, relay
+states and link health. Plain data; :class:`bridge.model.live.Model` is the only code that changes it.
 
 A window's results replace the device's ``snapshot`` in one assignment, so a reader sees every circuit
 of one window or of the next, never a mix.
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bridge.config import Device
 from bridge.core.aggregate import Aggregate
-from device.protocol import Hello, Status
-
-from .config import Config, Device
+from device.protocol import BOARD_CIRCUITS, Hello, Status
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +89,6 @@ class CircuitState:
     index: int  # 1-based circuit number
     name: str
     relay_on: bool | None = None  # from the device's STATUS
-    relay_commanded: bool | None = None
     relay_operations: int = 0  # counted by the bridge, persisted
     maintenance_lock: bool = False  # set by an admin, persisted
     selected: bool | None = None  # select-before-operate: the state armed for the next operation
@@ -138,7 +135,8 @@ class DeviceState:
     def __post_init__(self) -> None:
         if not self.circuits:
             self.circuits = [
-                CircuitState(index=c, name=self.config.circuit_names.get(c, f"Circuit{c:02d}")) for c in range(1, 11)
+                CircuitState(index=c, name=self.config.circuit_names.get(c, f"Circuit{c:02d}"))
+                for c in range(1, BOARD_CIRCUITS + 1)
             ]
         self.alarms = {a: Alarm(a) for a in DEVICE_ALARMS}
         self.alarms["offline"].active = True
@@ -155,38 +153,3 @@ class DeviceState:
         if self.snapshot is None:
             return math.inf
         return (now_monotonic if now_monotonic is not None else time.monotonic()) - self.snapshot.received_monotonic
-
-
-Listener = Callable[[DeviceState, str], None]
-
-
-class Model:
-    """All devices. ``notify`` tells subscribed fronts what changed ("snapshot", "link", "status",
-    "alarm", "event"); they pull the new state themselves."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._rated = config.commands.relay_rated_operations
-        self.devices: dict[str, DeviceState] = {
-            d.name: DeviceState(config=d, relay_rated_operations=self._rated) for d in config.devices
-        }
-        self._listeners: list[Listener] = []
-
-    def add_device(self, device: Device) -> DeviceState:
-        state = DeviceState(config=device, relay_rated_operations=self._rated)
-        self.devices[device.name] = state
-        self.notify(state, "added")
-        return state
-
-    def by_serial(self, serial: str) -> DeviceState | None:
-        return next((d for d in self.devices.values() if d.config.serial_number == serial), None)
-
-    def by_unit(self, unit_id: int) -> DeviceState | None:
-        return next((d for d in self.devices.values() if d.config.unit_id == unit_id), None)
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def notify(self, device: DeviceState, what: str) -> None:
-        for listener in list(self._listeners):
-            listener(device, what)

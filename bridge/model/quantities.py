@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from .quality import device_quality
 from .state import CIRCUIT_ALARMS, CircuitState, DeviceState
 
 Value = float | int | bool | str | None
@@ -203,7 +204,7 @@ _q(
     "",
     "int",
     "0 good, 1 uncertain (offline, last usable value), 2 bad (no data yet)",
-    lambda d, c: 2 if d.snapshot is None else (0 if d.online else 1),
+    lambda d, c: int(device_quality(d).level),
 )
 
 _q("device.unit_id", "", "int", "Modbus unit ID", lambda d, c: d.config.unit_id)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
+from bridge.errors import StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS energy (

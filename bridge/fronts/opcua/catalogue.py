@@ -1,5 +1,5 @@
-"""What the OPC UA address space contains: one table per object type, shared by the server and the
-NodeSet export, and by docs/opcua.md."""
+"""What the OPC UA address space contains: one table per object type, shared by the address space,
+the value projection, the NodeSet export and docs/opcua.md. No asyncua here: plain data."""
 
 from __future__ import annotations
 
@@ -80,8 +80,58 @@ CIRCUIT_AGGREGATES = (
 # Frequency is per device but also shown per circuit, as the issue's browse path asks
 FREQUENCY = Measurement("Frequency", "freq_hz", "Hz", 40.0, 70.0, "mains frequency of the window")
 
-DEVICE_IDENTIFICATION = ("SerialNumber", "PartNumber", "WifiMac", "LanMac", "FirmwareVersion")
-DEVICE_HEALTH = ("Connected", "LastSampleTime", "Gaps", "LostBlocks", "SramFill")
+# device object: properties from HELLO (SerialNumber from the configuration) -> Hello attribute
+DEVICE_PROPERTIES = (
+    ("SerialNumber", "serial_number"),
+    ("PartNumber", "part_number"),
+    ("WifiMac", "wifi_mac"),
+    ("LanMac", "lan_mac"),
+    ("FirmwareVersion", "firmware_version"),
+)
+# device object: health variables (browse name, OPC UA built-in type name)
+DEVICE_VARIABLES = (
+    ("Connected", "Boolean"),
+    ("LastSampleTime", "DateTime"),
+    ("Gaps", "UInt32"),
+    ("LostBlocks", "UInt32"),
+    ("SramFill", "Double"),
+    ("AuxOutput", "Boolean"),
+)
+# circuit object: counters (browse name -> CircuitState attribute), all UInt32
+CIRCUIT_COUNTERS = (
+    ("RelayOperations", "relay_operations"),
+    ("Dips", "dips"),
+    ("Swells", "swells"),
+    ("Interruptions", "interruptions"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """A method of an object type: browse name, input and output argument types (built-in type names)."""
+
+    name: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    description: str = ""
+
+
+CIRCUIT_METHODS = (
+    Method("SwitchOn", description="switch the relay on (answered after the device confirms)"),
+    Method("SwitchOff", description="switch the relay off"),
+    Method("Select", ("Boolean",), description="select-before-operate: arm the state for the next operation"),
+)
+DEVICE_METHODS = (
+    Method("RunSelfTest", (), ("String",), "run the device self-test; returns the faults found"),
+    Method("Calibrate", ("UInt32", "String", "Double", "Double"), ("String",), "circuit, channel v/i, gain, offset"),
+    Method("SwitchAuxOn", description="switch the auxiliary output on"),
+    Method("SwitchAuxOff", description="switch the auxiliary output off"),
+    Method("SetMaintenanceLock", ("UInt32", "Boolean"), description="circuit, locked"),
+)
+
+# alarms with a condition node: per device, and per circuit
+DEVICE_CONDITIONS = ("offline",)
+CIRCUIT_CONDITIONS = ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear")
 
 ALARM_SEVERITY = {
     "dip": 600,
@@ -95,4 +145,3 @@ ALARM_SEVERITY = {
     "sram_loss": 500,
     "fault": 700,
 }
-ROLES = {"viewer": 0, "operator": 1, "admin": 2}

@@ -1,47 +1,29 @@
-"""Modbus TCP front: a register map over the live model, served by pymodbus.
+"""The pymodbus datastore interface answered from the live model through a register map.
 
-pymodbus is imported in this module only. Reads are computed from the device's current snapshot in
-one synchronous pass (no await), so a request never mixes two windows and a float is never torn.
-Writes to relays go through the command path and answer only after the device confirmed.
+Reads are computed from the device's current snapshot in one synchronous pass (no await), so a
+request never mixes two windows and a float is never torn. Writes go through the command path and
+answer only after the device confirmed.
 """
 
 from __future__ import annotations
 
-import contextvars
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
-from pymodbus.exceptions import ModbusIOException
-from pymodbus.pdu import ExceptionResponse
-from pymodbus.pdu.bit_message import (
-    ReadCoilsRequest,
-    ReadDiscreteInputsRequest,
-    WriteMultipleCoilsRequest,
-    WriteSingleCoilRequest,
-)
-from pymodbus.pdu.device import ModbusDeviceIdentification
-from pymodbus.pdu.register_message import (
-    ReadHoldingRegistersRequest,
-    ReadInputRegistersRequest,
-    WriteMultipleRegistersRequest,
-    WriteSingleRegisterRequest,
-)
-from pymodbus.server import ModbusTcpServer
-from pymodbus.server.requesthandler import ServerRequestHandler
-from pymodbus.transaction import TransactionManager
 
-from ..commands import CommandPath, Origin
-from ..config import ModbusServer as ServerConfig
-from ..errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown
-from ..logs import get_logger
-from ..register_map import BIT_TABLES, Point, RegisterMap, decode, encode
-from ..state import Model
+from bridge.commands import CommandPath, Origin, Role
+from bridge.config import ModbusServer as ServerConfig
+from bridge.errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown, NotAuthorised
+from bridge.logs import get_logger
+from bridge.model import ModelView, device_quality
+
+from .pdus import peer
+from .register_map import BIT_TABLES, Point, RegisterMap, decode, encode
 
 log = get_logger("bridge.modbus")
-_peer: contextvars.ContextVar[str] = contextvars.ContextVar("modbus_peer", default="?")
 
 FC_TABLE = {
     1: "coil",
@@ -55,58 +37,10 @@ FC_TABLE = {
 }
 
 
-def _strict(base: type[Any], limit: int, *, bits: bool = False) -> type[Any]:
-    """pymodbus answers an over-long count with ILLEGAL FUNCTION; the standard says ILLEGAL DATA VALUE."""
-
-    class Strict(base):  # type: ignore[misc, valid-type]
-        _bad = False
-
-        def decode(self, data: bytes) -> None:
-            try:
-                super().decode(data)
-            except ValueError:
-                self._bad = True
-
-        async def datastore_update(self, context: Any, device_id: int) -> Any:
-            if self._bad or not 1 <= self.count <= limit:
-                return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
-            return await super().datastore_update(context, device_id)
-
-    Strict.__name__ = f"Strict{base.__name__}"
-    return Strict
-
-
-class StrictWriteCoil(WriteSingleCoilRequest):  # type: ignore[misc]
-    """A single-coil write must carry 0xFF00 or 0x0000; anything else is ILLEGAL DATA VALUE."""
-
-    _raw = 0
-
-    def decode(self, data: bytes) -> None:
-        super().decode(data)
-        self._raw = int.from_bytes(data[2:4], "big")
-
-    async def datastore_update(self, context: Any, device_id: int) -> Any:
-        if self._raw not in (0xFF00, 0x0000):
-            return ExceptionResponse(self.function_code, ExcCodes.ILLEGAL_VALUE)
-        return await super().datastore_update(context, device_id)
-
-
-STRICT_PDUS = [
-    _strict(ReadCoilsRequest, 2000),
-    _strict(ReadDiscreteInputsRequest, 2000),
-    _strict(ReadHoldingRegistersRequest, 125),
-    _strict(ReadInputRegistersRequest, 125),
-    _strict(WriteMultipleCoilsRequest, 1968),
-    _strict(WriteMultipleRegistersRequest, 123),
-    StrictWriteCoil,
-    WriteSingleRegisterRequest,
-]
-
-
 class ModelContext(ModbusServerContext):  # type: ignore[misc]
     """The pymodbus datastore interface answered from the live model through a register map."""
 
-    def __init__(self, model: Model, rmap: RegisterMap, commands: CommandPath, cfg: ServerConfig) -> None:
+    def __init__(self, model: ModelView, rmap: RegisterMap, commands: CommandPath, cfg: ServerConfig) -> None:
         # deliberately not calling super().__init__: it builds simulator devices we do not use
         self.old_simulator = True
         self.simdevices = []
@@ -136,7 +70,7 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
             return ExcCodes.ILLEGAL_FUNCTION
         if not self.map.covered(table, address, count):
             return ExcCodes.ILLEGAL_ADDRESS
-        offline = not dev.online
+        offline = device_quality(dev).offline
         if offline and self.offline_mode == "exception" and func_code in (1, 2, 3, 4):
             constant_only = all(
                 p.quantity is None or p.quantity.scope == "device" for p in self.map.points_in(table, address, count)
@@ -177,7 +111,8 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         points = self.map.points_in(table, address, count)
         if any(not p.writable for p in points):
             return ExcCodes.ILLEGAL_ADDRESS  # read-only points are not writable addresses
-        origin = Origin(front="modbus", client=_peer.get(), user=f"unit {device_id}")
+        # a Modbus client has no identity of its own here: reaching the port is what allows writing
+        origin = Origin(front="modbus", client=peer.get(), user=f"unit {device_id}", role=Role.OPERATOR)
         for p in points:
             if p.address < address or p.end > address + count:
                 return ExcCodes.ILLEGAL_ADDRESS  # a multi-register point must be written whole
@@ -193,6 +128,9 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
                 return ExcCodes.GATEWAY_NO_RESPONSE
             except DeviceUnknown:
                 return ExcCodes.GATEWAY_PATH_UNAVIABLE
+            except NotAuthorised as exc:
+                log.warning("modbus write refused", point=p.name, error=str(exc), client=origin.client)
+                return ExcCodes.ILLEGAL_FUNCTION
             except CommandRejected as exc:
                 log.warning("modbus write refused", point=p.name, error=str(exc), client=origin.client)
                 return ExcCodes.DEVICE_BUSY if exc.code == "min-interval" else ExcCodes.DEVICE_FAILURE
@@ -215,60 +153,3 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
                 await self.commands.self_test(device, origin)
         else:  # pragma: no cover - the map loader only marks these as writable
             raise CommandRejected(f"{name} is not writable")
-
-
-class _PeerHandler(ServerRequestHandler):  # type: ignore[misc]
-    def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
-        # pymodbus answers an unknown function code with function 0x80; the standard wants the
-        # request's own code with the high bit set (0x41 -> 0xC1), which clients match on
-        try:
-            used = TransactionManager.callback_data(self, data, addr)
-        except ModbusIOException as exc:
-            fc = data[7] if len(data) > 7 else 0
-            self.server_send(
-                ExceptionResponse(
-                    fc & 0x7F,
-                    exception_code=ExcCodes.ILLEGAL_FUNCTION,
-                    device_id=exc.dev_id,
-                    transaction=exc.transaction_id,
-                ),
-                addr,
-            )
-            return len(data)
-        if self.last_pdu:
-            self.loop.call_soon(self.handle_later)
-        return int(used)
-
-    async def handle_request(self) -> None:
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        _peer.set(f"{peer[0]}:{peer[1]}" if peer else "?")
-        await super().handle_request()
-
-
-class _Server(ModbusTcpServer):  # type: ignore[misc]
-    def callback_new_connection(self) -> ServerRequestHandler:
-        return _PeerHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
-
-
-def identity(bridge_name: str, version: str) -> ModbusDeviceIdentification:
-    return ModbusDeviceIdentification(
-        info_name={
-            "VendorName": "OpenStrom",
-            "ProductCode": "OSB",
-            "MajorMinorRevision": version,
-            "VendorUrl": "https://github.com/mzeitler/openstrom",
-            "ProductName": "OpenStrom Bridge",
-            "ModelName": bridge_name,
-        }
-    )
-
-
-async def start_modbus(
-    model: Model, rmap: RegisterMap, commands: CommandPath, cfg: ServerConfig, *, name: str, version: str
-) -> Any:
-    """Start one Modbus TCP server in the background; returns it (``await server.shutdown()``)."""
-    context = ModelContext(model, rmap, commands, cfg)
-    server = _Server(context, address=(cfg.host, cfg.port), identity=identity(name, version), custom_pdu=STRICT_PDUS)
-    await server.serve_forever(background=True)
-    log.info("modbus server ready", map=rmap.name, listen=f"{cfg.host}:{cfg.port}")
-    return server

@@ -1,0 +1,359 @@
+"""One command path for every front (Modbus, OPC UA, CLI): authorise, validate, apply policy, send,
+await the device's acknowledgement and the STATUS that confirms it, count, persist, audit.
+
+A caller gets success only when the device has acknowledged *and* its next STATUS shows the new
+state; anything else is a precise exception (NotAuthorised / CommandRejected before sending,
+CommandFailed / CommandTimeout after, DeviceOffline when there is no link). Devices are reached
+through :class:`DevicePort` only; outcomes go back to the session, which writes the live model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from bridge.config import Config
+from bridge.errors import BridgeError, CommandFailed, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown
+from bridge.logs import get_logger
+from bridge.store import Store
+from device.protocol import (
+    BOARD_CIRCUITS,
+    AuxCommand,
+    Calibrate,
+    CommandResult,
+    RelayCommand,
+    SelfTestRequest,
+    SelfTestResult,
+    Status,
+)
+
+from .authorise import Action, Origin, Role, authorise
+from .policy import SelectBeforeOperate, check_relay_policy, needs_select, not_selected, wear_threshold
+from .port import (
+    AuxSwitched,
+    Calibrated,
+    DevicePort,
+    DevicePorts,
+    MaintenanceLocked,
+    RelayCounted,
+    RelayFeedback,
+    Selected,
+    SelfTested,
+)
+
+audit = get_logger("bridge.audit")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOutcome:
+    device: str
+    circuit: int
+    on: bool
+    changed: bool
+    latency_s: float
+
+
+def _audit(action: str, origin: Origin, outcome: str, started: float, **fields: object) -> None:
+    audit.info(
+        "command",
+        action=action,
+        front=origin.front,
+        user=origin.user,
+        client=origin.client,
+        role=str(origin.role),
+        outcome=outcome,
+        latency_ms=round((time.monotonic() - started) * 1000, 1),
+        **fields,
+    )
+
+
+class CommandPath:
+    def __init__(self, config: Config, ports: DevicePorts, store: Store) -> None:
+        self.config = config
+        self.ports = ports
+        self.store = store
+        self._ids = itertools.count(int(time.time()) & 0xFFFFFF)
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._inflight: dict[tuple[str, int], tuple[bool, asyncio.Task[RelayOutcome]]] = {}
+        self._sbo = SelectBeforeOperate(config.commands.select_timeout_s)
+
+    # ------------------------------------------------------------------ shared steps
+
+    def _port(self, device: str) -> DevicePort:
+        port = self.ports.port(device)
+        if port is None:
+            known = ", ".join(sorted(self.ports.names())) or "none"
+            raise DeviceUnknown(f"unknown device '{device}' (configured: {known})")
+        return port
+
+    def _next_id(self) -> int:
+        return (next(self._ids) & 0xFFFFFFFF) or 1  # 0 is the session's time sync
+
+    @staticmethod
+    def _check_circuit(port: DevicePort, circuit: int) -> None:
+        hello = port.state.hello
+        count = hello.circuit_count if hello else BOARD_CIRCUITS
+        if not 1 <= circuit <= count:
+            raise CommandRejected(f"device {port.name} has circuits 1..{count}, not {circuit}", code="circuit")
+
+    @staticmethod
+    def _require_online(port: DevicePort, what: str) -> None:
+        if not port.state.online:
+            raise DeviceOffline(f"device {port.name} is offline; {what}")
+
+    async def _audited(
+        self, label: str, action: Action, origin: Origin, run: Callable[[], Awaitable[T]], **fields: object
+    ) -> T:
+        """Authorise, run and audit one command: every refusal and failure is audited once, here."""
+        started = time.monotonic()
+        try:
+            authorise(origin, action)
+            result = await run()
+        except BridgeError as exc:
+            _audit(label, origin, f"{exc.code}: {exc}", started, **fields)
+            raise
+        _audit(label, origin, _describe(result), started, **fields)
+        return result
+
+    async def _request(self, port: DevicePort, msg_for: Callable[[int], object], timeout_s: float, what: str) -> object:
+        cid = self._next_id()
+        try:
+            return await port.request(msg_for(cid), cid, timeout_s)  # type: ignore[arg-type]
+        except TimeoutError:
+            raise CommandTimeout(f"device {port.name} did not {what} within {timeout_s:g} s") from None
+
+    # ------------------------------------------------------------------ relays
+
+    def select(self, device: str, circuit: int, on: bool, origin: Origin) -> None:
+        """Arm a relay for one operation (select-before-operate)."""
+        started = time.monotonic()
+        try:
+            authorise(origin, Action.SELECT)
+            port = self._port(device)
+            self._check_circuit(port, circuit)
+        except BridgeError as exc:
+            _audit("select", origin, f"{exc.code}: {exc}", started, device=device, circuit=circuit, on=on)
+            raise
+        self._sbo.arm(port.name, circuit, on, origin.user)
+        port.record(Selected(circuit, on))
+        _audit("select", origin, "armed", started, device=device, circuit=circuit, on=on)
+
+    async def switch_relay(self, device: str, circuit: int, on: bool, origin: Origin) -> RelayOutcome:
+        """Switch a relay; idempotent for repeats, serialised per relay."""
+        started = time.monotonic()
+        return await self._audited(
+            "relay",
+            Action.SWITCH_RELAY,
+            origin,
+            lambda: self._switch_relay(device, circuit, on, started),
+            device=device,
+            circuit=circuit,
+            on=on,
+        )
+
+    async def _switch_relay(self, device: str, circuit: int, on: bool, started: float) -> RelayOutcome:
+        key = (device, circuit)
+        port = self._port(device)
+        self._check_circuit(port, circuit)
+        self._require_online(port, f"relay {circuit} was not switched")
+        inflight = self._inflight.get(key)
+        if inflight is not None and inflight[0] == on and not inflight[1].done():
+            return await asyncio.shield(inflight[1])  # a retrying SCADA joins the running command
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if port.state.circuits[circuit - 1].relay_on is on:
+                return RelayOutcome(device, circuit, on, False, time.monotonic() - started)
+            cfg = self.config.commands
+            dev_cfg = port.state.config
+            check_relay_policy(dev_cfg, circuit, self.store.relay(port.name, circuit), cfg)
+            if needs_select(dev_cfg, circuit, cfg):
+                armed = self._sbo.take(port.name, circuit, on)
+                port.record(Selected(circuit, None))
+                if not armed:
+                    raise not_selected(dev_cfg, circuit, cfg)
+            task = asyncio.ensure_future(self._do_switch(port, circuit, on, started))
+            self._inflight[key] = (on, task)
+            try:
+                return await asyncio.shield(task)
+            finally:
+                if self._inflight.get(key, (None, None))[1] is task:
+                    del self._inflight[key]
+
+    async def _do_switch(self, port: DevicePort, circuit: int, on: bool, started: float) -> RelayOutcome:
+        cfg = self.config.commands
+        word = "on" if on else "off"
+        answer = await self._request(
+            port,
+            lambda cid: RelayCommand(command_id=cid, circuit=circuit, on=on),
+            cfg.timeout_s,
+            f"acknowledge switching relay {circuit} {word} (the relay state is unknown until its next STATUS)",
+        )
+        assert isinstance(answer, CommandResult)
+        if not answer.ok:
+            port.record(RelayFeedback(circuit, True, answer.text))
+            raise CommandFailed(
+                f"device {port.name} refused relay {circuit}: {answer.text} ({answer.code})", code=answer.code
+            )
+
+        def confirms(st: Status | None) -> bool:
+            return st is not None and len(st.circuit_on) >= circuit and st.circuit_on[circuit - 1] is on
+
+        try:
+            # a device may send its STATUS before the COMMAND_RESULT: then it already confirms
+            if not confirms(port.state.status):
+                await port.wait_status(confirms, cfg.confirm_timeout_s)
+        except TimeoutError:
+            port.record(RelayFeedback(circuit, True, f"STATUS does not show relay {circuit} {word}"))
+            raise CommandFailed(
+                f"device {port.name} acknowledged relay {circuit} but its STATUS still disagrees after "
+                f"{cfg.confirm_timeout_s:g} s (feedback mismatch alarm raised)",
+                code="feedback-mismatch",
+            ) from None
+        port.record(RelayFeedback(circuit, False))
+        self._count_operation(port, circuit, on)
+        return RelayOutcome(port.name, circuit, on, True, time.monotonic() - started)
+
+    def _count_operation(self, port: DevicePort, circuit: int, on: bool) -> None:
+        rec = self.store.relay(port.name, circuit)
+        today = datetime.now(UTC).date().isoformat()
+        rec = replace(
+            rec,
+            operations=rec.operations + 1,
+            last_state=on,
+            switched_at=time.time(),
+            day=today,
+            day_count=(rec.day_count + 1) if rec.day == today else 1,
+        )
+        self.store.save_relay(port.name, circuit, rec)
+        cfg = self.config.commands
+        threshold = wear_threshold(port.state.config, circuit, cfg)
+        port.record(
+            RelayCounted(
+                circuit,
+                rec.operations,
+                rec.operations >= threshold,
+                f"{rec.operations} operations of {cfg.relay_rated_operations} rated",
+            )
+        )
+
+    def set_maintenance_lock(self, device: str, circuit: int, locked: bool, origin: Origin) -> None:
+        started = time.monotonic()
+        try:
+            authorise(origin, Action.MAINTENANCE_LOCK)
+            port = self._port(device)
+            self._check_circuit(port, circuit)
+        except BridgeError as exc:
+            _audit("maintenance-lock", origin, f"{exc.code}: {exc}", started, device=device, circuit=circuit)
+            raise
+        rec = self.store.relay(port.name, circuit)
+        self.store.save_relay(port.name, circuit, replace(rec, maintenance_lock=locked))
+        port.record(MaintenanceLocked(circuit, locked))
+        _audit("maintenance-lock", origin, "ok", started, device=device, circuit=circuit, locked=locked)
+
+    # ------------------------------------------------------------------ aux, self-test, calibration
+
+    async def switch_aux(self, device: str, on: bool, origin: Origin) -> None:
+        async def run() -> None:
+            port = self._port(device)
+            self._require_online(port, "the auxiliary output was not switched")
+            answer = await self._request(
+                port,
+                lambda cid: AuxCommand(command_id=cid, on=on),
+                self.config.commands.timeout_s,
+                "acknowledge the auxiliary output",
+            )
+            assert isinstance(answer, CommandResult)
+            if not answer.ok:
+                raise CommandFailed(f"device {device} refused the auxiliary output: {answer.text}", code=answer.code)
+            port.record(AuxSwitched(on))
+
+        await self._audited("aux", Action.SWITCH_AUX, origin, run, device=device, on=on)
+
+    async def self_test(self, device: str, origin: Origin) -> list[dict[str, str]]:
+        async def run() -> list[dict[str, str]]:
+            port = self._port(device)
+            self._require_online(port, "self-test not started")
+            answer = await self._request(
+                port,
+                lambda cid: SelfTestRequest(command_id=cid),
+                self.config.commands.timeout_s * 2,
+                "return a self-test result",
+            )
+            assert isinstance(answer, SelfTestResult)
+            faults = [{"code": f.code, "block": f.block, "text": f.text} for f in answer.faults]
+            port.record(SelfTested(faults))
+            return faults
+
+        return await self._audited("self-test", Action.SELF_TEST, origin, run, device=device)
+
+    async def calibrate(
+        self,
+        device: str,
+        circuit: int,
+        channel: str,
+        gain: float,
+        offset: float,
+        origin: Origin,
+        *,
+        write_to_device: bool = False,
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Set gain and offset of one channel (applied in the bridge, persisted); returns before, after."""
+
+        async def run() -> tuple[tuple[float, float], tuple[float, float]]:
+            port = self._port(device)
+            self._check_circuit(port, circuit)
+            if channel not in ("v", "i"):
+                raise CommandRejected(f"channel must be 'v' or 'i', not {channel!r}", code="channel")
+            if not 0.5 <= gain <= 2.0:
+                raise CommandRejected(f"gain {gain} is outside 0.5..2.0; check the reference measurement", code="gain")
+            before = port.state.calibration.get((circuit, channel), (1.0, 0.0))
+            if write_to_device:
+                hello = port.state.hello
+                if hello is None:
+                    raise DeviceOffline(f"device {device} has not identified itself yet")
+                lsb = (hello.v_lsb_volts if channel == "v" else hello.i_lsb_amps)[circuit - 1] * gain
+                answer = await self._request(
+                    port,
+                    lambda cid: Calibrate(command_id=cid, circuit=circuit, channel=channel, lsb=lsb, offset_lsb=0.0),
+                    self.config.commands.timeout_s,
+                    "acknowledge the calibration",
+                )
+                assert isinstance(answer, CommandResult)
+                if not answer.ok:
+                    raise CommandFailed(f"device {device} refused the calibration: {answer.text}", code=answer.code)
+            self.store.save_calibration(port.name, circuit, channel, gain, offset, origin.user or origin.front)
+            port.record(Calibrated(circuit, channel, gain, offset))
+            return before, (gain, offset)
+
+        return await self._audited(
+            "calibrate", Action.CALIBRATE, origin, run, device=device, circuit=circuit, channel=channel,
+            gain=gain, offset=offset,
+        )  # fmt: skip
+
+    async def apply_safe_state(self, device: str) -> None:
+        """After a bridge restart, when a device first connects: ask each relay for its configured
+        safe state (keep, on, off). Failures are audited and raise the relay's alarms."""
+        port = self._port(device)
+        origin = Origin(front="safe-state", role=Role.ADMIN)
+        for c in range(1, BOARD_CIRCUITS + 1):
+            target = port.state.config.policy(c).safe_state or self.config.commands.safe_state
+            if target == "keep":
+                continue
+            with contextlib.suppress(BridgeError):  # audited already; the relay alarm shows it
+                await self.switch_relay(port.name, c, target == "on", origin)
+
+
+def _describe(result: object) -> str:
+    if isinstance(result, RelayOutcome):
+        return "ok" if result.changed else "ok (already in state)"
+    if isinstance(result, list):  # self-test faults
+        return "faults: " + ", ".join(f"{f['code']} [{f['block']}]" for f in result) if result else "passed"
+    if isinstance(result, tuple):  # calibration: before, after
+        return f"ok (gain, offset {result[0]} -> {result[1]})"
+    return "ok"

@@ -1,0 +1,52 @@
+"""The HTTP port (default 9840): health, metrics and the local control API, served by aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+from prometheus_client import generate_latest
+
+from bridge.commands import CommandPath
+from bridge.logs import get_logger
+from bridge.model import ModelView
+
+from .api import add_api
+from .health import health
+from .metrics import registry_for
+
+log = get_logger("bridge.http")
+MAX_BODY = 65536
+
+
+def build_app(model: ModelView, commands: CommandPath) -> web.Application:
+    registry = registry_for(model)
+    app = web.Application(client_max_size=MAX_BODY)
+
+    async def get_health(request: web.Request) -> web.Response:
+        status, doc = health(model)
+        return web.Response(status=status, text=json.dumps(doc, indent=1), content_type="application/json")
+
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app.router.add_get("/health", get_health)
+    app.router.add_get("/metrics", get_metrics)
+    add_api(app, commands)
+    return app
+
+
+async def serve_http(
+    host: str, port: int, model: ModelView, commands: CommandPath, started: asyncio.Event | None = None
+) -> None:
+    runner = web.AppRunner(build_app(model, commands), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("health and metrics ready", listen=f"{host}:{port}")
+        if started is not None:
+            started.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,246 @@
+"""The address space, built from the catalogue tables in one place: the OpenStrom object types, one
+device object per configured device with its circuits, and the node registry the value projection,
+the conditions and the method handlers address.
+
+Types: OpenStromDeviceType and OpenStromCircuitType (measurements as AnalogItemType with EURange and
+EngineeringUnits, Relay as a writable TwoStateDiscreteType, methods from the catalogue).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.common.instantiate_util import instantiate
+
+from bridge.model import DeviceState
+
+from .catalogue import (
+    CIRCUIT_AGGREGATES,
+    CIRCUIT_CONDITIONS,
+    CIRCUIT_COUNTERS,
+    CIRCUIT_MEASUREMENTS,
+    CIRCUIT_METHODS,
+    DEVICE_CONDITIONS,
+    DEVICE_METHODS,
+    DEVICE_PROPERTIES,
+    DEVICE_VARIABLES,
+    FREQUENCY,
+    NAMESPACE,
+    UNITS,
+    Measurement,
+    Method,
+)
+from .conditions import Condition
+
+MethodHandler = Callable[..., Awaitable[Any]]
+HandlerFactory = Callable[[str, int, str], MethodHandler]  # (device, circuit or 0, method name) -> handler
+_INITIAL = {"Boolean": False, "UInt32": 0, "Double": 0.0, "DateTime": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}
+
+
+@dataclass(slots=True)
+class Nodes:
+    """Every node the bridge writes or answers for, by what it means."""
+
+    values: dict[tuple[str, int, str], ua.NodeId] = field(default_factory=dict)  # (device, circuit, field)
+    device_vars: dict[tuple[str, str], ua.NodeId] = field(default_factory=dict)  # (device, browse name)
+    relays: dict[ua.NodeId, tuple[str, int]] = field(default_factory=dict)
+    emitters: dict[tuple[str, int], Any] = field(default_factory=dict)  # (device, circuit or 0) -> object
+    conditions: dict[tuple[str, int, str], Condition] = field(default_factory=dict)
+    by_condition_node: dict[ua.NodeId, Condition] = field(default_factory=dict)
+
+
+async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
+    return ua.StatusCode(ua.StatusCodes.BadNotImplemented)  # the type's own method; instances have theirs
+
+
+class AddressSpace:
+    def __init__(self, server: Server, handlers: HandlerFactory) -> None:
+        self.server = server
+        self.handlers = handlers
+        self.nodes = Nodes()
+        self.idx = 0
+        self.root: Any = None
+        self.circuit_type: Any = None
+        self.device_type: Any = None
+
+    # --------------------------------------------------------------- types
+
+    async def build(self, devices: list[DeviceState]) -> None:
+        self.idx = await self.server.register_namespace(NAMESPACE)
+        self.circuit_type = await self._circuit_type()
+        self.device_type = await self._device_type()
+        self.root = await self.server.nodes.objects.add_folder(
+            ua.NodeId("OpenStrom", self.idx), ua.QualifiedName("OpenStrom", self.idx)
+        )
+        for dev in devices:
+            await self.add_device(dev)
+
+    async def _analog(self, parent: Any, prefix: str, m: Measurement) -> list[Any]:
+        idx = self.idx
+        node = (
+            await instantiate(
+                parent,
+                self.server.get_node(ua.ObjectIds.AnalogItemType),
+                nodeid=ua.NodeId(f"{prefix}.{m.browse_name}", idx),
+                bname=ua.QualifiedName(m.browse_name, idx),
+                idx=idx,
+                instantiate_optional=False,
+            )
+        )[0]
+        await node.write_attribute(
+            ua.AttributeIds.DataType, ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Double), ua.VariantType.NodeId))
+        )
+        await node.write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double)))
+        await node.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(ua.Variant(ua.LocalizedText(m.description), ua.VariantType.LocalizedText)),
+        )
+        eurange = await node.get_child(["0:EURange"])
+        await eurange.write_value(ua.Range(Low=m.low, High=m.high))
+        unit = UNITS[m.unit]
+        eu = await node.add_property(
+            ua.NodeId(f"{prefix}.{m.browse_name}.EngineeringUnits", idx),
+            "0:EngineeringUnits",
+            ua.EUInformation(
+                NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+                UnitId=unit.unit_id,
+                DisplayName=ua.LocalizedText(unit.symbol),
+                Description=ua.LocalizedText(unit.name),
+            ),
+        )
+        return [node, eurange, eu]
+
+    async def _relay(self, ct: Any) -> None:
+        relay = (
+            await instantiate(
+                ct,
+                self.server.get_node(ua.ObjectIds.TwoStateDiscreteType),
+                nodeid=ua.NodeId("OpenStromCircuitType.Relay", self.idx),
+                bname=ua.QualifiedName("Relay", self.idx),
+                idx=self.idx,
+                instantiate_optional=False,
+            )
+        )[0]
+        await relay.write_attribute(
+            ua.AttributeIds.DataType, ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Boolean), ua.VariantType.NodeId))
+        )
+        await relay.write_value(ua.DataValue(ua.Variant(False, ua.VariantType.Boolean)))
+        await (await relay.get_child(["0:TrueState"])).write_value(ua.LocalizedText("On"))
+        await (await relay.get_child(["0:FalseState"])).write_value(ua.LocalizedText("Off"))
+        await relay.set_writable(True)
+        await relay.set_modelling_rule(True)
+        for ch in await relay.get_children():
+            await ch.set_modelling_rule(True)
+
+    async def _circuit_type(self) -> Any:
+        idx = self.idx
+        ct = await self.server.nodes.base_object_type.add_object_type(
+            ua.NodeId("OpenStromCircuitType", idx), ua.QualifiedName("OpenStromCircuitType", idx)
+        )
+        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
+            for n in await self._analog(ct, "OpenStromCircuitType", m):
+                await n.set_modelling_rule(True)
+        await self._relay(ct)
+        await self._type_methods(ct, "OpenStromCircuitType", CIRCUIT_METHODS)
+        for name, _attr in CIRCUIT_COUNTERS:
+            v = await ct.add_variable(
+                ua.NodeId(f"OpenStromCircuitType.{name}", idx), ua.QualifiedName(name, idx), 0, ua.VariantType.UInt32
+            )
+            await v.set_modelling_rule(True)
+        return ct
+
+    async def _device_type(self) -> Any:
+        idx = self.idx
+        dtp = await self.server.nodes.base_object_type.add_object_type(
+            ua.NodeId("OpenStromDeviceType", idx), ua.QualifiedName("OpenStromDeviceType", idx)
+        )
+        for name, _attr in DEVICE_PROPERTIES:
+            p = await dtp.add_property(ua.NodeId(f"OpenStromDeviceType.{name}", idx), ua.QualifiedName(name, idx), "")
+            await p.set_modelling_rule(True)
+        for name, kind in DEVICE_VARIABLES:
+            v = await dtp.add_variable(
+                ua.NodeId(f"OpenStromDeviceType.{name}", idx),
+                ua.QualifiedName(name, idx),
+                _INITIAL[kind],
+                getattr(ua.VariantType, kind),
+            )
+            await v.set_modelling_rule(True)
+        circuits = await dtp.add_folder(
+            ua.NodeId("OpenStromDeviceType.Circuits", idx), ua.QualifiedName("Circuits", idx)
+        )
+        await circuits.set_modelling_rule(True)
+        await self._type_methods(dtp, "OpenStromDeviceType", DEVICE_METHODS)
+        return dtp
+
+    async def _type_methods(self, type_node: Any, type_name: str, methods: tuple[Method, ...]) -> None:
+        """Methods of an ObjectType, each a mandatory placeholder that instances link to their handler."""
+        idx = self.idx
+        for m in methods:
+            meth = await type_node.add_method(
+                ua.NodeId(f"{type_name}.{m.name}", idx),
+                ua.QualifiedName(m.name, idx),
+                _not_on_type,
+                [getattr(ua.VariantType, t) for t in m.inputs],
+                [getattr(ua.VariantType, t) for t in m.outputs],
+            )
+            await meth.set_modelling_rule(True)
+
+    # --------------------------------------------------------------- instances
+
+    def _link_methods(self, prefix: str, device: str, circuit: int, methods: tuple[Method, ...]) -> None:
+        for m in methods:
+            node = self.server.get_node(ua.NodeId(f"{prefix}.{m.name}", self.idx))
+            self.server.link_method(node, self.handlers(device, circuit, m.name))
+
+    async def add_device(self, dev: DeviceState) -> None:
+        s, idx, name, nodes = self.server, self.idx, dev.name, self.nodes
+        obj = await self.root.add_object(
+            ua.NodeId(name, idx), ua.QualifiedName(name, idx), objecttype=self.device_type.nodeid
+        )
+        for field_name in (*(p for p, _ in DEVICE_PROPERTIES), *(v for v, _ in DEVICE_VARIABLES)):
+            nodes.device_vars[(name, field_name)] = ua.NodeId(f"{name}.{field_name}", idx)
+        await s.get_node(nodes.device_vars[(name, "SerialNumber")]).write_value(dev.config.serial_number)
+        self._link_methods(name, name, 0, DEVICE_METHODS)
+        await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
+        nodes.emitters[(name, 0)] = obj
+        await self._add_conditions(obj, name, name, 0, DEVICE_CONDITIONS)
+        folder = s.get_node(ua.NodeId(f"{name}.Circuits", idx))
+        for cs in dev.circuits:
+            cname = f"Circuit{cs.index:02d}"
+            prefix = f"{name}.{cname}"
+            cobj = await folder.add_object(
+                ua.NodeId(prefix, idx), ua.QualifiedName(cname, idx), objecttype=self.circuit_type.nodeid
+            )
+            if cs.name != cname:
+                await cobj.write_attribute(
+                    ua.AttributeIds.DisplayName,
+                    ua.DataValue(ua.Variant(ua.LocalizedText(cs.name), ua.VariantType.LocalizedText)),
+                )
+            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
+                nodes.values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
+            for counter, _attr in CIRCUIT_COUNTERS:
+                nodes.values[(name, cs.index, counter)] = ua.NodeId(f"{prefix}.{counter}", idx)
+            relay_id = ua.NodeId(f"{prefix}.Relay", idx)
+            nodes.values[(name, cs.index, "relay")] = relay_id
+            nodes.relays[relay_id] = (name, cs.index)
+            self._link_methods(prefix, name, cs.index, CIRCUIT_METHODS)
+            await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
+            nodes.emitters[(name, cs.index)] = cobj
+            await self._add_conditions(cobj, prefix, name, cs.index, CIRCUIT_CONDITIONS)
+
+    async def _add_conditions(
+        self, parent: Any, prefix: str, device: str, circuit: int, alarms: tuple[str, ...]
+    ) -> None:
+        """One node per alarm: the ConditionId its events carry and Acknowledge/Confirm address."""
+        folder = await parent.add_folder(ua.NodeId(f"{prefix}.Alarms", self.idx), ua.QualifiedName("Alarms", self.idx))
+        for alarm in alarms:
+            node = await folder.add_object(
+                ua.NodeId(f"{prefix}.Alarms.{alarm}", self.idx), ua.QualifiedName(alarm, self.idx)
+            )
+            cond = Condition(device=device, circuit=circuit, alarm=alarm, node=node.nodeid)
+            self.nodes.conditions[(device, circuit, alarm)] = cond
+            self.nodes.by_condition_node[node.nodeid] = cond

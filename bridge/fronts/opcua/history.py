@@ -1,0 +1,112 @@
+"""OPC UA history: asyncua's SQLite storage (and its HistoryRead), with measurement rows written by
+the bridge itself, one transaction per device update on one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import sqlite3
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.server.history_sql import HistorySQLite
+
+from bridge.logs import get_logger
+
+log = get_logger("bridge.opcua")
+HistoryRow = tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]  # node, server time, source time, status, value
+_DOUBLE = struct.Struct("<Bd")
+
+
+def _log_history_error(done: concurrent.futures.Future[None]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        log.error("OPC UA history could not store values", error=repr(exc))
+
+
+class _Storage(HistorySQLite):  # type: ignore[misc]
+    """asyncua's SQLite history, with table names safe for our readable string NodeIds
+    ("board1.Circuit01.Voltage" would otherwise trip its SQL-injection guard on the quotes)."""
+
+    def _get_table_name(self, node_id: ua.NodeId) -> str:
+        ident = "".join(ch if ch.isalnum() else "_" for ch in str(node_id.Identifier))
+        return f"{node_id.NamespaceIndex}_{ident}"
+
+    async def init(self) -> None:
+        await super().init()
+        # A second connection of our own writes the measurements, one transaction per device update,
+        # on one worker thread: asyncua's save_node_value makes a thread hop and a commit per row.
+        # WAL lets HistoryRead (asyncua's connection) read while a batch is written; NORMAL sync is
+        # enough for history (the energy registers live in the bridge's own store).
+        self._writer = sqlite3.connect(self._db_file, check_same_thread=False)
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
+        self._tables: dict[ua.NodeId, str] = {}
+
+    async def stop(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._writer.close()
+        await super().stop()
+
+    def save_many(self, rows: list[HistoryRow]) -> None:
+        """Queue a device update's measurements for the history thread. Not awaited: the update is
+        done when its values are in the address space; the single worker thread keeps the rows in
+        order, and stop() waits for them."""
+        batch = []
+        for node_id, server_ts, source_ts, status, value in rows:
+            table = self._tables.get(node_id)
+            if table is None:
+                table = self._tables[node_id] = self._get_table_name(node_id)
+            # asyncua's binary Variant of a Double: type byte 11, then the IEEE double little-endian
+            batch.append((table, (server_ts, source_ts, status, str(value), "Double", _DOUBLE.pack(11, value))))
+        self._pool.submit(self._write, batch).add_done_callback(_log_history_error)
+
+    def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._writer:  # one transaction
+            for table, row in batch:
+                self._writer.execute(f'INSERT INTO "{table}" VALUES (NULL, ?, ?, ?, ?, ?, ?)', row)
+
+
+class MeasurementHistory:
+    """Which measurement nodes are historized, their rows, event history, and hourly pruning."""
+
+    def __init__(self, server: Server, path: Path, retention_days: float) -> None:
+        self.server = server
+        self.storage = _Storage(str(path))
+        self.keep = dt.timedelta(days=retention_days)
+        self.nodes: set[ua.NodeId] = set()
+
+    async def start(self, emitters: Iterable[Any]) -> None:
+        await self.storage.init()
+        self.server.iserver.history_manager.set_storage(self.storage)
+        for emitter in emitters:
+            await self.historize_events(emitter)
+
+    async def historize_events(self, emitter: Any) -> None:
+        # no period for asyncua: it would run a DELETE on every insert; retention is pruned hourly
+        await self.server.historize_node_event(emitter, period=None, count=0)
+
+    async def historize(self, node_ids: Iterable[ua.NodeId]) -> None:
+        """Give measurement nodes their tables. The value projection stores their rows itself, one
+        transaction per device update: asyncua's historize_node_data_change would route every value
+        through an internal subscription and commit each row on its own."""
+        for nid in node_ids:
+            if nid not in self.nodes:
+                await self.storage.new_historized_node(nid, None, 0)
+                self.nodes.add(nid)
+
+    def save_many(self, rows: list[HistoryRow]) -> None:
+        self.storage.save_many(rows)
+
+    async def prune_forever(self) -> None:
+        while True:
+            cutoff = dt.datetime.now(dt.UTC) - self.keep
+            for nid in list(self.nodes):  # a device accepted meanwhile may add nodes
+                table = self.storage._get_table_name(nid)
+                await self.storage.execute_sql_delete("SourceTimestamp < ?", (cutoff,), table, nid)
+            await asyncio.sleep(3600)

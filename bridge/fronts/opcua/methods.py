@@ -1,0 +1,161 @@
+"""Client writes to Relay nodes and method calls, answered through the command path (which
+authorises them) and translated to OPC UA status codes once, here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asyncua import ua
+from asyncua.server.internal_session import InternalSession
+
+from bridge.commands import CommandPath, Origin
+from bridge.errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown, NotAuthorised
+from bridge.logs import get_logger
+
+from .address_space import MethodHandler, Nodes
+from .security import ConfigUsers
+
+log = get_logger("bridge.opcua")
+GOOD = ua.StatusCode(ua.StatusCodes.Good)
+Call = Callable[[CommandPath, str, int, Origin, list[Any]], Awaitable[list[ua.Variant]]]
+
+
+def status_for(exc: BridgeError) -> ua.StatusCode:
+    if isinstance(exc, NotAuthorised):
+        return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
+    if isinstance(exc, DeviceOffline):
+        return ua.StatusCode(ua.StatusCodes.BadNoCommunication)
+    if isinstance(exc, CommandTimeout):
+        return ua.StatusCode(ua.StatusCodes.BadTimeout)
+    if isinstance(exc, DeviceUnknown):
+        return ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)
+    if isinstance(exc, CommandRejected):
+        return ua.StatusCode(ua.StatusCodes.BadRequestNotAllowed)
+    return ua.StatusCode(ua.StatusCodes.BadDeviceFailure)
+
+
+async def _switch_on(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    await cp.switch_relay(device, circuit, True, origin)
+    return []
+
+
+async def _switch_off(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    await cp.switch_relay(device, circuit, False, origin)
+    return []
+
+
+async def _select(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    cp.select(device, circuit, bool(args[0]), origin)
+    return []
+
+
+async def _self_test(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    faults = await cp.self_test(device, origin)
+    text = "; ".join(f"{f['code']} [{f['block']}] {f['text']}" for f in faults) or "passed"
+    return [ua.Variant(text, ua.VariantType.String)]
+
+
+async def _calibrate(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    c, ch, gain, offset = args
+    before, after = await cp.calibrate(device, int(c), str(ch), float(gain), float(offset), origin)
+    return [ua.Variant(f"circuit {c} {ch}: gain/offset {before} -> {after}", ua.VariantType.String)]
+
+
+async def _aux_on(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    await cp.switch_aux(device, True, origin)
+    return []
+
+
+async def _aux_off(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    await cp.switch_aux(device, False, origin)
+    return []
+
+
+async def _maintenance(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
+    cp.set_maintenance_lock(device, int(args[0]), bool(args[1]), origin)
+    return []
+
+
+# method browse name (catalogue.CIRCUIT_METHODS, DEVICE_METHODS) -> what it does
+CALLS: dict[str, Call] = {
+    "SwitchOn": _switch_on,
+    "SwitchOff": _switch_off,
+    "Select": _select,
+    "RunSelfTest": _self_test,
+    "Calibrate": _calibrate,
+    "SwitchAuxOn": _aux_on,
+    "SwitchAuxOff": _aux_off,
+    "SetMaintenanceLock": _maintenance,
+}
+
+
+class CommandHandlers:
+    def __init__(
+        self, commands: CommandPath | None, users: ConfigUsers, nodes: Nodes, on_done: Callable[[str], None]
+    ) -> None:
+        self.commands = commands
+        self.users = users
+        self.nodes = nodes
+        self.on_done = on_done  # the front refreshes the device's values after a command
+
+    def method(self, device: str, circuit: int, name: str) -> MethodHandler:
+        run = CALLS[name]
+
+        async def call(parent: ua.NodeId, *args: ua.Variant) -> Any:
+            if self.commands is None:
+                return ua.StatusCode(ua.StatusCodes.BadNotImplemented)
+            values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
+            try:
+                out = await run(self.commands, device, circuit, self.users.origin(), values)
+            except BridgeError as exc:
+                return status_for(exc)
+            except (TypeError, ValueError, IndexError):
+                return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+            self.on_done(device)
+            return out
+
+        return call
+
+    async def handle_write(
+        self,
+        session: InternalSession,
+        params: ua.WriteParameters,
+        orig: Callable[[InternalSession, ua.WriteParameters], Awaitable[list[ua.StatusCode]]],
+    ) -> list[ua.StatusCode]:
+        relays = self.nodes.relays
+        ours = [
+            (k, wv)
+            for k, wv in enumerate(params.NodesToWrite)
+            if wv.NodeId in relays and wv.AttributeId == ua.AttributeIds.Value
+        ]
+        if not ours:
+            return await orig(session, params)
+        results: list[ua.StatusCode | None] = [None] * len(params.NodesToWrite)
+        rest = [wv for k, wv in enumerate(params.NodesToWrite) if all(k != j for j, _ in ours)]
+        for k, wv in ours:
+            device, circuit = relays[wv.NodeId]
+            value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
+            if not isinstance(value, bool):
+                results[k] = ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+                continue
+            results[k] = await self._relay(device, circuit, value)
+        if rest:
+            sub = await orig(session, ua.WriteParameters(NodesToWrite=rest))
+            it = iter(sub)
+            results = [r if r is not None else next(it) for r in results]
+        return [r if r is not None else GOOD for r in results]
+
+    async def _relay(self, device: str, circuit: int, on: bool) -> ua.StatusCode:
+        if self.commands is None:
+            return ua.StatusCode(ua.StatusCodes.BadNotWritable)
+        origin = self.users.origin()
+        try:
+            await self.commands.switch_relay(device, circuit, on, origin)
+        except NotAuthorised as exc:
+            log.warning("OPC UA relay command denied", user=origin.user, device=device, circuit=circuit, error=str(exc))
+            return status_for(exc)
+        except BridgeError as exc:
+            return status_for(exc)
+        self.on_done(device)
+        return GOOD

@@ -1,0 +1,162 @@
+"""Who is calling: the configured users (scrypt hashes) and their roles, the calling session made
+visible to write and method handlers, the server's application certificate and the client trust list."""
+
+from __future__ import annotations
+
+import contextvars
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from asyncua import ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.internal_session import InternalSession
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from bridge.commands import Origin, Role
+from bridge.config import Config
+from bridge.logs import get_logger
+
+from .passwords import verify_password
+
+log = get_logger("bridge.opcua")
+APPLICATION_URI = "urn:openstrom:bridge:server"
+_session: contextvars.ContextVar[InternalSession | None] = contextvars.ContextVar("opcua_session", default=None)
+
+
+class WriteInterceptor(Protocol):
+    async def handle_write(
+        self,
+        session: InternalSession,
+        params: ua.WriteParameters,
+        orig: Callable[[InternalSession, ua.WriteParameters], Awaitable[list[ua.StatusCode]]],
+    ) -> list[ua.StatusCode]: ...
+
+
+_INTERCEPTORS: dict[int, WriteInterceptor] = {}  # id(iserver) -> the front answering its client writes
+
+
+def install_session_hooks() -> None:
+    """Make the calling session visible to our write and method handlers (asyncua passes neither the
+    user nor the session to them). Installed once; only our relay nodes are intercepted."""
+    if getattr(InternalSession, "_openstrom_hooked", False):
+        return
+    orig_write = InternalSession.write
+    orig_call = InternalSession.call
+
+    async def write(self: InternalSession, params: ua.WriteParameters) -> list[ua.StatusCode]:
+        front = _INTERCEPTORS.get(id(self.iserver))
+        token = _session.set(self)
+        try:
+            if front is not None and self.external:  # the server's own writes are not commands
+                return await front.handle_write(self, params, orig_write)
+            return await orig_write(self, params)
+        finally:
+            _session.reset(token)
+
+    async def call(self: InternalSession, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
+        token = _session.set(self)
+        try:
+            return await orig_call(self, params)
+        finally:
+            _session.reset(token)
+
+    InternalSession.write = write  # type: ignore[method-assign]
+    InternalSession.call = call  # type: ignore[method-assign]
+    InternalSession._openstrom_hooked = True  # type: ignore[attr-defined]
+
+
+def intercept_writes(iserver: Any, front: WriteInterceptor | None) -> None:
+    if front is None:
+        _INTERCEPTORS.pop(id(iserver), None)
+    else:
+        _INTERCEPTORS[id(iserver)] = front
+
+
+class ConfigUsers:
+    """asyncua user manager over the configured users; our role is kept by name."""
+
+    def __init__(self, config: Config) -> None:
+        self.users = {u.name: u for u in config.opcua.users}
+        self.allow_anonymous = config.opcua.allow_anonymous
+
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> User | None:
+        if username is None:
+            return User(role=UserRole.User, name="anonymous") if self.allow_anonymous else None
+        u = self.users.get(username)
+        if u is None or password is None or not verify_password(password, u.password_hash):
+            log.warning("OPC UA login refused", user=username)
+            return None
+        return User(role=UserRole.User, name=username)
+
+    def role(self, name: str | None) -> Role:
+        if name == "anonymous" and self.allow_anonymous:
+            return Role.VIEWER
+        u = self.users.get(name or "")
+        return Role.named(u.role) if u else Role.VIEWER
+
+    def origin(self) -> Origin:
+        """The calling session's identity, for the command path and the audit."""
+        sess = _session.get()
+        name = sess.user.name if sess is not None and sess.user is not None else None
+        client = sess.name if sess is not None else ""
+        return Origin(front="opcua", user=name or "?", client=client, role=self.role(name))
+
+
+async def ensure_certificate(state_dir: Path, endpoint: str) -> tuple[Path, Path]:
+    """The server's self-signed application certificate under state_dir/pki/own (made once)."""
+    pki = state_dir / "pki"
+    own = pki / "own"
+    for d in (own, pki / "trusted", pki / "rejected"):
+        d.mkdir(parents=True, exist_ok=True)
+    cert, key = own / "server_cert.der", own / "server_key.pem"
+    host = urlparse(endpoint).hostname or socket.gethostname()
+    await setup_self_signed_certificate(
+        key,
+        cert,
+        APPLICATION_URI,
+        host,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        {"countryName": "DE", "organizationName": "OpenStrom", "commonName": "OpenStrom Bridge"},
+    )
+    return cert, key
+
+
+class TrustList:
+    """Certificates in pki/trusted are accepted; others are copied to pki/rejected (an admin moves
+    them to trusted) and refused."""
+
+    def __init__(self, state_dir: Path, trust_all: bool) -> None:
+        self.pki = state_dir / "pki"
+        self.trust_all = trust_all
+
+    async def validate(self, cert: x509.Certificate, app: ua.ApplicationDescription) -> None:
+        if self.trust_all:
+            return
+        der = cert.public_bytes(serialization.Encoding.DER)
+        for f in (self.pki / "trusted").glob("*"):
+            try:
+                data = f.read_bytes()
+                if data == der or (
+                    b"BEGIN CERTIFICATE" in data
+                    and x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER) == der
+                ):
+                    return
+            except (OSError, ValueError):
+                continue
+        target = self.pki / "rejected" / f"{cert.fingerprint(hashes.SHA1()).hex()}.der"
+        if not target.exists():
+            target.write_bytes(der)
+            log.warning(
+                "OPC UA client certificate rejected; move it to pki/trusted to accept it",
+                application=app.ApplicationUri,
+                file=str(target),
+            )
+        raise ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUntrusted)

@@ -1,0 +1,169 @@
+"""OPC UA front: the server's life cycle (security, start, stop), and keeping the address space in
+step with the live model: one coalesced update per device however many changes arrived meanwhile.
+
+The pieces: address_space (types and instances from the catalogue), values (projection and quality),
+events + conditions (alarms), methods (writes and calls through the command path), security (users,
+roles, certificate, trust list), history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.crypto.permission_rules import SimpleRoleRuleset
+
+from bridge.commands import CommandPath
+from bridge.config import Config
+from bridge.logs import get_logger
+from bridge.model import Change, DeviceState, ModelView
+
+from .address_space import AddressSpace
+from .events import AlarmEvents
+from .history import MeasurementHistory
+from .methods import CommandHandlers
+from .security import (
+    APPLICATION_URI,
+    ConfigUsers,
+    TrustList,
+    ensure_certificate,
+    install_session_hooks,
+    intercept_writes,
+)
+from .values import HISTORIZED_FIELDS, ValueWriter
+
+log = get_logger("bridge.opcua")
+
+
+class OpcUaFront:
+    def __init__(self, config: Config, model: ModelView, commands: CommandPath | None, state_dir: Path) -> None:
+        self.config = config
+        self.model = model
+        self.state_dir = state_dir
+        self.endpoint = config.opcua.endpoint
+        self.users = ConfigUsers(config)
+        self.server = Server(user_manager=self.users)  # type: ignore[arg-type]
+        self.space = AddressSpace(
+            self.server, lambda device, circuit, name: self.handlers.method(device, circuit, name)
+        )
+        self.handlers = CommandHandlers(commands, self.users, self.space.nodes, self._schedule)
+        self.values = ValueWriter(self.server, self.space.nodes)
+        self.alarms = AlarmEvents(self.server, self.space.nodes, self.users)
+        self.history: MeasurementHistory | None = None
+        self._pending: set[str] = set()
+        self._known: set[str] = set()  # devices whose nodes exist
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def idx(self) -> int:
+        return self.space.idx
+
+    async def build(self) -> None:
+        s = self.server
+        await s.init()
+        s.set_endpoint(self.endpoint)
+        s.set_server_name(self.config.bridge.name)
+        await s.set_application_uri(APPLICATION_URI)
+        await self.space.build(list(self.model.devices.values()))
+        self._known.update(self.model.devices)
+
+    async def start(self) -> None:
+        install_session_hooks()
+        await self.build()
+        s = self.server
+        policies = [
+            ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+            ua.SecurityPolicyType.Basic256Sha256_Sign,
+            ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+            ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+        ]
+        if self.config.opcua.allow_none_security:
+            policies.append(ua.SecurityPolicyType.NoSecurity)
+        s.set_security_policy(policies, permission_ruleset=SimpleRoleRuleset())
+        tokens: list[type] = [ua.UserNameIdentityToken]
+        if self.config.opcua.allow_anonymous:
+            tokens.append(ua.AnonymousIdentityToken)
+        s.set_identity_tokens(tokens)
+        cert, key = await ensure_certificate(self.state_dir, self.endpoint)
+        await s.load_certificate(str(cert))
+        await s.load_private_key(str(key))
+        s.set_certificate_validator(TrustList(self.state_dir, self.config.opcua.trust_all_clients).validate)  # type: ignore[arg-type]
+        intercept_writes(s.iserver, self.handlers)
+        await s.start()
+        self.history = MeasurementHistory(
+            s, self.state_dir / "opcua_history.sqlite", self.config.opcua.history_retention_days
+        )
+        await self.history.start(self.space.nodes.emitters.values())
+        await self.history.historize(self._historized_nodes())
+        self.values.history = self.history
+        self._spawn(self.history.prune_forever())
+        self.alarms.link_methods()
+        self.model.subscribe(self._on_change)
+        for name in self.model.devices:
+            self._schedule(name)
+        log.info("OPC UA server ready", endpoint=self.endpoint, policies=[p.name for p in policies])
+
+    async def stop(self) -> None:
+        intercept_writes(self.server.iserver, None)
+        for t in list(self._tasks):
+            t.cancel()
+        await self.server.stop()
+
+    def _historized_nodes(self, device: str | None = None) -> list[ua.NodeId]:
+        return [
+            nid
+            for (dev, _c, field), nid in self.space.nodes.values.items()
+            if field in HISTORIZED_FIELDS and (device is None or dev == device)
+        ]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --------------------------------------------------------------- model -> address space
+
+    def _on_change(self, dev: DeviceState, what: Change) -> None:
+        if what is Change.ADDED:  # an auto-accepted device: give it its nodes, then its values
+            self._spawn(self._add_late(dev))
+        else:
+            self._schedule(dev.name)
+
+    async def _add_late(self, dev: DeviceState) -> None:
+        try:
+            self.values.forget(dev.name)
+            await self.space.add_device(dev)
+            if self.history is not None:
+                await self.history.historize(self._historized_nodes(dev.name))
+                for circuit in range(len(dev.circuits) + 1):
+                    await self.history.historize_events(self.space.nodes.emitters[(dev.name, circuit)])
+            self._known.add(dev.name)
+        except Exception as exc:
+            log.error("OPC UA could not add the device's nodes", device=dev.name, error=repr(exc))
+        self._schedule(dev.name)
+
+    def _schedule(self, name: str) -> None:
+        # coalesce: one pending update per device however many windows arrived meanwhile
+        if name in self._pending:
+            return
+        self._pending.add(name)
+        self._spawn(self._update(name))
+
+    async def _update(self, name: str) -> None:
+        await asyncio.sleep(0)
+        self._pending.discard(name)
+        dev = self.model.devices.get(name)
+        if dev is None or name not in self._known:
+            return  # nodes not built yet (a late device): _add_late schedules again
+        try:
+            await self.values.write_device(dev)
+            await self.alarms.follow(dev)
+        except Exception as exc:  # an address-space hiccup must not stop the bridge
+            log.error("OPC UA update failed", device=name, error=repr(exc))
+
+    @property
+    def updates(self) -> int:
+        return self.values.updates

@@ -1,0 +1,180 @@
+"""The value projection: one device's part of the live model written into its nodes, with the
+window's source timestamp and the quality rule rendered as OPC UA status codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from asyncua import Server, ua
+
+from bridge.model import DeviceState, Level, Quality, device_quality, relay_quality
+from bridge.model.quantities import QUANTITIES
+
+from .address_space import Nodes
+from .catalogue import CIRCUIT_AGGREGATES, CIRCUIT_COUNTERS, CIRCUIT_MEASUREMENTS, DEVICE_PROPERTIES, FREQUENCY
+from .history import HistoryRow, MeasurementHistory
+
+GOOD = ua.StatusCode(ua.StatusCodes.Good)
+UNCERTAIN_LAST = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
+BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
+WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
+_STATUS = {Level.GOOD: GOOD, Level.UNCERTAIN: UNCERTAIN_LAST, Level.BAD: BAD_NO_COMM}
+HISTORIZED_FIELDS = frozenset(m.field for m in CIRCUIT_MEASUREMENTS if m.historized)
+
+
+def status_of(q: Quality) -> ua.StatusCode:
+    """The quality rule in OPC UA terms."""
+    return _STATUS[q.level]
+
+
+class SharedDataValue(ua.DataValue):
+    """A DataValue the bridge never mutates after writing it.
+
+    asyncua deep-copies the value once per monitored item on every change (most of the cost of an
+    update with clients subscribed). Python's copy protocol lets a class say that a deep copy of it is
+    itself; ours are built fresh for every write and never touched again, so sharing is safe and the
+    update cost no longer grows with the number of subscribers. Serialisation is unchanged (asyncua
+    encodes by the declared field type, DataValue).
+    """
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SharedDataValue:
+        return self
+
+
+class ValueWriter:
+    def __init__(self, server: Server, nodes: Nodes) -> None:
+        self.server = server
+        self.nodes = nodes
+        self.history: MeasurementHistory | None = None
+        self._written: dict[ua.NodeId, tuple[Any, ua.VariantType, int]] = {}  # see put
+        self._shown: dict[str, tuple[int | None, int]] = {}  # device -> (snapshot number, status) written
+        self.updates = 0
+
+    def forget(self, device: str) -> None:
+        """New nodes hold their initial values: nothing written before applies to them."""
+        self._written.clear()
+        self._shown.pop(device, None)
+
+    async def put(
+        self,
+        node: ua.NodeId,
+        value: Any,
+        vtype: ua.VariantType,
+        status: ua.StatusCode = GOOD,
+        src: dt.datetime | None = None,
+        now: dt.datetime | None = None,
+    ) -> None:
+        """Write a value only when it or its quality changed (the OPC UA meaning of SourceTimestamp:
+        when the value last changed). Counters, aggregates, relay and device variables mostly stand
+        still between updates, and a write costs ~30-50 us in asyncua even with nobody subscribed.
+        The bridge is the only writer of these nodes (client writes to Relay are commands), so what
+        it wrote last is what the node holds."""
+        key = (value, vtype, status.value)
+        if self._written.get(node) == key:
+            return
+        self._written[node] = key
+        await self.server.write_attribute_value(
+            node, SharedDataValue(ua.Variant(value, vtype), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now)
+        )
+
+    async def write_device(self, dev: DeviceState) -> None:
+        """Write one device's values: the window's measurements, with its source timestamp and quality,
+        when there is a new window or the quality changed (history: once per new window); everything
+        else when it changed."""
+        snap = dev.snapshot
+        now = dt.datetime.now(dt.UTC)
+        status = status_of(device_quality(dev))
+        src = now if snap is None else dt.datetime.fromtimestamp(snap.time_s, dt.UTC)
+        name = dev.name
+        history: list[HistoryRow] = []
+        # link, status and alarm changes also call for an update: the window's values are written
+        # (and historized) again only when there is a new window or their quality changed
+        shown = (None if snap is None else snap.number, status.value)
+        previous = self._shown.get(name)
+        fresh = previous != shown
+        new_window = snap is not None and (previous is None or previous[0] != snap.number)
+        self._shown[name] = shown
+        for cs in dev.circuits:
+            c = cs.index
+            if fresh:
+                await self._measurements(dev, c, status, src, now, history if new_window else None)
+            await self._aggregates(dev, c, status, src, now)
+            await self.put(
+                self.nodes.values[(name, c, "relay")],
+                bool(cs.relay_on),
+                ua.VariantType.Boolean,
+                status_of(relay_quality(dev, cs)),
+                now,
+                now,
+            )
+            for counter, attr in CIRCUIT_COUNTERS:
+                await self.put(
+                    self.nodes.values[(name, c, counter)], getattr(cs, attr), ua.VariantType.UInt32, GOOD, now, now
+                )
+        await self._device_variables(dev, src, now)
+        if history and self.history is not None:
+            self.history.save_many(history)
+        self.updates += 1
+
+    async def _measurements(
+        self,
+        dev: DeviceState,
+        c: int,
+        status: ua.StatusCode,
+        src: dt.datetime,
+        now: dt.datetime,
+        history: list[HistoryRow] | None,
+    ) -> None:
+        snap = dev.snapshot
+        cv = snap.circuits[c - 1] if snap is not None and c <= len(snap.circuits) else None
+        write = self.server.write_attribute_value
+        double = ua.VariantType.Double
+        historized = self.history.nodes if self.history is not None else frozenset()
+        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+            if cv is None or snap is None:
+                value = 0.0
+            elif m is FREQUENCY:
+                value = snap.freq_hz
+            else:
+                value = float(getattr(cv, m.field))
+            node = self.nodes.values[(dev.name, c, m.field)]
+            await write(
+                node,
+                SharedDataValue(ua.Variant(value, double), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now),
+            )
+            if history is not None and node in historized:
+                history.append((node, now, src, status.value, value))
+
+    async def _aggregates(
+        self, dev: DeviceState, c: int, status: ua.StatusCode, src: dt.datetime, now: dt.datetime
+    ) -> None:
+        for m in CIRCUIT_AGGREGATES:
+            agg = QUANTITIES[m.field].read(dev, c)
+            # an interval not yet complete has no value: WaitingForInitialData, not a stale zero
+            await self.put(
+                self.nodes.values[(dev.name, c, m.field)],
+                0.0 if agg is None else float(agg),
+                ua.VariantType.Double,
+                WAITING if agg is None else status,
+                src,
+                now,
+            )
+
+    async def _device_variables(self, dev: DeviceState, src: dt.datetime, now: dt.datetime) -> None:
+        name, v, put = dev.name, self.nodes.device_vars, self.put
+        uint32, double = ua.VariantType.UInt32, ua.VariantType.Double
+        await put(v[(name, "Connected")], dev.online, ua.VariantType.Boolean, GOOD, now, now)
+        if dev.snapshot is not None:
+            await put(v[(name, "LastSampleTime")], src, ua.VariantType.DateTime, GOOD, src, now)
+        await put(v[(name, "Gaps")], dev.link.gaps, uint32)
+        await put(v[(name, "LostBlocks")], dev.link.lost_blocks, uint32)
+        st = dev.status
+        if st is not None and st.sram_capacity_blocks:
+            await put(v[(name, "SramFill")], 100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, double)
+        if dev.aux_on is not None:
+            await put(v[(name, "AuxOutput")], dev.aux_on, ua.VariantType.Boolean)
+        if dev.hello is not None:
+            for browse, attr in DEVICE_PROPERTIES:
+                if browse != "SerialNumber":  # the configured serial, written when the node is made
+                    await put(v[(name, browse)], str(getattr(dev.hello, attr)), ua.VariantType.String)

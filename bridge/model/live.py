@@ -1,0 +1,204 @@
+"""The live model: every device's state, changed only through the named methods below.
+
+The session is the one caller of these methods (fronts and the command path read the model and hand
+outcomes to the session). Each method emits one :class:`Change` kind to the subscribers of that kind,
+so what a front shows is always the model's, never a copy it keeps up by itself. Link counters
+(blocks, duplicates, gaps, frame errors) move with every block and announce nothing of their own:
+the next SNAPSHOT or LINK notice carries them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from bridge.config import Config, Device
+from bridge.core.aggregate import Aggregate
+from device.protocol import Hello, Status
+
+from .changes import ALL_CHANGES, Change
+from .state import DeviceSnapshot, DeviceState
+
+Listener = Callable[[DeviceState, Change], None]
+AlarmChange = tuple[int, str, bool, str]  # (circuit 1.. or 0 for the device, alarm name, active, message)
+
+
+class ModelView(Protocol):
+    """What fronts and the command path may use: reading and subscribing, no change methods."""
+
+    @property
+    def devices(self) -> Mapping[str, DeviceState]: ...
+
+    def by_serial(self, serial: str) -> DeviceState | None: ...
+
+    def by_unit(self, unit_id: int) -> DeviceState | None: ...
+
+    def subscribe(self, listener: Listener, kinds: Iterable[Change] = ALL_CHANGES) -> None: ...
+
+
+class Model:
+    """All devices, and the one way to change them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._rated = config.commands.relay_rated_operations
+        self._devices: dict[str, DeviceState] = {
+            d.name: DeviceState(config=d, relay_rated_operations=self._rated) for d in config.devices
+        }
+        self._listeners: list[tuple[Listener, frozenset[Change]]] = []
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def devices(self) -> Mapping[str, DeviceState]:
+        return self._devices
+
+    def by_serial(self, serial: str) -> DeviceState | None:
+        return next((d for d in self._devices.values() if d.config.serial_number == serial), None)
+
+    def by_unit(self, unit_id: int) -> DeviceState | None:
+        return next((d for d in self._devices.values() if d.config.unit_id == unit_id), None)
+
+    def subscribe(self, listener: Listener, kinds: Iterable[Change] = ALL_CHANGES) -> None:
+        self._listeners.append((listener, frozenset(kinds)))
+
+    def _emit(self, dev: DeviceState, kind: Change) -> None:
+        for listener, kinds in list(self._listeners):
+            if kind in kinds:
+                listener(dev, kind)
+
+    # ------------------------------------------------------------------ devices and links
+
+    def add_device(self, device: Device) -> DeviceState:
+        state = DeviceState(config=device, relay_rated_operations=self._rated)
+        self._devices[device.name] = state
+        self._emit(state, Change.ADDED)
+        return state
+
+    def identify(self, dev: DeviceState, hello: Hello) -> None:
+        dev.hello = hello
+        self._emit(dev, Change.IDENTITY)
+
+    def connect(self, dev: DeviceState, peer: str, transport: str) -> None:
+        link = dev.link
+        link.connected, link.peer, link.transport = True, peer, transport
+        link.connected_since_s = time.time()
+        link.last_rx_monotonic = time.monotonic()
+        dev.alarms["offline"].set(False)
+        self._emit(dev, Change.LINK)
+
+    def disconnect(self, dev: DeviceState, reason: str) -> None:
+        dev.link.connected = False
+        dev.alarms["offline"].set(True, reason)
+        self._emit(dev, Change.LINK)
+
+    def heard(self, dev: DeviceState) -> None:
+        """The device sent something: it is not silent."""
+        dev.link.last_rx_monotonic = time.monotonic()
+        if dev.alarms["offline"].set(False):
+            self._emit(dev, Change.LINK)
+
+    def mark_silent(self, dev: DeviceState, message: str) -> bool:
+        """Offline because nothing arrived for too long (or the link is down); True when it changed."""
+        if dev.alarms["offline"].set(True, message):
+            self._emit(dev, Change.LINK)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ counters (no notice of their own)
+
+    def count_block(self, dev: DeviceState) -> None:
+        dev.link.blocks += 1
+
+    def count_duplicate(self, dev: DeviceState) -> None:
+        dev.link.duplicates += 1
+
+    def count_gap(self, dev: DeviceState, lost_blocks: int) -> None:
+        dev.link.gaps += 1
+        dev.link.lost_blocks += lost_blocks
+
+    def count_frame_error(self, dev: DeviceState) -> None:
+        dev.link.frame_errors += 1
+
+    def record_ack(self, dev: DeviceState, block_seq: int) -> None:
+        dev.link.acked_seq = block_seq
+
+    # ------------------------------------------------------------------ device reports
+
+    def update_status(self, dev: DeviceState, status: Status) -> None:
+        dev.status = status
+        for k, on in enumerate(status.circuit_on[: len(dev.circuits)]):
+            dev.circuits[k].relay_on = on
+        dev.aux_on = status.aux_on
+        self._emit(dev, Change.STATUS)
+
+    def set_aux(self, dev: DeviceState, on: bool) -> None:
+        dev.aux_on = on
+        self._emit(dev, Change.STATUS)
+
+    def publish(
+        self,
+        dev: DeviceState,
+        snapshot: DeviceSnapshot | None,
+        aggregates: Iterable[Aggregate] = (),
+        freq_10s: tuple[float, float] | None = None,
+    ) -> None:
+        """New windows and completed aggregate intervals (a partial interval never reaches the model)."""
+        for agg in aggregates:
+            dev.aggregates[agg.kind] = agg
+        if freq_10s is not None:
+            dev.freq_10s = freq_10s
+        if snapshot is not None:
+            dev.snapshot = snapshot
+            self._emit(dev, Change.SNAPSHOT)
+
+    def set_alarms(self, dev: DeviceState, changes: Iterable[AlarmChange]) -> bool:
+        """Apply alarm states; one ALARM notice when any of them changed."""
+        changed = False
+        for circuit, name, active, message in changes:
+            alarms = dev.circuits[circuit - 1].alarms if circuit else dev.alarms
+            changed |= alarms[name].set(active, message)
+        if changed:
+            self._emit(dev, Change.ALARM)
+        return changed
+
+    def count_voltage_event(self, dev: DeviceState, circuit: int, kind: str, message: str) -> None:
+        """A dip, swell or interruption ended. One that began and ended between two updates still
+        counts as one activation of its alarm, so fronts that follow the count report it."""
+        cs = dev.circuits[circuit - 1]
+        if kind == "dip":
+            cs.dips += 1
+        elif kind == "swell":
+            cs.swells += 1
+        else:
+            cs.interruptions += 1
+        alarm = cs.alarms[kind]
+        if not alarm.active:
+            alarm.set(True, message)
+            alarm.set(False)
+        self._emit(dev, Change.EVENT)
+
+    # ------------------------------------------------------------------ command outcomes
+
+    def set_relay_bookkeeping(
+        self, dev: DeviceState, circuit: int, *, operations: int | None = None, maintenance_lock: bool | None = None
+    ) -> None:
+        cs = dev.circuits[circuit - 1]
+        if operations is not None:
+            cs.relay_operations = operations
+        if maintenance_lock is not None:
+            cs.maintenance_lock = maintenance_lock
+        self._emit(dev, Change.RELAY)
+
+    def set_selected(self, dev: DeviceState, circuit: int, on: bool | None) -> None:
+        dev.circuits[circuit - 1].selected = on
+        self._emit(dev, Change.RELAY)
+
+    def set_self_test(self, dev: DeviceState, faults: list[dict[str, str]]) -> None:
+        dev.last_self_test = faults
+        self._emit(dev, Change.SELF_TEST)
+
+    def set_calibration(self, dev: DeviceState, table: Mapping[tuple[int, str], tuple[float, float]]) -> None:
+        dev.calibration = dict(table)
+        self._emit(dev, Change.CALIBRATION)

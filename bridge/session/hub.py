@@ -1,0 +1,173 @@
+"""All device sessions: admission of links by the serial number in HELLO (and the auto-accept
+policy), the receive loop of each link, and the silence watchdog that marks devices offline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Collection
+
+from bridge.config import Config, Device
+from bridge.logs import get_logger
+from bridge.model import Model
+from bridge.store import Store
+from device.protocol import (
+    Connection,
+    ConnectionClosed,
+    ErrorMessage,
+    FrameError,
+    Hello,
+    Message,
+    ProtocolError,
+    Role,
+)
+
+from ..link.streams import ByteStream
+from .runtime import DeviceRuntime
+
+
+class DeviceHub:
+    """Routes links to device runtimes by the serial number in HELLO; refuses unknown devices.
+    Implements the command path's :class:`~bridge.commands.port.DevicePorts`."""
+
+    def __init__(self, config: Config, model: Model, store: Store) -> None:
+        self.config = config
+        self.model = model
+        self.store = store
+        self.runtimes: dict[str, DeviceRuntime] = {
+            name: DeviceRuntime(state, model, store, config.analysis) for name, state in model.devices.items()
+        }
+        self.log = get_logger("bridge.hub")
+        self._refused: set[str] = set()
+
+    # ------------------------------------------------------------------ DevicePorts
+
+    def port(self, name: str) -> DeviceRuntime | None:
+        return self.runtimes.get(name)
+
+    def names(self) -> Collection[str]:
+        return self.runtimes.keys()
+
+    # ------------------------------------------------------------------ admission
+
+    def _auto_accept(self, hello: Hello) -> DeviceRuntime:
+        used = {d.config.unit_id for d in self.model.devices.values()}
+        unit = next(u for u in range(1, 248) if u not in used)
+        name = "dev_" + "".join(ch if ch.isalnum() else "_" for ch in hello.serial_number)[:36]
+        state = self.model.add_device(Device(name=name, serial_number=hello.serial_number, unit_id=unit))
+        runtime = self.runtimes[name] = DeviceRuntime(state, self.model, self.store, self.config.analysis)
+        self.log.warning(
+            "unknown device accepted (auto_accept is on)", serial=hello.serial_number, name=name, unit_id=unit
+        )
+        return runtime
+
+    def _admit(self, hello: Hello, peer: str, expected: str | None) -> DeviceRuntime | None:
+        state = self.model.by_serial(hello.serial_number)
+        if state is None and self.config.bridge.auto_accept:
+            return self._auto_accept(hello)
+        if state is None:
+            # log once per serial at warning, repeats at debug
+            (self.log.debug if hello.serial_number in self._refused else self.log.warning)(
+                "device refused: serial number not in the configuration (add it under [[devices]] "
+                "or set bridge.auto_accept)",
+                serial=hello.serial_number,
+                peer=peer,
+            )
+            self._refused.add(hello.serial_number)
+            return None
+        if expected is not None and state.name != expected:
+            self.log.warning(
+                "device on this link is not the configured one",
+                expected=expected,
+                got=state.name,
+                serial=hello.serial_number,
+                peer=peer,
+            )
+            return None
+        return self.runtimes[state.name]
+
+    # ------------------------------------------------------------------ links
+
+    async def handle(self, stream: ByteStream, expected: str | None) -> None:
+        """Serve one link until it closes. Errors stay on this link: other devices never notice."""
+        conn = Connection(Role.BRIDGE, skip_before_hello=stream.kind == "serial")
+        runtime: DeviceRuntime | None = None
+        log = self.log.bind(peer=stream.peer, link=stream.kind)
+
+        def sender(msg: Message) -> None:
+            stream.write_nowait(conn.send(msg))
+
+        first_error = True
+        try:
+            while True:
+                data = await stream.read()
+                for ev in conn.events(data):
+                    if isinstance(ev, ConnectionClosed):
+                        return
+                    if isinstance(ev, FrameError):
+                        if runtime is not None:
+                            self.model.count_frame_error(runtime.state)
+                        (log.warning if first_error else log.debug)(
+                            "frame skipped", error=str(ev.error), code=ev.error.code
+                        )
+                        first_error = False
+                        continue
+                    if isinstance(ev, Hello):
+                        new = self._admit(ev, stream.peer, expected)
+                        if new is None:
+                            text = f"serial {ev.serial_number} is not configured on this bridge"
+                            await stream.write(conn.send(ErrorMessage(code="unknown-device", text=text)))
+                            return
+                        if new is not runtime:
+                            if runtime is not None:
+                                runtime.detach(sender)
+                            runtime = new
+                            log = log.bind(device=runtime.name)
+                            runtime.on_hello(ev)
+                            runtime.attach(sender, stream.peer, stream.kind)
+                            log.info("device connected")
+                        else:
+                            runtime.on_hello(ev)
+                        continue
+                    if runtime is not None:
+                        runtime.on_message(ev)
+                if not data:
+                    return
+        except ProtocolError as exc:
+            log.warning("link closed: device broke the protocol", error=str(exc))
+        except (ConnectionError, OSError) as exc:
+            log.info("link lost", error=str(exc))
+        finally:
+            if runtime is not None:
+                runtime.detach(sender)
+                log.info("device disconnected")
+            await stream.close()
+
+    # ------------------------------------------------------------------ background duties
+
+    def commit_all(self) -> None:
+        """Persist every device's counters and acknowledge what is durable."""
+        for rt in self.runtimes.values():
+            try:
+                rt.commit()
+            except Exception as exc:  # one device's storage trouble must not stop the others
+                self.log.error(
+                    "commit failed; blocks stay unacknowledged on the device", device=rt.name, error=str(exc)
+                )
+
+    async def watch_silence(self) -> None:
+        """Mark a device offline when its link is down or nothing arrived for ``offline_after_s``."""
+        limit = self.config.bridge.offline_after_s
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            for d in self.model.devices.values():
+                last = d.link.last_rx_monotonic
+                silent = d.link.connected and last is not None and now - last > limit
+                if not (silent or not d.link.connected):
+                    continue
+                message = f"no data for {now - last:.1f} s" if silent and last else "link down"
+                if self.model.mark_silent(d, message) and silent:
+                    self.log.warning(
+                        "device silent, marked offline", device=d.name, silent_s=round(now - (last or now), 1)
+                    )

@@ -1,0 +1,337 @@
+"""One device's life in the bridge, across any number of connections: identity, sequence numbers,
+replay de-duplication, measurement into the live model, durable acknowledgements, and the device
+port the command path talks to. The session is the live model's only writer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from bridge.config import AnalysisSection
+from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
+from bridge.core.energy import REGISTERS
+from bridge.errors import DeviceOffline
+from bridge.logs import get_logger
+from bridge.model import DeviceState, Model
+from bridge.store import Progress, Store
+from device.protocol import (
+    Ack,
+    CommandResult,
+    ErrorMessage,
+    Heartbeat,
+    Hello,
+    Message,
+    Samples,
+    SelfTestResult,
+    Status,
+    TimeSync,
+)
+from device.protocol.sequence import distance, is_after, next_seq
+
+from ..commands.port import (
+    AuxSwitched,
+    Calibrated,
+    MaintenanceLocked,
+    Outcome,
+    RelayCounted,
+    RelayFeedback,
+    Selected,
+    SelfTested,
+)
+from .durability import FedBlocks
+from .measurements import snapshot_of, window_alarms
+from .scales import Scales
+
+TIME_SYNC_ID = 0  # command id reserved for the clock set on every connect
+
+
+class DeviceRuntime:
+    """Everything about one device that outlives a connection; implements the command path's
+    :class:`~bridge.commands.port.DevicePort`."""
+
+    def __init__(self, state: DeviceState, model: Model, store: Store, analysis: AnalysisSection | None = None) -> None:
+        self.state = state
+        self.analysis = analysis or AnalysisSection()
+        self.model = model
+        self.store = store
+        self.name = state.name
+        self.log = get_logger("bridge.device", device=self.name)
+        self.analyzer: StreamAnalyzer | None = None
+        self._fed = FedBlocks()
+        stored = store.progress(self.name)
+        self.durable = stored  # what the last commit covers
+        self.last_seq: int | None = stored.block_seq if stored else None
+        self._resume_offset = stored.sample_offset if stored else 0
+        self.acked: int | None = None
+        self._sender: Callable[[Message], None] | None = None
+        self._scales: Scales | None = None
+        self._waiters: dict[int, asyncio.Future[Message]] = {}
+        self._status_waiters: list[tuple[Callable[[Status], bool], asyncio.Future[Status]]] = []
+        self._snapshots = 0
+        for c in state.circuits:
+            rec = store.relay(self.name, c.index)
+            model.set_relay_bookkeeping(
+                state, c.index, operations=rec.operations, maintenance_lock=rec.maintenance_lock
+            )
+        model.set_calibration(state, store.calibration(self.name))
+
+    # ------------------------------------------------------------------ link attachment
+
+    @property
+    def connected(self) -> bool:
+        return self._sender is not None
+
+    def attach(self, sender: Callable[[Message], None], peer: str, kind: str) -> None:
+        self._sender = sender
+        self.model.connect(self.state, peer, kind)
+        # set the device clock: window timestamps (OPC UA source timestamps, history) use it
+        self.send(TimeSync(command_id=TIME_SYNC_ID, unix_time_ns=time.time_ns()))
+        if self.durable is not None:
+            # tell the device at once what it may free: everything we already hold durably
+            self.send(Ack(block_seq=self.durable.block_seq))
+            self.acked = self.durable.block_seq
+
+    def detach(self, sender: Callable[[Message], None]) -> None:
+        if self._sender is not sender:
+            return  # an older link closing after a newer one took over
+        self._sender = None
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(DeviceOffline(f"device {self.name} disconnected before it answered"))
+        self._waiters.clear()
+        self.model.disconnect(self.state, "link closed")
+
+    # ------------------------------------------------------------------ the device port
+
+    def send(self, msg: Message) -> None:
+        if self._sender is None:
+            raise DeviceOffline(f"device {self.name} is not connected; check its link and power")
+        self._sender(msg)
+
+    async def request(self, msg: Message, command_id: int, timeout_s: float) -> Message:
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiters[command_id] = fut
+        try:
+            self.send(msg)
+            async with asyncio.timeout(timeout_s):
+                return await fut
+        finally:
+            self._waiters.pop(command_id, None)
+
+    async def wait_status(self, predicate: Callable[[Status], bool], timeout_s: float) -> Status:
+        fut: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
+        entry = (predicate, fut)
+        self._status_waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await fut
+        finally:
+            if entry in self._status_waiters:
+                self._status_waiters.remove(entry)
+
+    def record(self, outcome: Outcome) -> None:
+        m, dev = self.model, self.state
+        match outcome:
+            case RelayFeedback(circuit=c, mismatch=bad, text=text):
+                m.set_alarms(dev, [(c, "relay_mismatch", bad, text)])
+            case RelayCounted(circuit=c, operations=ops, worn=worn, text=text):
+                m.set_relay_bookkeeping(dev, c, operations=ops)
+                m.set_alarms(dev, [(c, "relay_wear", worn, text)])
+            case MaintenanceLocked(circuit=c, locked=locked):
+                m.set_relay_bookkeeping(dev, c, maintenance_lock=locked)
+            case Selected(circuit=c, on=on):
+                m.set_selected(dev, c, on)
+            case AuxSwitched(on=on):
+                m.set_aux(dev, on)
+            case SelfTested(faults=faults):
+                m.set_self_test(dev, faults)
+            case Calibrated(circuit=c, channel=ch, gain=gain, offset=offset):
+                m.set_calibration(dev, {**dev.calibration, (c, ch): (gain, offset)})
+                self._update_scales()
+
+    # ------------------------------------------------------------------ messages
+
+    def on_message(self, msg: Message) -> None:
+        self.model.heard(self.state)
+        match msg:
+            case Samples():
+                self.on_samples(msg)
+            case Status():
+                self.on_status(msg)
+            case CommandResult() | SelfTestResult():
+                fut = self._waiters.get(msg.command_id)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+                elif msg.command_id == TIME_SYNC_ID:
+                    if isinstance(msg, CommandResult) and not msg.ok:
+                        self.log.warning("device refused the time sync", text=msg.text)
+                else:
+                    self.log.info("late or unknown command answer", command_id=msg.command_id)
+            case Heartbeat():
+                pass
+            case ErrorMessage():
+                self.log.warning("device reported an error", code=msg.code, text=msg.text)
+
+    def on_hello(self, hello: Hello) -> None:
+        old = self.state.hello
+        self.model.identify(self.state, hello)
+        lsb_changed = old is None or (old.v_lsb_volts, old.i_lsb_amps) != (hello.v_lsb_volts, hello.i_lsb_amps)
+        if self.analyzer is None or old is None or old.sample_rate_hz != hello.sample_rate_hz:
+            self._new_analyzer(hello)
+        elif lsb_changed:
+            self._update_scales()
+        self.log.info(
+            "device identified",
+            serial=hello.serial_number,
+            firmware=hello.firmware_version,
+            rate_hz=hello.sample_rate_hz,
+            next_block=hello.next_block_seq,
+        )
+
+    def _update_scales(self) -> None:
+        hello = self.state.hello
+        if hello is not None:
+            self._scales = Scales(hello, self.state.calibration)
+
+    def _new_analyzer(self, hello: Hello) -> None:
+        dev = self.state.config
+        counters = self.analyzer.energy if self.analyzer is not None else None
+        self._update_scales()
+        assert self._scales is not None
+        settings = AnalyzerSettings(
+            fs=hello.sample_rate_hz,
+            f_nominal=float(dev.f_nominal),
+            u_nominal=dev.u_nominal,
+            thresholds=Thresholds(),
+            min_batch_s=self.analysis.batch_s,
+            harmonics_every=self.analysis.harmonics_every,
+            v_clip=self._scales.v_rails(hello.v_adc_bits),
+            i_clip=self._scales.i_rails(hello.i_adc_bits),
+        )
+        self.analyzer = StreamAnalyzer(hello.circuit_count, settings)
+        if counters is not None:
+            self.analyzer.energy = counters
+        else:
+            for (c, reg), (whole, residual) in self.store.energy(self.name).items():
+                if 1 <= c <= hello.circuit_count and reg in REGISTERS:
+                    self.analyzer.energy.restore(c - 1, reg, whole, residual)
+        self._fed.clear()
+
+    def on_samples(self, block: Samples) -> None:
+        if self.analyzer is None or self._scales is None:
+            return
+        dev, seq = self.state, block.block_seq
+        if self.last_seq is not None and not is_after(seq, self.last_seq):
+            self.model.count_duplicate(dev)
+            return
+        if self.last_seq is not None and seq != next_seq(self.last_seq):
+            lost = distance(seq, self.last_seq) - 1
+            self.model.count_gap(dev, lost)
+            self.log.warning("blocks missing from the device stream", after=self.last_seq, got=seq, lost=lost)
+        circuits = list(block.circuits)
+        if circuits != list(range(1, len(circuits) + 1)) or len(circuits) != self.analyzer.c:
+            self.log.warning("block skipped: circuit set differs from HELLO", block=seq, circuits=circuits)
+            self.last_seq = seq
+            return
+        skip = 0
+        if self.durable is not None and seq == next_seq(self.durable.block_seq) and self._resume_offset:
+            skip = min(self._resume_offset, block.n)  # counted before a restart: do not count twice
+        self._resume_offset = 0
+        start = self.analyzer.end
+        t0 = block.t0_ns / 1e9 + skip / block.sample_rate_hz
+        # ADC counts go in as they are: the analyzer scales them while copying them into its buffer
+        update = self.analyzer.feed(
+            block.v[:, skip:],
+            block.i[:, skip:],
+            seq=seq,
+            t0_s=t0,
+            scale=self._scales.scale,
+            offset=self._scales.offset,
+        )
+        if block.n > skip:
+            self._fed.append(seq, start, block.n - skip, skip)
+        self.last_seq = seq
+        self.model.count_block(dev)
+        self._apply(update)
+
+    def on_status(self, status: Status) -> None:
+        dev, prev = self.state, self.state.status
+        self.model.update_status(dev, status)
+        alarms = [(0, "fault", bool(status.fault_codes), ", ".join(status.fault_codes))]
+        if prev is not None and status.dropped_blocks > prev.dropped_blocks:
+            lost = status.dropped_blocks - prev.dropped_blocks
+            alarms.append((0, "sram_loss", True, f"device SRAM overflowed: {lost} blocks dropped"))
+            self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
+        self.model.set_alarms(dev, alarms)
+        for pred, fut in list(self._status_waiters):
+            if not fut.done() and pred(status):
+                fut.set_result(status)
+
+    # ------------------------------------------------------------------ measurements -> model
+
+    def _apply(self, update: Update) -> None:
+        assert self.analyzer is not None
+        dev = self.state
+        for ev in update.events:
+            self._record_event(ev)
+        snapshot = None
+        if update.windows:
+            # the live values are the newest window's (a batch brings several); every window still
+            # passes the alarm rules
+            self._snapshots += len(update.windows)
+            snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
+            ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
+            for w in update.windows:
+                self.model.set_alarms(dev, window_alarms(w, ongoing, dev.config.overcurrent_a))
+        self.model.publish(
+            dev,
+            snapshot,
+            # a partial interval would pass for a full one on the registers
+            [agg for agg in update.aggregates if agg.complete],
+            update.freq_10s[-1] if update.freq_10s else None,
+        )
+
+    def _record_event(self, ev: VoltageEvent) -> None:
+        assert self.analyzer is not None
+        circuit = ev.circuit + 1
+        t = self.analyzer.time_of(ev.start)
+        duration = ev.duration_s(self.analyzer.cfg.fs)
+        self.log.warning(
+            "voltage event",
+            circuit=circuit,
+            kind=ev.kind,
+            duration_s=round(duration, 4),
+            extreme_v=round(ev.extreme_v, 1),
+        )
+        text = f"{ev.kind} on circuit {circuit}: {ev.extreme_v:.1f} V for {duration * 1000:.0f} ms"
+        self.store.append_event(self.name, circuit, ev.kind, t, duration, ev.extreme_v, text)
+        self.model.count_voltage_event(self.state, circuit, ev.kind, f"{ev.kind}: {ev.extreme_v:.1f} V")
+
+    # ------------------------------------------------------------------ durability
+
+    def durable_position(self) -> Progress | None:
+        """The stream position whose energy is inside the counters now."""
+        if self.analyzer is None:
+            return self.durable
+        return self._fed.position(self.analyzer.integrated_until, self.durable)
+
+    def commit(self) -> None:
+        """Persist counters and position (one transaction), then acknowledge what is durable."""
+        if self.analyzer is None:
+            return
+        pos = self.durable_position()
+        regs = {
+            (c + 1, name): (getattr(e, name).whole, getattr(e, name).residual)
+            for c, e in enumerate(self.analyzer.energy)
+            for name in REGISTERS
+        }
+        self.store.commit_energy(self.name, regs, pos)
+        self.durable = pos
+        if pos is not None and self.connected and (self.acked is None or is_after(pos.block_seq, self.acked)):
+            try:
+                self.send(Ack(block_seq=pos.block_seq))
+                self.acked = pos.block_seq
+                self.model.record_ack(self.state, pos.block_seq)
+            except DeviceOffline:
+                pass
