@@ -6,6 +6,7 @@ Hand-written prose stays; only the text between ``<!-- generated:NAME -->`` and
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import types
@@ -15,9 +16,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .commands.authorise import MINIMUM_ROLE, Action
 from .config import Config
 from .fronts.modbus.register_map import TYPES, builtin_map_names, export_map, load_map
 from .fronts.opcua.catalogue import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, FREQUENCY, UNITS
+from .model.changes import Change
 from .model.quantities import QUANTITIES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -113,7 +116,30 @@ def opcua_md() -> str:
     return "\n".join(rows) + "\n"
 
 
+def changes_md() -> str:
+    import ast
+    import inspect
+
+    # the kinds' docstrings sit beside them in the enum's source: read them from there, one source
+    doc: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(Change)).body[0]
+    assert isinstance(body, ast.ClassDef)
+    for a, b in itertools.pairwise(body.body):
+        if isinstance(a, ast.Assign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+            doc[a.targets[0].id] = str(b.value.value)  # type: ignore[attr-defined]
+    rows = ["| kind | what changed |", "|---|---|"]
+    rows += [f"| `{c.name}` | {doc.get(c.name, '')} |" for c in Change]
+    return "\n".join(rows) + "\n"
+
+
+def roles_md() -> str:
+    rows = ["| action | least role |", "|---|---|"]
+    rows += [f"| {a.value} | {MINIMUM_ROLE[a]} |" for a in Action]
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS = {
+    "architecture.md": {"changes": changes_md, "roles": roles_md},
     "register-maps.md": {"maps": register_maps_md, "quantities": quantities_md, "types": types_md},
     "configuration.md": {"config": config_md},
     "opcua.md": {"measurements": opcua_md},

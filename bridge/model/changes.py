@@ -26,7 +26,7 @@ class Change(enum.Enum):
     RELAY = "relay"
     """relay bookkeeping: operation count, maintenance lock, select-before-operate arming"""
     SELF_TEST = "self_test"
-    """a self-test finished; its faults are in ``DeviceState.last_self_test``"""
+    """a self-test finished; its faults are in `DeviceState.last_self_test`"""
     CALIBRATION = "calibration"
     """a channel's gain or offset changed"""
 

@@ -38,7 +38,8 @@ class ModelView(Protocol):
 
 
 class Model:
-    """All devices, and the one way to change them."""
+    """All devices, and the one way to change them: ``links``, ``reports`` and ``outcomes`` hold the
+    change methods, grouped by where the change comes from."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -47,6 +48,9 @@ class Model:
             d.name: DeviceState(config=d, relay_rated_operations=self._rated) for d in config.devices
         }
         self._listeners: list[tuple[Listener, frozenset[Change]]] = []
+        self.links = LinkChanges(self._emit)
+        self.reports = ReportChanges(self._emit)
+        self.outcomes = OutcomeChanges(self._emit)
 
     # ------------------------------------------------------------------ reading
 
@@ -68,13 +72,21 @@ class Model:
             if kind in kinds:
                 listener(dev, kind)
 
-    # ------------------------------------------------------------------ devices and links
-
     def add_device(self, device: Device) -> DeviceState:
         state = DeviceState(config=device, relay_rated_operations=self._rated)
         self._devices[device.name] = state
         self._emit(state, Change.ADDED)
         return state
+
+
+Emit = Callable[[DeviceState, Change], None]
+
+
+class LinkChanges:
+    """From the link and its HELLO: identity, online state, stream counters."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
 
     def identify(self, dev: DeviceState, hello: Hello) -> None:
         dev.hello = hello
@@ -106,35 +118,35 @@ class Model:
             return True
         return False
 
-    # ------------------------------------------------------------------ counters (no notice of their own)
+    def count(
+        self, dev: DeviceState, *, blocks: int = 0, duplicates: int = 0, lost_blocks: int | None = None,
+        frame_errors: int = 0,
+    ) -> None:  # fmt: skip
+        """Stream counters; ``lost_blocks`` (also 0) counts one gap. No notice: they move with every
+        block, and the next SNAPSHOT or LINK notice carries them."""
+        link = dev.link
+        link.blocks += blocks
+        link.duplicates += duplicates
+        link.frame_errors += frame_errors
+        if lost_blocks is not None:
+            link.gaps += 1
+            link.lost_blocks += lost_blocks
 
-    def count_block(self, dev: DeviceState) -> None:
-        dev.link.blocks += 1
-
-    def count_duplicate(self, dev: DeviceState) -> None:
-        dev.link.duplicates += 1
-
-    def count_gap(self, dev: DeviceState, lost_blocks: int) -> None:
-        dev.link.gaps += 1
-        dev.link.lost_blocks += lost_blocks
-
-    def count_frame_error(self, dev: DeviceState) -> None:
-        dev.link.frame_errors += 1
-
-    def record_ack(self, dev: DeviceState, block_seq: int) -> None:
+    def acknowledged(self, dev: DeviceState, block_seq: int) -> None:
         dev.link.acked_seq = block_seq
 
-    # ------------------------------------------------------------------ device reports
+
+class ReportChanges:
+    """From what the device reports and what the core measures."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
 
     def update_status(self, dev: DeviceState, status: Status) -> None:
         dev.status = status
         for k, on in enumerate(status.circuit_on[: len(dev.circuits)]):
             dev.circuits[k].relay_on = on
         dev.aux_on = status.aux_on
-        self._emit(dev, Change.STATUS)
-
-    def set_aux(self, dev: DeviceState, on: bool) -> None:
-        dev.aux_on = on
         self._emit(dev, Change.STATUS)
 
     def publish(
@@ -179,7 +191,16 @@ class Model:
             alarm.set(False)
         self._emit(dev, Change.EVENT)
 
-    # ------------------------------------------------------------------ command outcomes
+
+class OutcomeChanges:
+    """From the command path, through the session: what a command did."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+
+    def set_aux(self, dev: DeviceState, on: bool) -> None:
+        dev.aux_on = on
+        self._emit(dev, Change.STATUS)
 
     def set_relay_bookkeeping(
         self, dev: DeviceState, circuit: int, *, operations: int | None = None, maintenance_lock: bool | None = None

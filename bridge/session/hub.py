@@ -106,7 +106,7 @@ class DeviceHub:
                         return
                     if isinstance(ev, FrameError):
                         if runtime is not None:
-                            self.model.count_frame_error(runtime.state)
+                            self.model.links.count(runtime.state, frame_errors=1)
                         (log.warning if first_error else log.debug)(
                             "frame skipped", error=str(ev.error), code=ev.error.code
                         )
@@ -167,7 +167,7 @@ class DeviceHub:
                 if not (silent or not d.link.connected):
                     continue
                 message = f"no data for {now - last:.1f} s" if silent and last else "link down"
-                if self.model.mark_silent(d, message) and silent:
+                if self.model.links.mark_silent(d, message) and silent:
                     self.log.warning(
                         "device silent, marked offline", device=d.name, silent_s=round(now - (last or now), 1)
                     )

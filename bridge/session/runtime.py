@@ -71,10 +71,10 @@ class DeviceRuntime:
         self._snapshots = 0
         for c in state.circuits:
             rec = store.relay(self.name, c.index)
-            model.set_relay_bookkeeping(
+            model.outcomes.set_relay_bookkeeping(
                 state, c.index, operations=rec.operations, maintenance_lock=rec.maintenance_lock
             )
-        model.set_calibration(state, store.calibration(self.name))
+        model.outcomes.set_calibration(state, store.calibration(self.name))
 
     # ------------------------------------------------------------------ link attachment
 
@@ -84,7 +84,7 @@ class DeviceRuntime:
 
     def attach(self, sender: Callable[[Message], None], peer: str, kind: str) -> None:
         self._sender = sender
-        self.model.connect(self.state, peer, kind)
+        self.model.links.connect(self.state, peer, kind)
         # set the device clock: window timestamps (OPC UA source timestamps, history) use it
         self.send(TimeSync(command_id=TIME_SYNC_ID, unix_time_ns=time.time_ns()))
         if self.durable is not None:
@@ -100,7 +100,7 @@ class DeviceRuntime:
             if not fut.done():
                 fut.set_exception(DeviceOffline(f"device {self.name} disconnected before it answered"))
         self._waiters.clear()
-        self.model.disconnect(self.state, "link closed")
+        self.model.links.disconnect(self.state, "link closed")
 
     # ------------------------------------------------------------------ the device port
 
@@ -131,29 +131,29 @@ class DeviceRuntime:
                 self._status_waiters.remove(entry)
 
     def record(self, outcome: Outcome) -> None:
-        m, dev = self.model, self.state
+        out, alarms, dev = self.model.outcomes, self.model.reports.set_alarms, self.state
         match outcome:
             case RelayFeedback(circuit=c, mismatch=bad, text=text):
-                m.set_alarms(dev, [(c, "relay_mismatch", bad, text)])
+                alarms(dev, [(c, "relay_mismatch", bad, text)])
             case RelayCounted(circuit=c, operations=ops, worn=worn, text=text):
-                m.set_relay_bookkeeping(dev, c, operations=ops)
-                m.set_alarms(dev, [(c, "relay_wear", worn, text)])
+                out.set_relay_bookkeeping(dev, c, operations=ops)
+                alarms(dev, [(c, "relay_wear", worn, text)])
             case MaintenanceLocked(circuit=c, locked=locked):
-                m.set_relay_bookkeeping(dev, c, maintenance_lock=locked)
+                out.set_relay_bookkeeping(dev, c, maintenance_lock=locked)
             case Selected(circuit=c, on=on):
-                m.set_selected(dev, c, on)
+                out.set_selected(dev, c, on)
             case AuxSwitched(on=on):
-                m.set_aux(dev, on)
+                out.set_aux(dev, on)
             case SelfTested(faults=faults):
-                m.set_self_test(dev, faults)
+                out.set_self_test(dev, faults)
             case Calibrated(circuit=c, channel=ch, gain=gain, offset=offset):
-                m.set_calibration(dev, {**dev.calibration, (c, ch): (gain, offset)})
+                out.set_calibration(dev, {**dev.calibration, (c, ch): (gain, offset)})
                 self._update_scales()
 
     # ------------------------------------------------------------------ messages
 
     def on_message(self, msg: Message) -> None:
-        self.model.heard(self.state)
+        self.model.links.heard(self.state)
         match msg:
             case Samples():
                 self.on_samples(msg)
@@ -175,7 +175,7 @@ class DeviceRuntime:
 
     def on_hello(self, hello: Hello) -> None:
         old = self.state.hello
-        self.model.identify(self.state, hello)
+        self.model.links.identify(self.state, hello)
         lsb_changed = old is None or (old.v_lsb_volts, old.i_lsb_amps) != (hello.v_lsb_volts, hello.i_lsb_amps)
         if self.analyzer is None or old is None or old.sample_rate_hz != hello.sample_rate_hz:
             self._new_analyzer(hello)
@@ -223,11 +223,11 @@ class DeviceRuntime:
             return
         dev, seq = self.state, block.block_seq
         if self.last_seq is not None and not is_after(seq, self.last_seq):
-            self.model.count_duplicate(dev)
+            self.model.links.count(dev, duplicates=1)
             return
         if self.last_seq is not None and seq != next_seq(self.last_seq):
             lost = distance(seq, self.last_seq) - 1
-            self.model.count_gap(dev, lost)
+            self.model.links.count(dev, lost_blocks=lost)
             self.log.warning("blocks missing from the device stream", after=self.last_seq, got=seq, lost=lost)
         circuits = list(block.circuits)
         if circuits != list(range(1, len(circuits) + 1)) or len(circuits) != self.analyzer.c:
@@ -252,18 +252,18 @@ class DeviceRuntime:
         if block.n > skip:
             self._fed.append(seq, start, block.n - skip, skip)
         self.last_seq = seq
-        self.model.count_block(dev)
+        self.model.links.count(dev, blocks=1)
         self._apply(update)
 
     def on_status(self, status: Status) -> None:
         dev, prev = self.state, self.state.status
-        self.model.update_status(dev, status)
+        self.model.reports.update_status(dev, status)
         alarms = [(0, "fault", bool(status.fault_codes), ", ".join(status.fault_codes))]
         if prev is not None and status.dropped_blocks > prev.dropped_blocks:
             lost = status.dropped_blocks - prev.dropped_blocks
             alarms.append((0, "sram_loss", True, f"device SRAM overflowed: {lost} blocks dropped"))
             self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
-        self.model.set_alarms(dev, alarms)
+        self.model.reports.set_alarms(dev, alarms)
         for pred, fut in list(self._status_waiters):
             if not fut.done() and pred(status):
                 fut.set_result(status)
@@ -283,8 +283,8 @@ class DeviceRuntime:
             snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
             ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
             for w in update.windows:
-                self.model.set_alarms(dev, window_alarms(w, ongoing, dev.config.overcurrent_a))
-        self.model.publish(
+                self.model.reports.set_alarms(dev, window_alarms(w, ongoing, dev.config.overcurrent_a))
+        self.model.reports.publish(
             dev,
             snapshot,
             # a partial interval would pass for a full one on the registers
@@ -306,7 +306,7 @@ class DeviceRuntime:
         )
         text = f"{ev.kind} on circuit {circuit}: {ev.extreme_v:.1f} V for {duration * 1000:.0f} ms"
         self.store.append_event(self.name, circuit, ev.kind, t, duration, ev.extreme_v, text)
-        self.model.count_voltage_event(self.state, circuit, ev.kind, f"{ev.kind}: {ev.extreme_v:.1f} V")
+        self.model.reports.count_voltage_event(self.state, circuit, ev.kind, f"{ev.kind}: {ev.extreme_v:.1f} V")
 
     # ------------------------------------------------------------------ durability
 
@@ -332,6 +332,6 @@ class DeviceRuntime:
             try:
                 self.send(Ack(block_seq=pos.block_seq))
                 self.acked = pos.block_seq
-                self.model.record_ack(self.state, pos.block_seq)
+                self.model.links.acknowledged(self.state, pos.block_seq)
             except DeviceOffline:
                 pass
