@@ -131,16 +131,23 @@ class CommandPath:
 
     # ------------------------------------------------------------------ relays
 
-    def select(self, device: str, circuit: int, on: bool, origin: Origin) -> None:
-        """Arm a relay for one operation (select-before-operate)."""
-        started = time.monotonic()
+    def _relay_port(
+        self, label: str, action: Action, origin: Origin, device: str, circuit: int, **fields: object
+    ) -> DevicePort:
+        """Authorise a synchronous relay action and find its relay; a refusal is audited here."""
         try:
-            authorise(origin, Action.SELECT)
+            authorise(origin, action)
             port = self._port(device)
             self._check_circuit(port, circuit)
         except BridgeError as exc:
-            _audit("select", origin, f"{exc.code}: {exc}", started, device=device, circuit=circuit, on=on)
+            _audit(label, origin, f"{exc.code}: {exc}", time.monotonic(), device=device, circuit=circuit, **fields)
             raise
+        return port
+
+    def select(self, device: str, circuit: int, on: bool, origin: Origin) -> None:
+        """Arm a relay for one operation (select-before-operate)."""
+        started = time.monotonic()
+        port = self._relay_port("select", Action.SELECT, origin, device, circuit, on=on)
         self._sbo.arm(port.name, circuit, on, origin.user)
         port.record(Selected(circuit, on))
         _audit("select", origin, "armed", started, device=device, circuit=circuit, on=on)
@@ -244,13 +251,7 @@ class CommandPath:
 
     def set_maintenance_lock(self, device: str, circuit: int, locked: bool, origin: Origin) -> None:
         started = time.monotonic()
-        try:
-            authorise(origin, Action.MAINTENANCE_LOCK)
-            port = self._port(device)
-            self._check_circuit(port, circuit)
-        except BridgeError as exc:
-            _audit("maintenance-lock", origin, f"{exc.code}: {exc}", started, device=device, circuit=circuit)
-            raise
+        port = self._relay_port("maintenance-lock", Action.MAINTENANCE_LOCK, origin, device, circuit, locked=locked)
         rec = self.store.relay(port.name, circuit)
         self.store.save_relay(port.name, circuit, replace(rec, maintenance_lock=locked))
         port.record(MaintenanceLocked(circuit, locked))
