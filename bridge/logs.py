@@ -35,3 +35,12 @@ def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
 
 def get_logger(name: str, **context: Any) -> Any:
     return structlog.get_logger(name).bind(**context)
+
+
+_audit_log = structlog.get_logger("bridge.audit")
+
+
+def audit(event: str, **fields: Any) -> None:
+    """One line in the audit trail (logger ``bridge.audit``): commands, their refusals, and every
+    refused peer or write, with who, from where and why."""
+    _audit_log.info(event, **fields)

@@ -142,6 +142,21 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
             assert dev.circuits[0].relay_on is False
             await relay.write_value(ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
             assert await relay.read_value() is True
+            # bad method arguments are refused with the standard codes and never execute
+            for args, code in (
+                ((ua.Variant("x", ua.VariantType.String), ua.Variant(5, ua.VariantType.Int32)), "BadTooManyArguments"),
+            ):
+                with pytest.raises(ua.UaStatusCodeError) as bad:
+                    await c1.call_method(f"{idx}:SwitchOff", *args)
+                assert bad.value.code == getattr(ua.StatusCodes, code)
+            for args, code in (
+                ((), "BadArgumentsMissing"),
+                ((ua.Variant("yes", ua.VariantType.String),), "BadTypeMismatch"),
+            ):
+                with pytest.raises(ua.UaStatusCodeError) as bad:
+                    await c1.call_method(f"{idx}:Select", *args)
+                assert bad.value.code == getattr(ua.StatusCodes, code)
+            assert dev.circuits[0].relay_on is True and dev.circuits[0].selected is None
 
             # aggregates
             await wait_for(lambda: "3s" in dev.aggregates, 20, "3 s aggregate")

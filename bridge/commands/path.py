@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from bridge.config import Config
 from bridge.errors import BridgeError, CommandFailed, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown
-from bridge.logs import get_logger
+from bridge.logs import audit
 from bridge.store import Store
 from device.protocol import (
     BOARD_CIRCUITS,
@@ -47,7 +47,6 @@ from .port import (
     SelfTested,
 )
 
-audit = get_logger("bridge.audit")
 T = TypeVar("T")
 
 
@@ -61,7 +60,7 @@ class RelayOutcome:
 
 
 def _audit(action: str, origin: Origin, outcome: str, started: float, **fields: object) -> None:
-    audit.info(
+    audit(
         "command",
         action=action,
         front=origin.front,

@@ -88,8 +88,10 @@ class LinkChanges:
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
 
-    def identify(self, dev: DeviceState, hello: Hello) -> None:
+    def identify(self, dev: DeviceState, hello: Hello, *, scales_changed: bool = False) -> None:
         dev.hello = hello
+        if scales_changed:
+            dev.link.scale_changes += 1
         self._emit(dev, Change.IDENTITY)
 
     def connect(self, dev: DeviceState, peer: str, transport: str) -> None:

@@ -114,6 +114,7 @@ class LinkHealth:
     lost_blocks: int = 0
     frame_errors: int = 0
     acked_seq: int | None = None
+    scale_changes: int = 0  # HELLOs that announced other ADC scales than the one before
 
 
 @dataclass(slots=True)

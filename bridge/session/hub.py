@@ -8,7 +8,7 @@ import time
 from collections.abc import Collection
 
 from bridge.config import Config, Device
-from bridge.logs import get_logger
+from bridge.logs import audit, get_logger
 from bridge.model import Model
 from bridge.store import Store
 from device.protocol import (
@@ -39,6 +39,7 @@ class DeviceHub:
         }
         self.log = get_logger("bridge.hub")
         self._refused: set[str] = set()
+        self._refused_takeovers: set[tuple[str, str]] = set()  # (serial, peer host) already logged
 
     # ------------------------------------------------------------------ DevicePorts
 
@@ -66,13 +67,16 @@ class DeviceHub:
         if state is None and self.config.bridge.auto_accept:
             return self._auto_accept(hello)
         if state is None:
-            # log once per serial at warning, repeats at debug
-            (self.log.debug if hello.serial_number in self._refused else self.log.warning)(
+            # log and audit once per serial at warning, repeats at debug
+            first = hello.serial_number not in self._refused
+            (self.log.warning if first else self.log.debug)(
                 "device refused: serial number not in the configuration (add it under [[devices]] "
                 "or set bridge.auto_accept)",
                 serial=hello.serial_number,
                 peer=peer,
             )
+            if first:
+                audit("link refused", reason="unknown-device", serial=hello.serial_number, peer=peer)
             self._refused.add(hello.serial_number)
             return None
         if expected is not None and state.name != expected:
@@ -85,6 +89,28 @@ class DeviceHub:
             )
             return None
         return self.runtimes[state.name]
+
+    def _refuse_takeover(self, runtime: DeviceRuntime, hello: Hello, peer: str) -> None:
+        key = (hello.serial_number, peer.rpartition(":")[0])
+        if key in self._refused_takeovers:
+            self.log.debug("second link refused again", device=runtime.name, peer=peer)
+            return
+        self.log.warning(
+            "second link refused: the device is connected and streaming on another link",
+            device=runtime.name,
+            serial=hello.serial_number,
+            peer=peer,
+            connected_peer=runtime.state.link.peer,
+        )
+        self._refused_takeovers.add(key)
+        audit(
+            "link refused",
+            reason="device-connected",
+            device=runtime.name,
+            serial=hello.serial_number,
+            peer=peer,
+            connected_peer=runtime.state.link.peer,
+        )
 
     # ------------------------------------------------------------------ links
 
@@ -117,6 +143,13 @@ class DeviceHub:
                         if new is None:
                             text = f"serial {ev.serial_number} is not configured on this bridge"
                             await stream.write(conn.send(ErrorMessage(code="unknown-device", text=text)))
+                            return
+                        if new is not runtime and new.connected and new.state.online:
+                            # the device is connected and streaming on another link: this one cannot
+                            # prove it is that device, so it may not take it over
+                            self._refuse_takeover(new, ev, stream.peer)
+                            text = f"device {ev.serial_number} is already connected and streaming"
+                            await stream.write(conn.send(ErrorMessage(code="device-connected", text=text)))
                             return
                         if new is not runtime:
                             if runtime is not None:

@@ -12,7 +12,7 @@ from bridge.config import AnalysisSection
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
 from bridge.errors import DeviceOffline
-from bridge.logs import get_logger
+from bridge.logs import audit, get_logger
 from bridge.model import DeviceState, Model
 from bridge.store import Progress, Store
 from device.protocol import (
@@ -175,8 +175,13 @@ class DeviceRuntime:
 
     def on_hello(self, hello: Hello) -> None:
         old = self.state.hello
-        self.model.links.identify(self.state, hello)
         lsb_changed = old is None or (old.v_lsb_volts, old.i_lsb_amps) != (hello.v_lsb_volts, hello.i_lsb_amps)
+        if old is not None and lsb_changed:
+            # never silent: a changed scale changes every value and the energy counted from now on
+            fields = {"old_v_lsb": old.v_lsb_volts, "new_v_lsb": hello.v_lsb_volts, "old_i_lsb": old.i_lsb_amps}
+            self.log.warning("device announced other ADC scales in HELLO", **fields, new_i_lsb=hello.i_lsb_amps)
+            audit("scales changed", device=self.name, serial=hello.serial_number, **fields, new_i_lsb=hello.i_lsb_amps)
+        self.model.links.identify(self.state, hello, scales_changed=old is not None and lsb_changed)
         if self.analyzer is None or old is None or old.sample_rate_hz != hello.sample_rate_hz:
             self._new_analyzer(hello)
         elif lsb_changed:

@@ -23,6 +23,7 @@ def health(model: ModelView) -> tuple[int, dict[str, Any]]:
             "data_age_s": round(a, 3) if math.isfinite(a) else None,
             "lost_blocks": d.link.lost_blocks,
             "frame_errors": d.link.frame_errors,
+            "scale_changes": d.link.scale_changes,
         }
     ok = all(v["online"] for v in devices.values())
     return (200 if ok else 503), {"status": "ok" if ok else "degraded", "devices": devices}

@@ -14,6 +14,7 @@ from bridge.errors import BridgeError, CommandRejected, CommandTimeout, DeviceOf
 from bridge.logs import get_logger
 
 from .address_space import MethodHandler, Nodes
+from .catalogue import CIRCUIT_METHODS, DEVICE_METHODS, Method
 from .security import ConfigUsers
 
 log = get_logger("bridge.opcua")
@@ -21,7 +22,28 @@ GOOD = ua.StatusCode(ua.StatusCodes.Good)
 Call = Callable[[CommandPath, str, int, Origin, list[Any]], Awaitable[list[ua.Variant]]]
 
 
+# the command path's refusal codes that mean "an argument's value is wrong"
+_ARGUMENT_CODES = frozenset({"circuit", "channel", "gain"})
+SPECS: dict[str, Method] = {m.name: m for m in (*CIRCUIT_METHODS, *DEVICE_METHODS)}
+
+
+def check_arguments(spec: Method, args: tuple[Any, ...]) -> ua.StatusCode | None:
+    """Count and built-in type of each input argument against the method's declaration; None when
+    they fit. A bad call is answered with its status code and does nothing."""
+    if len(args) < len(spec.inputs):
+        return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
+    if len(args) > len(spec.inputs):
+        return ua.StatusCode(ua.StatusCodes.BadTooManyArguments)
+    for arg, expected in zip(args, spec.inputs, strict=True):
+        got = arg.VariantType if isinstance(arg, ua.Variant) else None
+        if got != getattr(ua.VariantType, expected):
+            return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+    return None
+
+
 def status_for(exc: BridgeError) -> ua.StatusCode:
+    if isinstance(exc, CommandRejected) and exc.code in _ARGUMENT_CODES:
+        return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
     if isinstance(exc, NotAuthorised):
         return ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)
     if isinstance(exc, DeviceOffline):
@@ -100,11 +122,16 @@ class CommandHandlers:
         self.on_done = on_done  # the front refreshes the device's values after a command
 
     def method(self, device: str, circuit: int, name: str) -> MethodHandler:
-        run = CALLS[name]
+        run, spec = CALLS[name], SPECS[name]
 
         async def call(parent: ua.NodeId, *args: ua.Variant) -> Any:
             if self.commands is None:
                 return ua.StatusCode(ua.StatusCodes.BadNotImplemented)
+            bad = check_arguments(spec, args)
+            if bad is not None:
+                origin = self.users.origin()
+                log.warning("OPC UA method call refused", method=name, device=device, user=origin.user, status=bad.name)
+                return bad
             values = [a.Value if isinstance(a, ua.Variant) else a for a in args]
             try:
                 out = await run(self.commands, device, circuit, self.users.origin(), values)
