@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from device.link import client_context, server_context
 
 from . import __version__
 from .commands import CommandPath
@@ -17,6 +20,7 @@ from .fronts.modbus.register_map import load_map
 from .link.transports import dial_tcp, open_serial, serve_tcp
 from .logs import get_logger
 from .model import Change, DeviceState, Model
+from .pki import PkiPaths
 from .session import DeviceHub
 from .store import Store
 
@@ -47,6 +51,8 @@ class BridgeApp:
         self.hub = DeviceHub(config, self.model, self.store)
         self.commands = CommandPath(config, self.hub, self.store)
         self.maps = {s.map: load_map(s.map, tuple(config.modbus.map_dirs)) for s in config.modbus.servers}
+        pki_dir = Path(config.links.pki_dir) if config.links.pki_dir else self.state_dir / "link-pki"
+        self.pki = PkiPaths(pki_dir if pki_dir.is_absolute() else base / pki_dir)
         self.endpoints = Endpoints()
         self.ready = asyncio.Event()
         self._servers: list[Any] = []
@@ -61,11 +67,13 @@ class BridgeApp:
                 if cfg.links.listen:
                     host, port = _split(cfg.links.listen)
                     ev = asyncio.Event()
-                    tg.create_task(serve_tcp(host, port, self.hub.handle, ev), name="device-listener")
+                    tls = self._link_tls(server=True) if cfg.links.tls_for(host) else None
+                    tg.create_task(serve_tcp(host, port, self.hub.handle, ev, tls), name="device-listener")
                     waits.append(ev.wait())
-                    self.endpoints.devices = f"{host}:{port}"
+                    self.endpoints.devices = f"{host}:{port}" + (" (mutual TLS)" if tls else "")
                 for d in cfg.links.dial:
-                    tg.create_task(dial_tcp(d.host, d.port, self.hub.handle, d.device, cfg.links.reconnect_max_s))
+                    tls = self._link_tls(server=False) if cfg.links.tls_for(d.host, d.tls) else None
+                    tg.create_task(dial_tcp(d.host, d.port, self.hub.handle, d.device, cfg.links.reconnect_max_s, tls))
                 for s in cfg.links.serial:
                     tg.create_task(
                         open_serial(s.port, s.baudrate, self.hub.handle, s.device, cfg.links.reconnect_max_s)
@@ -106,6 +114,14 @@ class BridgeApp:
                 log.info("bridge running", devices=len(self.model.devices))
         finally:
             await self._shutdown()
+
+    def _link_tls(self, *, server: bool) -> ssl.SSLContext:
+        """Mutual TLS with the bridge's link certificate. Dialling out, the device's certificate is not
+        checked against a host name (devices carry their serial, not a DNS name): the session binds
+        the certificate's serial to the device's HELLO instead."""
+        self.pki.require()
+        files = (self.pki.bridge_cert, self.pki.bridge_key, self.pki.ca_cert)
+        return server_context(*files) if server else client_context(*files, check_hostname=False)
 
     def _on_link(self, device: DeviceState, what: Change) -> None:
         if device.online and device.name not in self._safe_state_done:

@@ -139,6 +139,48 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     return _api(args, "/api/self-test", {"device": args.device})
 
 
+def _state_dir(args: argparse.Namespace) -> Path:
+    """state_dir from --state-dir, or from --config (relative to the config file, as the bridge reads it)."""
+    if args.state_dir:
+        return Path(args.state_dir)
+    if args.config:
+        config = load_config(args.config)
+        state = Path(config.bridge.state_dir)
+        return state if state.is_absolute() else Path(args.config).resolve().parent / state
+    raise ConfigError("give --config FILE (the bridge's configuration) or --state-dir DIR")
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    from .pki import PkiPaths, init_pki
+
+    state = _state_dir(args)
+    existed = PkiPaths.under(state).exists()
+    paths = init_pki(state, list(args.host), force=args.force)
+    if existed and not args.force:
+        print(f"link PKI already in {paths.root} (kept; --force makes a new CA, which every device must then get)")
+    else:
+        print(f"link CA and bridge certificate written to {paths.root} (private keys mode 0600)")
+    return EXIT_OK
+
+
+def cmd_pki_issue_device(args: argparse.Namespace) -> int:
+    from .pki import issue_device
+
+    crt, key, ca = issue_device(_state_dir(args), args.serial, Path(args.out))
+    print(f"device {args.serial}: {crt}, {key} (keep it secret), {ca}")
+    tls = f"--tls-cert {crt} --tls-key {key} --tls-ca {ca}"
+    print(f"  simulator: openstrom-device-sim --serial-number {args.serial} {tls}")
+    return EXIT_OK
+
+
+def cmd_pki_issue_client(args: argparse.Namespace) -> int:
+    from .pki import issue_client
+
+    crt, key, ca = issue_client(_state_dir(args), args.name, args.role, Path(args.out))
+    print(f"Modbus/TCP Security client {args.name} (role {args.role}): {crt}, {key} (keep it secret), {ca}")
+    return EXIT_OK
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from .fronts.opcua.passwords import hash_password
 
@@ -262,6 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("state", choices=["on", "off"])
         s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
         s.set_defaults(func=fn)
+
+    k = sub.add_parser("pki", help="the link CA: bridge, device and Modbus/TCP Security client certificates")
+    ksub = k.add_subparsers(dest="pki_command", required=True)
+    ki = ksub.add_parser("init", help="create the CA and the bridge's link certificate under state_dir")
+    ki.add_argument("--host", action="append", default=[], help="a host name or address devices dial (repeat)")
+    ki.add_argument("--force", action="store_true", help="replace an existing CA (every device needs new files)")
+    ki.set_defaults(func=cmd_pki_init)
+    kd = ksub.add_parser("issue-device", help="issue a device certificate bound to its serial number")
+    kd.add_argument("serial")
+    kd.set_defaults(func=cmd_pki_issue_device)
+    kc = ksub.add_parser("issue-client", help="issue a Modbus/TCP Security client certificate with a role")
+    kc.add_argument("name")
+    kc.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    kc.set_defaults(func=cmd_pki_issue_client)
+    for sp in (kd, kc):
+        sp.add_argument("--out", required=True, help="folder for the certificate, its key and ca.crt")
+    for sp in (ki, kd, kc):
+        sp.add_argument("--config", help="the bridge's configuration (its state_dir holds the CA)")
+        sp.add_argument("--state-dir", help="the bridge's state_dir, instead of --config")
 
     h = sub.add_parser("hash-password", help="hash a password for an OPC UA user in the configuration")
     h.add_argument("--password")

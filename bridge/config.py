@@ -5,6 +5,7 @@ Parsed once into frozen models; nothing downstream re-reads or mutates the raw d
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -40,10 +41,25 @@ class BridgeSection(_Model):
     auto_accept: bool = Field(False, description="accept devices whose serial number is not configured")
 
 
+def is_loopback(host: str) -> bool:
+    """A host that only this machine reaches (127.0.0.0/8, ::1, localhost).
+
+    >>> is_loopback("127.0.0.2"), is_loopback("0.0.0.0"), is_loopback("localhost")
+    (True, False, True)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class DialLink(_Model):
     host: str
     port: int = Field(DEFAULT_DEVICE_PORT, ge=1, le=65535)
     device: str | None = Field(None, description="expected device name (checked against HELLO)")
+    tls: bool | None = Field(None, description="mutual TLS to the device (default: links.tls decides by address)")
 
 
 class SerialLink(_Model):
@@ -57,6 +73,19 @@ class LinksSection(_Model):
     dial: tuple[DialLink, ...] = ()
     serial: tuple[SerialLink, ...] = ()
     reconnect_max_s: float = Field(10.0, gt=0, le=600)
+    tls: Literal["auto", "always"] = Field(
+        "auto",
+        description="auto: mutual TLS on every non-loopback listen and dial address, plain TCP on loopback "
+        "only; always: TLS on loopback too",
+    )
+    pki_dir: str | None = Field(None, description="CA and bridge certificate (default: state_dir/link-pki)")
+    revoked: tuple[str, ...] = Field((), description="device serial numbers whose certificates are refused")
+
+    def tls_for(self, host: str, explicit: bool | None = None) -> bool:
+        """Whether a link to or from ``host`` must use mutual TLS."""
+        if not is_loopback(host):
+            return True  # never plain TCP beyond this machine, whatever a link says
+        return explicit if explicit is not None else self.tls == "always"
 
 
 class ModbusServer(_Model):

@@ -11,6 +11,8 @@ from typing import Protocol
 class ByteStream(Protocol):
     peer: str
     kind: str
+    identity: str | None  # the device serial its TLS certificate proves; None on an unauthenticated link
+    subject: str  # the certificate's subject, for logs and the audit ("" without TLS)
 
     async def read(self) -> bytes:
         """Some bytes, or b"" at end of stream."""
@@ -28,10 +30,21 @@ class ByteStream(Protocol):
 class AsyncioStream:
     """TCP sockets and pyserial-asyncio ports both come as (StreamReader, StreamWriter)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, peer: str, kind: str) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer: str,
+        kind: str,
+        identity: str | None = None,
+        subject: str = "",
+    ) -> None:
         self._r, self._w = reader, writer
         self.peer = peer
         self.kind = kind
+        self.identity = identity
+        self.subject = subject
 
     async def read(self) -> bytes:
         try:
@@ -59,6 +72,8 @@ class MemoryStream:
         self._rx, self._tx = rx, tx
         self.peer = peer
         self.kind = "memory"
+        self.identity: str | None = None
+        self.subject = ""
         self.closed = False
 
     async def read(self) -> bytes:

@@ -38,8 +38,7 @@ class DeviceHub:
             name: DeviceRuntime(state, model, store, config.analysis) for name, state in model.devices.items()
         }
         self.log = get_logger("bridge.hub")
-        self._refused: set[str] = set()
-        self._refused_takeovers: set[tuple[str, str]] = set()  # (serial, peer host) already logged
+        self._refused_links: set[tuple[str, str, str]] = set()  # (reason, serial, peer host) logged once
 
     # ------------------------------------------------------------------ DevicePorts
 
@@ -62,22 +61,54 @@ class DeviceHub:
         )
         return runtime
 
+    def _refuse_once(self, reason: str, serial: str, peer: str, message: str, **fields: object) -> None:
+        """Log a refused link at warning and audit it, once per (reason, serial, peer host); repeats
+        at debug, so a device retrying every few seconds does not flood the log."""
+        key = (reason, serial, peer.rpartition(":")[0])
+        if key in self._refused_links:
+            self.log.debug(message, serial=serial, peer=peer, **fields)
+            return
+        self._refused_links.add(key)
+        self.log.warning(message, serial=serial, peer=peer, **fields)
+        audit("link refused", reason=reason, serial=serial, peer=peer, **fields)
+
+    def _authenticated(self, hello: Hello, stream: ByteStream) -> str | None:
+        """None when the link may speak for the HELLO's serial; else the reason it may not."""
+        if stream.identity is None:
+            return None  # plain TCP: allowed on loopback only (links.tls_for), serial lines by isolation
+        if stream.identity != hello.serial_number:
+            self._refuse_once(
+                "identity-mismatch",
+                hello.serial_number,
+                stream.peer,
+                "device refused: its certificate is issued to another serial than its HELLO claims",
+                certificate_serial=stream.identity,
+                certificate=stream.subject,
+            )
+            return f"the certificate is issued to {stream.identity}, not {hello.serial_number}"
+        if stream.identity in self.config.links.revoked:
+            self._refuse_once(
+                "revoked",
+                hello.serial_number,
+                stream.peer,
+                "device refused: its serial is in links.revoked",
+                certificate=stream.subject,
+            )
+            return f"the certificate of {stream.identity} is revoked on this bridge"
+        return None
+
     def _admit(self, hello: Hello, peer: str, expected: str | None) -> DeviceRuntime | None:
         state = self.model.by_serial(hello.serial_number)
         if state is None and self.config.bridge.auto_accept:
             return self._auto_accept(hello)
         if state is None:
-            # log and audit once per serial at warning, repeats at debug
-            first = hello.serial_number not in self._refused
-            (self.log.warning if first else self.log.debug)(
+            self._refuse_once(
+                "unknown-device",
+                hello.serial_number,
+                peer,
                 "device refused: serial number not in the configuration (add it under [[devices]] "
                 "or set bridge.auto_accept)",
-                serial=hello.serial_number,
-                peer=peer,
             )
-            if first:
-                audit("link refused", reason="unknown-device", serial=hello.serial_number, peer=peer)
-            self._refused.add(hello.serial_number)
             return None
         if expected is not None and state.name != expected:
             self.log.warning(
@@ -91,24 +122,12 @@ class DeviceHub:
         return self.runtimes[state.name]
 
     def _refuse_takeover(self, runtime: DeviceRuntime, hello: Hello, peer: str) -> None:
-        key = (hello.serial_number, peer.rpartition(":")[0])
-        if key in self._refused_takeovers:
-            self.log.debug("second link refused again", device=runtime.name, peer=peer)
-            return
-        self.log.warning(
+        self._refuse_once(
+            "device-connected",
+            hello.serial_number,
+            peer,
             "second link refused: the device is connected and streaming on another link",
             device=runtime.name,
-            serial=hello.serial_number,
-            peer=peer,
-            connected_peer=runtime.state.link.peer,
-        )
-        self._refused_takeovers.add(key)
-        audit(
-            "link refused",
-            reason="device-connected",
-            device=runtime.name,
-            serial=hello.serial_number,
-            peer=peer,
             connected_peer=runtime.state.link.peer,
         )
 
@@ -139,14 +158,19 @@ class DeviceHub:
                         first_error = False
                         continue
                     if isinstance(ev, Hello):
+                        why = self._authenticated(ev, stream)
+                        if why is not None:
+                            await stream.write(conn.send(ErrorMessage(code="not-authenticated", text=why)))
+                            return
                         new = self._admit(ev, stream.peer, expected)
                         if new is None:
                             text = f"serial {ev.serial_number} is not configured on this bridge"
                             await stream.write(conn.send(ErrorMessage(code="unknown-device", text=text)))
                             return
-                        if new is not runtime and new.connected and new.state.online:
+                        if new is not runtime and new.connected and new.state.online and stream.identity is None:
                             # the device is connected and streaming on another link: this one cannot
-                            # prove it is that device, so it may not take it over
+                            # prove it is that device, so it may not take it over (one that proves it
+                            # with its certificate may: the old link is then the stale one)
                             self._refuse_takeover(new, ev, stream.peer)
                             text = f"device {ev.serial_number} is already connected and streaming"
                             await stream.write(conn.send(ErrorMessage(code="device-connected", text=text)))

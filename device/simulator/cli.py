@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from pathlib import Path
 
 from device.protocol import Encoding
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=[e.name.lower() for e in Encoding], default="binary")
     p.add_argument("--gzip", action="store_true", help="gzip every payload")
     p.add_argument("--sram-blocks", type=int, default=4096, help="SRAM buffer size in blocks")
+    tls = p.add_argument_group("mutual TLS (files from `openstrom-bridge pki issue-device SERIAL --out DIR`)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="the device's certificate (device.crt)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the device's private key (device.key)")
+    tls.add_argument("--tls-ca", metavar="FILE", help="the bridge's CA certificate (ca.crt)")
     return p
 
 
@@ -63,7 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         encoding=Encoding[args.encoding.upper()],
         compress=args.gzip,
     )
-    link = LinkSpec(connect=args.connect, listen=args.listen, serial=args.serial, baudrate=args.baudrate)
+    tls_files = (args.tls_cert, args.tls_key, args.tls_ca)
+    if any(tls_files) and not all(tls_files):
+        print("openstrom-device-sim: mutual TLS needs all three of --tls-cert, --tls-key and --tls-ca", file=sys.stderr)
+        return 2
+    link = LinkSpec(
+        connect=args.connect,
+        listen=args.listen,
+        serial=args.serial,
+        baudrate=args.baudrate,
+        tls=tuple(Path(f) for f in tls_files) if all(tls_files) else None,  # type: ignore[arg-type]
+    )
     log(
         f"device {args.serial_number}, scenario '{scenario.name}', {scenario.sample_rate_hz} Hz, "
         f"encoding {args.encoding}{'+gzip' if args.gzip else ''}, speed x{args.speed}"

@@ -11,9 +11,10 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from device.link import Backoff, reconnect_forever
+from device.link import Backoff, client_context, reconnect_forever, server_context
 from device.protocol import (
     Ack,
     Connection,
@@ -42,6 +43,7 @@ class LinkSpec:
     listen: tuple[str, int] | None = None
     serial: str | None = None
     baudrate: int = 3_000_000
+    tls: tuple[Path, Path, Path] | None = None  # (certificate, key, CA) for mutual TLS on TCP links
 
 
 class Runner:
@@ -159,9 +161,11 @@ class Runner:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _dial(self, host: str, port: int) -> None:
+    async def _dial(self, host: str, port: int, tls: tuple[Path, Path, Path] | None) -> None:
+        ctx = client_context(*tls) if tls else None  # the bridge's certificate must match the host dialled
+
         async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-            return await asyncio.open_connection(host, port)
+            return await asyncio.open_connection(host, port, ssl=ctx)
 
         async def serve(pair: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
             await self._session(*pair, serial=False)
@@ -185,7 +189,7 @@ class Runner:
             on_closed=lambda: log("connection to bridge closed; reconnecting"),
         )
 
-    async def _listen(self, host: str, port: int) -> None:
+    async def _listen(self, host: str, port: int, tls: tuple[Path, Path, Path] | None) -> None:
         current: asyncio.Task[Any] | None = None
 
         async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -197,8 +201,8 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._session(reader, writer, serial=False)
 
-        server = await asyncio.start_server(on_client, host, port)
-        log(f"listening for a bridge on {host}:{port}")
+        server = await asyncio.start_server(on_client, host, port, ssl=server_context(*tls) if tls else None)
+        log(f"listening for a bridge on {host}:{port}" + (" (mutual TLS)" if tls else ""))
         async with server:
             await server.serve_forever()
 
@@ -224,9 +228,9 @@ class Runner:
 
     async def run(self, link: LinkSpec) -> None:
         if link.connect:
-            link_coro = self._dial(*link.connect)
+            link_coro = self._dial(*link.connect, link.tls)
         elif link.listen:
-            link_coro = self._listen(*link.listen)
+            link_coro = self._listen(*link.listen, link.tls)
         elif link.serial:
             link_coro = self._serial(link.serial, link.baudrate)
         else:
