@@ -16,6 +16,7 @@ from device.link import client_context, server_context
 from . import __version__
 from .commands import CommandPath
 from .config import Config
+from .config import ModbusServer as ModbusServerConfig
 from .fronts.modbus.register_map import load_map
 from .link.transports import dial_tcp, open_serial, serve_tcp
 from .logs import get_logger
@@ -43,7 +44,7 @@ class Endpoints:
 class BridgeApp:
     def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
         self.config = config
-        base = base_dir or Path.cwd()
+        base = self.base_dir = base_dir or Path.cwd()
         state_dir = Path(config.bridge.state_dir)
         self.state_dir = state_dir if state_dir.is_absolute() else base / state_dir
         self.model = Model(config)
@@ -89,6 +90,7 @@ class BridgeApp:
                             srv,
                             name=cfg.bridge.name,
                             version=__version__,
+                            tls=self._modbus_tls(srv) if srv.tls else None,
                         )
                         self._servers.append(server)
                         self.endpoints.modbus.append((srv.map, srv.host, srv.port))
@@ -122,6 +124,20 @@ class BridgeApp:
         self.pki.require()
         files = (self.pki.bridge_cert, self.pki.bridge_key, self.pki.ca_cert)
         return server_context(*files) if server else client_context(*files, check_hostname=False)
+
+    def _modbus_tls(self, srv: ModbusServerConfig) -> ssl.SSLContext:
+        """Modbus/TCP Security: our certificate (the link PKI's by default) and the CA that client
+        certificates must chain to; a client without one fails the handshake."""
+        if srv.tls_cert and srv.tls_key and srv.tls_ca:
+            files = tuple(self._path(p) for p in (srv.tls_cert, srv.tls_key, srv.tls_ca))
+        else:
+            self.pki.require()
+            files = (self.pki.bridge_cert, self.pki.bridge_key, self.pki.ca_cert)
+        return server_context(*files)
+
+    def _path(self, p: str) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() else self.base_dir / path
 
     def _on_link(self, device: DeviceState, what: Change) -> None:
         if device.online and device.name not in self._safe_state_done:

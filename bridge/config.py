@@ -88,6 +88,13 @@ class LinksSection(_Model):
         return explicit if explicit is not None else self.tls == "always"
 
 
+RoleName = Literal["viewer", "operator", "admin"]
+
+
+def _same_roles() -> dict[str, RoleName]:
+    return {"viewer": "viewer", "operator": "operator", "admin": "admin"}
+
+
 class ModbusServer(_Model):
     map: str = Field(description="register map name (built-in or file stem in map_dirs)")
     host: str = "0.0.0.0"
@@ -97,6 +104,42 @@ class ModbusServer(_Model):
         "exception",
         description="offline device: gateway exception 0x0B, or NaN/0x8000 values plus quality flag",
     )
+    read_only: bool = Field(False, description="refuse every write (exception 01); reads are served")
+    write_allow: tuple[str, ...] | None = Field(
+        None,
+        description="networks (CIDR) whose clients may write; others get exception 01. Default: loopback only "
+        "on a plain server, any address on a TLS server (there the certificate's role decides)",
+    )
+    tls: bool = Field(False, description="Modbus/TCP Security: mutual TLS, the client certificate's role decides")
+    tls_cert: str | None = Field(None, description="server certificate (default: the link PKI's bridge certificate)")
+    tls_key: str | None = Field(None, description="its private key")
+    tls_ca: str | None = Field(None, description="CA that client certificates must chain to (default: the link CA)")
+    role_map: dict[str, RoleName] = Field(
+        default_factory=_same_roles,
+        description="certificate role (extension 1.3.6.1.4.1.50316.802.1) -> bridge role; others read only",
+    )
+    max_connections: int = Field(32, ge=1, le=1024, description="clients at once; more are closed at connect")
+    idle_timeout_s: float = Field(
+        120.0, ge=0, le=86400, description="close a client silent this long (0: never); SCADA polls every few s"
+    )
+
+    @field_validator("write_allow")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for k, net in enumerate(v or ()):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"write_allow[{k}]: {net!r} is not a network in CIDR notation (e.g. 10.1.2.0/24)"
+                ) from None
+        return v
+
+    def writers(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        nets = self.write_allow
+        if nets is None:
+            nets = ("0.0.0.0/0", "::/0") if self.tls else ("127.0.0.0/8", "::1/128")
+        return [ipaddress.ip_network(n, strict=False) for n in nets]
 
 
 def _default_modbus_servers() -> tuple[ModbusServer, ...]:
@@ -124,7 +167,7 @@ class ModbusSection(_Model):
 class OpcUaUser(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     password_hash: str = Field(description="scrypt hash from `openstrom-bridge hash-password`")
-    role: Literal["viewer", "operator", "admin"] = "viewer"
+    role: RoleName = "viewer"
 
 
 class OpcUaSection(_Model):

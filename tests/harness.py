@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,14 +86,22 @@ async def fresh_windows(dev: Any, timeout: float = 20) -> None:
 class RawModbus:
     """A Modbus TCP client that is not pymodbus: MBAP frames over a plain socket."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, source: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.source = source  # a local address to connect from (127.0.0.2 is another loopback host)
+        self.tls = tls  # Modbus/TCP Security: the same frames inside TLS
         self._tid = 0
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> RawModbus:
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1",
+            self.port,
+            local_addr=(self.source, 0) if self.source else None,
+            ssl=self.tls,
+            server_hostname="127.0.0.1" if self.tls else None,
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -14,16 +14,19 @@ from typing import Any
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 
-from bridge.commands import CommandPath, Origin, Role
+from bridge.commands import MINIMUM_ROLE, Action, CommandPath, Origin
 from bridge.config import ModbusServer as ServerConfig
 from bridge.errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown, NotAuthorised
 from bridge.logs import get_logger
 from bridge.model import ModelView, device_quality
 
-from .pdus import peer
+from .clients import Refusals, current_origin
 from .register_map import BIT_TABLES, Point, RegisterMap, decode, encode
 
 log = get_logger("bridge.modbus")
+# what a Modbus write can ask for; a client below the least of their roles is refused at once
+WRITE_ACTIONS = (Action.SWITCH_RELAY, Action.SELECT, Action.SWITCH_AUX, Action.SELF_TEST)
+LEAST_WRITE_ROLE = min(MINIMUM_ROLE[a] for a in WRITE_ACTIONS)
 
 FC_TABLE = {
     1: "coil",
@@ -40,7 +43,9 @@ FC_TABLE = {
 class ModelContext(ModbusServerContext):  # type: ignore[misc]
     """The pymodbus datastore interface answered from the live model through a register map."""
 
-    def __init__(self, model: ModelView, rmap: RegisterMap, commands: CommandPath, cfg: ServerConfig) -> None:
+    def __init__(
+        self, model: ModelView, rmap: RegisterMap, commands: CommandPath, cfg: ServerConfig, refusals: Refusals
+    ) -> None:
         # deliberately not calling super().__init__: it builds simulator devices we do not use
         self.old_simulator = True
         self.simdevices = []
@@ -49,6 +54,8 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         self.commands = commands
         self.word_order = cfg.word_order or rmap.word_order
         self.offline_mode = cfg.offline
+        self.read_only = cfg.read_only
+        self.refusals = refusals
 
     def device_ids(self) -> list[int]:
         return [d.config.unit_id for d in self.model.devices.values()]
@@ -99,6 +106,12 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
     async def async_setValues(  # noqa: N802 - the name pymodbus calls
         self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
     ) -> ExcCodes | None:
+        origin = current_origin()
+        if origin.role < LEAST_WRITE_ROLE:
+            # refused before anything is looked at: a client without authority learns nothing of the map
+            why = "read-only server" if self.read_only else "this client may not write (write_allow, certificate role)"
+            self.refusals.refuse_once(origin, "write-not-allowed", why, unit=device_id, function=func_code)
+            return ExcCodes.ILLEGAL_FUNCTION
         dev = self._device(device_id)
         if isinstance(dev, ExcCodes):
             return dev
@@ -111,8 +124,6 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         points = self.map.points_in(table, address, count)
         if any(not p.writable for p in points):
             return ExcCodes.ILLEGAL_ADDRESS  # read-only points are not writable addresses
-        # a Modbus client has no identity of its own here: reaching the port is what allows writing
-        origin = Origin(front="modbus", client=peer.get(), user=f"unit {device_id}", role=Role.OPERATOR)
         for p in points:
             if p.address < address or p.end > address + count:
                 return ExcCodes.ILLEGAL_ADDRESS  # a multi-register point must be written whole

@@ -1,9 +1,10 @@
 """Request PDUs that answer as the Modbus application protocol says where pymodbus does not, and the
-connection handler that remembers the client's address for the audit."""
+connection handler: who the client is (address, certificate, role), how many may connect, and how
+long one may stay silent."""
 
 from __future__ import annotations
 
-import contextvars
+import time
 from typing import Any
 
 from pymodbus.constants import ExcCodes
@@ -21,11 +22,15 @@ from pymodbus.pdu.register_message import (
     WriteMultipleRegistersRequest,
     WriteSingleRegisterRequest,
 )
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusTcpServer, ModbusTlsServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.transaction import TransactionManager
 
-peer: contextvars.ContextVar[str] = contextvars.ContextVar("modbus_peer", default="?")
+from bridge.logs import get_logger
+
+from .clients import Access, Client, Refusals, client_of, set_origin
+
+log = get_logger("bridge.modbus")
 
 
 def _strict(base: type[Any], limit: int, *, bits: bool = False) -> type[Any]:
@@ -76,8 +81,46 @@ STRICT_PDUS = [
 ]
 
 
-class _PeerHandler(ServerRequestHandler):  # type: ignore[misc]
+class _ClientHandler(ServerRequestHandler):  # type: ignore[misc]
+    """One client connection. Its identity and role are fixed when it connects."""
+
+    access: Access
+    client = Client("?", "?")
+    _idle: Any = None
+    _last_rx = 0.0
+
+    def callback_connected(self) -> None:
+        super().callback_connected()
+        self.access = self.server.access
+        self.client = client_of(self.transport)
+        self.origin = self.access.origin(self.client)
+        self._last_rx = time.monotonic()
+        cfg = self.access.cfg
+        if len(self.server.active_connections) > cfg.max_connections:
+            self.server.refusals.refuse_once(
+                self.origin, "too-many-connections", f"{cfg.max_connections} clients are connected already"
+            )
+            self.close()
+            return
+        if cfg.idle_timeout_s:
+            self._idle = self.loop.call_later(cfg.idle_timeout_s, self._check_idle)
+
+    def _check_idle(self) -> None:
+        timeout = self.access.cfg.idle_timeout_s
+        silent = time.monotonic() - self._last_rx
+        if silent >= timeout:
+            log.info("modbus client closed after idle timeout", client=self.client.address, silent_s=round(silent, 1))
+            self.close()
+        else:
+            self._idle = self.loop.call_later(timeout - silent, self._check_idle)
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        super().callback_disconnected(exc)
+
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        self._last_rx = time.monotonic()
         # pymodbus answers an unknown function code with function 0x80; the standard wants the
         # request's own code with the high bit set (0x41 -> 0xC1), which clients match on
         try:
@@ -99,11 +142,26 @@ class _PeerHandler(ServerRequestHandler):  # type: ignore[misc]
         return int(used)
 
     async def handle_request(self) -> None:
-        addr = self.transport.get_extra_info("peername") if self.transport else None
-        peer.set(f"{addr[0]}:{addr[1]}" if addr else "?")
+        set_origin(self.origin)
         await super().handle_request()
 
 
-class PeerAwareServer(ModbusTcpServer):  # type: ignore[misc]
+class _ClientServer:
+    """What our TCP and TLS servers add to pymodbus's: the clients' access rules, our connection
+    handler, and the refusal log."""
+
+    def __init__(self, *args: Any, access: Access, refusals: Refusals, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.access = access
+        self.refusals = refusals
+
     def callback_new_connection(self) -> ServerRequestHandler:
-        return _PeerHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+        return _ClientHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)  # type: ignore[attr-defined]
+
+
+class PeerAwareServer(_ClientServer, ModbusTcpServer):  # type: ignore[misc]
+    """Modbus TCP."""
+
+
+class PeerAwareTlsServer(_ClientServer, ModbusTlsServer):  # type: ignore[misc]
+    """Modbus/TCP Security: the same MBAP frames (the socket framer) inside mutual TLS."""
