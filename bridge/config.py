@@ -178,6 +178,14 @@ class OpcUaSection(_Model):
     trust_all_clients: bool = Field(False, description="accept any client certificate (commissioning only)")
     users: tuple[OpcUaUser, ...] = ()
     history_retention_days: float = Field(7.0, gt=0, le=3650)
+    login_max_failures: int = Field(
+        5, ge=1, le=1000, description="failed logins from one address, or for one user, before a lockout"
+    )
+    login_window_s: float = Field(300.0, gt=0, le=86400, description="failures older than this are forgotten")
+    login_lockout_s: float = Field(300.0, gt=0, le=86400, description="how long a lockout lasts")
+    login_delay_s: float = Field(
+        0.5, ge=0, le=10, description="answer to a failed login waits this long, doubling per failure (max 8 s)"
+    )
 
 
 class MetricsSection(_Model):

@@ -14,6 +14,8 @@ from asyncua import ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_session import InternalSession
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -22,7 +24,7 @@ from bridge.commands import Origin, Role
 from bridge.config import Config
 from bridge.logs import get_logger
 
-from .passwords import verify_password
+from .logins import PasswordLogins
 
 log = get_logger("bridge.opcua")
 APPLICATION_URI = "urn:openstrom:bridge:server"
@@ -39,6 +41,10 @@ class WriteInterceptor(Protocol):
 
 
 _INTERCEPTORS: dict[int, WriteInterceptor] = {}  # id(iserver) -> the front answering its client writes
+_LOGINS: dict[int, ConfigUsers] = {}  # id(iserver) -> its users, checked before asyncua activates a session
+# (user, password, verdict) of the ActivateSession being processed, checked off the event loop
+_verdict: contextvars.ContextVar[tuple[str, str, bool] | None] = contextvars.ContextVar("opcua_login", default=None)
+_ACTIVATE = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
 
 
 def install_session_hooks() -> None:
@@ -48,6 +54,18 @@ def install_session_hooks() -> None:
         return
     orig_write = InternalSession.write
     orig_call = InternalSession.call
+    orig_process = UaProcessor._process_message
+
+    async def process(self: UaProcessor, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any) -> Any:
+        # asyncua checks passwords synchronously inside ActivateSession: check it here first, in a
+        # worker thread and throttled, and let the user manager take the verdict
+        users = _LOGINS.get(id(self.iserver)) if typeid == _ACTIVATE and self.session is not None else None
+        verdict = await users.precheck(self, body) if users is not None else None
+        token = _verdict.set(verdict)
+        try:
+            return await orig_process(self, typeid, requesthdr, seqhdr, body)
+        finally:
+            _verdict.reset(token)
 
     async def write(self: InternalSession, params: ua.WriteParameters) -> list[ua.StatusCode]:
         front = _INTERCEPTORS.get(id(self.iserver))
@@ -66,16 +84,20 @@ def install_session_hooks() -> None:
         finally:
             _session.reset(token)
 
+    UaProcessor._process_message = process  # type: ignore[method-assign]
     InternalSession.write = write  # type: ignore[method-assign]
     InternalSession.call = call  # type: ignore[method-assign]
     InternalSession._openstrom_hooked = True  # type: ignore[attr-defined]
 
 
-def intercept_writes(iserver: Any, front: WriteInterceptor | None) -> None:
-    if front is None:
+def intercept(iserver: Any, front: WriteInterceptor | None, users: ConfigUsers | None) -> None:
+    """Route this server's client writes to ``front`` and its logins to ``users`` (None: stop)."""
+    if front is None or users is None:
         _INTERCEPTORS.pop(id(iserver), None)
+        _LOGINS.pop(id(iserver), None)
     else:
         _INTERCEPTORS[id(iserver)] = front
+        _LOGINS[id(iserver)] = users
 
 
 class ConfigUsers:
@@ -84,17 +106,34 @@ class ConfigUsers:
     def __init__(self, config: Config) -> None:
         self.users = {u.name: u for u in config.opcua.users}
         self.allow_anonymous = config.opcua.allow_anonymous
+        self.logins = PasswordLogins(config.opcua)
+
+    async def precheck(self, processor: UaProcessor, body: Any) -> tuple[str, str, bool] | None:
+        """The verdict on an ActivateSession's user name and password, or None when it carries none
+        (asyncua then answers it as usual)."""
+        try:
+            params = struct_from_binary(ua.ActivateSessionParameters, body.copy())
+            tok = params.UserIdentityToken
+            if not isinstance(tok, ua.UserNameIdentityToken):
+                return None
+            username, password = processor.iserver.decrypt_user_token(processor.session, tok)
+        except Exception:  # a malformed token: asyncua's own handling refuses it
+            return None
+        peer = processor.name
+        address = str(peer[0]) if peer else "?"
+        return username, password, await self.logins.check(username, password, address)
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
         if username is None:
             return User(role=UserRole.User, name="anonymous") if self.allow_anonymous else None
-        u = self.users.get(username)
-        if u is None or password is None or not verify_password(password, u.password_hash):
-            log.warning("OPC UA login refused", user=username)
+        verdict = _verdict.get()
+        if verdict is None or verdict[:2] != (username, password):
+            # not prechecked (cannot happen through our processor hook): refuse rather than hash here
+            log.warning("OPC UA login refused: not checked", user=username)
             return None
-        return User(role=UserRole.User, name=username)
+        return User(role=UserRole.User, name=username) if verdict[2] else None
 
     def role(self, name: str | None) -> Role:
         if name == "anonymous" and self.allow_anonymous:

@@ -31,7 +31,7 @@ from .security import (
     TrustList,
     ensure_certificate,
     install_session_hooks,
-    intercept_writes,
+    intercept,
 )
 from .values import HISTORIZED_FIELDS, ValueWriter
 
@@ -91,7 +91,7 @@ class OpcUaFront:
         await s.load_certificate(str(cert))
         await s.load_private_key(str(key))
         s.set_certificate_validator(TrustList(self.state_dir, self.config.opcua.trust_all_clients).validate)  # type: ignore[arg-type]
-        intercept_writes(s.iserver, self.handlers)
+        intercept(s.iserver, self.handlers, self.users)
         await s.start()
         self.history = MeasurementHistory(
             s, self.state_dir / "opcua_history.sqlite", self.config.opcua.history_retention_days
@@ -107,7 +107,7 @@ class OpcUaFront:
         log.info("OPC UA server ready", endpoint=self.endpoint, policies=[p.name for p in policies])
 
     async def stop(self) -> None:
-        intercept_writes(self.server.iserver, None)
+        intercept(self.server.iserver, None, None)
         for t in list(self._tasks):
             t.cancel()
         await self.server.stop()
