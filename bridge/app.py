@@ -102,10 +102,13 @@ class BridgeApp:
                     self.endpoints.opcua = self.opcua.endpoint
                 if cfg.metrics.enabled:
                     from .fronts.http.server import serve_http
+                    from .fronts.http.token import create_api_token
 
                     host, port = _split(cfg.metrics.listen)
                     ev = asyncio.Event()
-                    tg.create_task(serve_http(host, port, self.model, self.commands, ev), name="http")
+                    token, files = create_api_token(self.state_dir, port)
+                    log.info("control API token written", files=[str(f) for f in files])
+                    tg.create_task(serve_http(host, port, self.model, self.commands, token, ev), name="http")
                     waits.append(ev.wait())
                     self.endpoints.http = f"{host}:{port}"
                 await asyncio.gather(*waits)

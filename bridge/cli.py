@@ -29,7 +29,7 @@ from .config import (
 from .errors import BridgeError, ConfigError
 from .logs import configure_logging
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_OFFLINE, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_OFFLINE, EXIT_TIMEOUT, EXIT_DENIED = 0, 1, 2, 3, 4, 5, 6
 
 
 def _run_app(config: Config, base_dir: Path, on_ready: object = None) -> int:
@@ -102,12 +102,24 @@ def cmd_map_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api_token(args: argparse.Namespace) -> str | None:
+    from .fronts.http.token import find_api_token
+
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{args.token_file}: cannot read the API token: {exc.strerror}") from None
+    port = int(args.api.rpartition(":")[2] or DEFAULT_METRICS_PORT)
+    return find_api_token(port, _state_dir(args) if args.config else None)
+
+
 def _api(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
-    req = urllib.request.Request(
-        f"http://{args.api}{path}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
+    headers = {"Content-Type": "application/json"}
+    token = _api_token(args)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://{args.api}{path}", data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             print(resp.read().decode())
@@ -115,7 +127,9 @@ def _api(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
     except urllib.error.HTTPError as exc:
         doc = json.loads(exc.read() or b"{}")
         print(f"openstrom-bridge: {doc.get('error', exc.reason)}", file=sys.stderr)
-        return {409: EXIT_REJECTED, 503: EXIT_OFFLINE, 504: EXIT_TIMEOUT}.get(exc.code, EXIT_FAILED)
+        return {401: EXIT_DENIED, 403: EXIT_DENIED, 409: EXIT_REJECTED, 503: EXIT_OFFLINE, 504: EXIT_TIMEOUT}.get(
+            exc.code, EXIT_FAILED
+        )
     except (urllib.error.URLError, OSError) as exc:
         print(f"openstrom-bridge: cannot reach the bridge's control API at {args.api}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -303,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("circuit", type=int)
             s.add_argument("state", choices=["on", "off"])
         s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
-        s.set_defaults(func=fn)
+        s.add_argument("--config", help="the bridge's configuration: its state_dir holds the API token")
+        s.add_argument("--token-file", help="the API token file (default: found by --config or the API port)")
+        s.set_defaults(func=fn, state_dir=None)
 
     k = sub.add_parser("pki", help="the link CA: bridge, device and Modbus/TCP Security client certificates")
     ksub = k.add_subparsers(dest="pki_command", required=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import struct
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,43 @@ async def test_select_and_maintenance_lock_from_modbus_and_cli(tmp_path: Path) -
         async with RawModbus(ports["modbus"]) as mb:
             assert await mb.read(2, 1, 118, 1) == [1]  # discrete input 110 + 8: circuit 2 maintenance lock
         assert dev.circuits[1].relay_on is True
+
+
+async def test_control_api_needs_the_token(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path)
+    api = f"127.0.0.1:{ports['http']}"
+    async with running_bridge(config, tmp_path) as app, _sim(ports["device"]):
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.online and dev.status is not None, 20, "device online")
+        token_file = tmp_path / "state" / "api-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+
+        def post(headers: dict[str, str]) -> int:
+            req = urllib.request.Request(
+                f"http://{api}/api/self-test", data=b'{"device": "board1"}', headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, post, {}) == 401
+        assert await loop.run_in_executor(None, post, {"Authorization": "Bearer not-the-token"}) == 401
+
+        # health and metrics stay open for probes and Prometheus
+        def get_metrics() -> int:
+            with urllib.request.urlopen(f"http://{api}/metrics", timeout=10) as resp:
+                return int(resp.status)
+
+        assert await loop.run_in_executor(None, get_metrics) == 200
+        # the CLI finds the token itself, or takes a file; a wrong one is "not authorised" (exit 6)
+        bad = tmp_path / "bad-token"
+        bad.write_text("nope\n")
+        code, _, err = await cli("self-test", "board1", "--api", api, "--token-file", str(bad))
+        assert code == 6 and "wrong API token" in err
+        code, out, err = await cli("self-test", "board1", "--api", api, "--token-file", str(token_file))
+        assert code == 0 and '"ok": true' in out, err
+        assert await loop.run_in_executor(None, post, {"Authorization": f"Bearer {token}"}) == 200

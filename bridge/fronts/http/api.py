@@ -1,8 +1,10 @@
-"""The local control API (POST /api/...): the CLI's way into the command path, loopback clients only.
+"""The local control API (POST /api/...): the CLI's way into the command path, loopback clients with
+the bridge's API token only (``Authorization: Bearer TOKEN``; the token's holder acts as admin, and
+the authoriser checks each action's role as for every front).
 
 Each endpoint takes a JSON object and answers JSON; the status code says how it went (200 done,
-400 malformed, 403 not allowed, 404 no such endpoint, 409 refused by validation or policy, 503 device
-offline, 504 device did not confirm).
+400 malformed, 401 no or a wrong token, 403 not allowed, 404 no such endpoint, 409 refused by
+validation or policy, 503 device offline, 504 device did not confirm).
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ from typing import Any
 from aiohttp import web
 
 from bridge.commands import CommandPath, Origin, Role
-from bridge.errors import BridgeError, CommandRejected, DeviceOffline, DeviceUnknown
+from bridge.errors import BridgeError, CommandRejected, DeviceOffline, DeviceUnknown, NotAuthorised
+from bridge.logs import audit, get_logger
+
+from .token import token_matches
 
 Handler = Callable[[dict[str, Any], Origin], Awaitable[dict[str, Any]]]
 LOOPBACK = ("127.0.0.1", "::1")
+log = get_logger("bridge.http")
 
 
 def _json(status: int, doc: dict[str, Any]) -> web.Response:
     return web.Response(status=status, text=json.dumps(doc), content_type="application/json")
 
 
-def endpoints(commands: CommandPath) -> dict[str, tuple[Role, Handler]]:
-    """Path -> (the role a local caller acts with, handler)."""
+def endpoints(commands: CommandPath) -> dict[str, Handler]:
+    """Path -> handler."""
 
     async def relay(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
         out = await commands.switch_relay(str(req["device"]), int(req["circuit"]), bool(req["on"]), origin)
@@ -43,34 +49,51 @@ def endpoints(commands: CommandPath) -> dict[str, tuple[Role, Handler]]:
         return {"ok": True, "faults": await commands.self_test(str(req["device"]), origin)}
 
     return {
-        "/api/relay": (Role.OPERATOR, relay),
-        # the control API answers loopback only: a local operator of the bridge host acts as admin
-        "/api/maintenance-lock": (Role.ADMIN, maintenance_lock),
-        "/api/select": (Role.OPERATOR, select),
-        "/api/self-test": (Role.OPERATOR, self_test),
+        "/api/relay": relay,
+        "/api/maintenance-lock": maintenance_lock,
+        "/api/select": select,
+        "/api/self-test": self_test,
     }
 
 
-def add_api(app: web.Application, commands: CommandPath) -> None:
+def add_api(app: web.Application, commands: CommandPath, token: str) -> None:
     table = endpoints(commands)
+    refused: set[tuple[str, str]] = set()
+
+    def refuse(status: int, client: str, reason: str, text: str) -> web.Response:
+        # logged at warning and audited once per (client, reason): a local loop cannot flood the log
+        if (client, reason) not in refused:
+            refused.add((client, reason))
+            log.warning("control API request refused", client=client, reason=reason)
+            audit("api refused", front="cli", client=client, reason=reason)
+        headers = {"WWW-Authenticate": 'Bearer realm="openstrom-bridge"'} if status == 401 else None
+        return web.Response(
+            status=status, text=json.dumps({"error": text}), content_type="application/json", headers=headers
+        )
 
     async def handle(request: web.Request) -> web.Response:
         client = request.remote or "?"
         if client not in LOOPBACK:
-            return _json(403, {"error": "the control API answers loopback clients only"})
-        entry = table.get(request.path)
-        if entry is None:
+            return refuse(403, client, "not-loopback", "the control API answers loopback clients only")
+        auth = request.headers.get("Authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        if not token_matches(given, token):
+            why = "no API token" if given is None else "wrong API token"
+            return refuse(401, client, why, f"{why}: the CLI reads it from the bridge's state_dir/api-token")
+        handler = table.get(request.path)
+        if handler is None:
             return _json(404, {"error": "no such endpoint"})
-        role, handler = entry
         try:
             body = await request.read()
             req = json.loads(body or b"{}")
             if not isinstance(req, dict):
                 raise ValueError("the body must be a JSON object")
-            origin = Origin(front="cli", user=str(req.get("user", "cli")), client=client, role=role)
+            origin = Origin(front="cli", user=str(req.get("user", "cli")), client=client, role=Role.ADMIN)
             return _json(200, await handler(req, origin))
         except (KeyError, TypeError, ValueError) as exc:
             return _json(400, {"error": f"bad request: {exc}"})
+        except NotAuthorised as exc:
+            return _json(403, {"error": str(exc), "code": exc.code})
         except (DeviceUnknown, CommandRejected) as exc:
             return _json(409, {"error": str(exc), "code": exc.code})
         except DeviceOffline as exc:

@@ -20,7 +20,7 @@ log = get_logger("bridge.http")
 MAX_BODY = 65536
 
 
-def build_app(model: ModelView, commands: CommandPath) -> web.Application:
+def build_app(model: ModelView, commands: CommandPath, token: str) -> web.Application:
     registry = registry_for(model)
     app = web.Application(client_max_size=MAX_BODY)
 
@@ -33,14 +33,19 @@ def build_app(model: ModelView, commands: CommandPath) -> web.Application:
 
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)
-    add_api(app, commands)
+    add_api(app, commands, token)
     return app
 
 
 async def serve_http(
-    host: str, port: int, model: ModelView, commands: CommandPath, started: asyncio.Event | None = None
+    host: str,
+    port: int,
+    model: ModelView,
+    commands: CommandPath,
+    token: str,
+    started: asyncio.Event | None = None,
 ) -> None:
-    runner = web.AppRunner(build_app(model, commands), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(model, commands, token), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
