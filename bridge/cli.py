@@ -29,6 +29,7 @@ from .config import (
 from .errors import BridgeError, ConfigError
 from .logs import configure_logging
 
+DEMO_SECURE_MODBUS_PORT = 5802  # Modbus/TCP Security's 802 in production; the demo runs unprivileged
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_OFFLINE, EXIT_TIMEOUT, EXIT_DENIED = 0, 1, 2, 3, 4, 5, 6
 
 
@@ -211,11 +212,13 @@ def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | Non
     return Config.model_validate(
         {
             "bridge": {"name": "OpenStrom Bridge demo", "state_dir": str(state_dir), "log_level": "warning"},
-            "links": {"listen": f"127.0.0.1:{DEFAULT_DEVICE_PORT}"},
+            # the demo's device link is mutual TLS too, as every link beyond loopback must be
+            "links": {"listen": f"127.0.0.1:{DEFAULT_DEVICE_PORT}", "tls": "always"},
             "modbus": {
                 "servers": [
                     {"map": "openstrom", "host": host, "port": DEFAULT_MODBUS_PORT},
                     {"map": "sunspec", "host": host, "port": DEFAULT_SUNSPEC_PORT},
+                    {"map": "openstrom", "host": host, "port": DEMO_SECURE_MODBUS_PORT, "tls": True},
                 ]
             },
             "opcua": {
@@ -234,11 +237,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from device.simulator.process import SimulatorProcess
 
     from .fronts.opcua.passwords import hash_password
+    from .pki import init_pki, issue_client, issue_device
 
     configure_logging(level="warning", json=False)
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="openstrom-demo-"))
     password = secrets.token_urlsafe(12)
     config = demo_config(state_dir, args.host, opcua=not args.no_opcua, user_hash=hash_password(password))
+    # what a plant makes once with `openstrom-bridge pki ...`: the CA, the device's and an operator's files
+    init_pki(state_dir, [args.host] if args.host not in ("0.0.0.0", "") else [])
+    dev_crt, dev_key, ca = issue_device(state_dir, "OS-SIM-0001", state_dir / "demo-device")
+    op_crt, op_key, op_ca = issue_client(state_dir, "operator", "operator", state_dir / "clients")
     sim_args = [
         "--connect",
         f"127.0.0.1:{DEFAULT_DEVICE_PORT}",
@@ -246,6 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "OS-SIM-0001",
         "--speed",
         str(args.speed),
+        *("--tls-cert", str(dev_crt), "--tls-key", str(dev_key), "--tls-ca", str(ca)),
     ]
     if args.scenario:
         sim_args += ["--scenario", args.scenario]
@@ -260,6 +269,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  Modbus TCP  {host}:{DEFAULT_MODBUS_PORT}  map 'openstrom', unit 1  "
             f"(circuit 1 voltage: input registers 1000-1001, float32 big-endian)",
             f"  Modbus TCP  {host}:{DEFAULT_SUNSPEC_PORT}  map 'sunspec', unit 1  (SunSpec 'SunS' at holding 40000)",
+            "               plain Modbus: reads from anywhere it listens, writes (relays) from this machine only",
+            f"  Modbus/TCP Security  {host}:{DEMO_SECURE_MODBUS_PORT}  map 'openstrom', mutual TLS; operator files:",
+            f"               certificate {op_crt}  key {op_key}  CA {op_ca}",
         ]
         if not args.no_opcua:
             lines.append(
@@ -268,6 +280,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             lines.append(f"  user: operator password: {password}")
         lines += [
             f"  health      http://{host}:{DEFAULT_METRICS_PORT}/health   metrics: /metrics",
+            f"  device link 127.0.0.1:{DEFAULT_DEVICE_PORT}, mutual TLS (CA in {state_dir / 'link-pki'})",
+            "  relays from the CLI: openstrom-bridge relay demo 1 off  (it reads the control API token itself)",
             "Press Ctrl+C to stop.",
             "",
         ]
