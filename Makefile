@@ -26,6 +26,8 @@ bench: venv
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/opcua.py
 	$(BIN)/python bench/service.py
+	$(BIN)/python bench/service.py --tls
+	$(BIN)/python bench/tls.py
 
 lint: venv
 	$(BIN)/ruff check bridge device tests bench

@@ -1,6 +1,6 @@
 """The whole bridge under load: CPU per device-second of signal, end to end, in separate processes.
 
-    .venv/bin/python bench/service.py [--devices 10] [--speed 1] [--seconds 20] [--no-opcua]
+    .venv/bin/python bench/service.py [--devices 10] [--speed 1] [--seconds 20] [--no-opcua] [--tls]
 
 Starts ``openstrom-bridge run`` (Modbus on both maps, OPC UA on, BLAS on one thread as the service
 runs it) and ``--devices`` simulator processes dialling in, each sending ``--speed`` times real time
@@ -28,6 +28,8 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+from bridge.pki import init_pki, issue_device
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -57,11 +59,11 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
-def write_config(tmp: Path, devices: int, opcua: bool) -> tuple[Path, dict[str, int]]:
+def write_config(tmp: Path, devices: int, opcua: bool, tls: bool) -> tuple[Path, dict[str, int]]:
     ports = {k: free_port() for k in ("device", "modbus", "sunspec", "opcua", "http")}
     doc = {
         "bridge": {"name": "bench", "state_dir": str(tmp / "state"), "log_level": "warning"},
-        "links": {"listen": f"127.0.0.1:{ports['device']}"},
+        "links": {"listen": f"127.0.0.1:{ports['device']}", "tls": "always" if tls else "auto"},
         "modbus": {
             "servers": [
                 {"map": "openstrom", "host": "127.0.0.1", "port": ports["modbus"]},
@@ -98,11 +100,18 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured interval (wall)")
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
     ap.add_argument("--no-opcua", action="store_true")
+    ap.add_argument("--tls", action="store_true", help="device links over mutual TLS (certificates issued here)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="openstrom-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        config, ports = write_config(tmp, args.devices, not args.no_opcua)
+        config, ports = write_config(tmp, args.devices, not args.no_opcua, args.tls)
+        tls_args: dict[int, list[str]] = {}
+        if args.tls:
+            init_pki(tmp / "state")
+            for k in range(1, args.devices + 1):
+                crt, key, ca = issue_device(tmp / "state", f"OS-BENCH-{k:04d}", tmp / f"dev{k}")
+                tls_args[k] = ["--tls-cert", str(crt), "--tls-key", str(key), "--tls-ca", str(ca)]
         metrics = f"http://127.0.0.1:{ports['http']}"
         bridge = subprocess.Popen([str(BIN / "openstrom-bridge"), "run", "--config", str(config)], cwd=tmp)
         sims: list[subprocess.Popen[bytes]] = []
@@ -112,6 +121,7 @@ def main() -> None:
             for k in range(1, args.devices + 1):
                 cmd = [str(BIN / "openstrom-device-sim"), "--connect", f"127.0.0.1:{ports['device']}"]
                 cmd += ["--serial-number", f"OS-BENCH-{k:04d}", "--seed", str(k), "--speed", str(args.speed)]
+                cmd += tls_args.get(k, [])
                 sims.append(subprocess.Popen(cmd, cwd=tmp))
 
             def online() -> bool:
@@ -142,7 +152,8 @@ def main() -> None:
     signal = blocks * BLOCK_S
     offered = args.devices * args.speed * wall
     load = args.devices * args.speed
-    print(f"load: {args.devices} simulators x speed {args.speed:g} = {load:g} full-rate devices offered")
+    link = "mutual TLS" if args.tls else "plain TCP"
+    print(f"load: {args.devices} simulators x speed {args.speed:g} = {load:g} full-rate devices offered ({link})")
     print(
         f"measured {wall:.1f} s: {blocks:,.0f} blocks acknowledged = {signal:,.1f} s of signal "
         f"({signal / offered:.0%} of offered)"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.pki import init_pki, issue_device
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
 
@@ -129,3 +130,20 @@ async def test_two_devices_and_a_misbehaving_peer_do_not_disturb_each_other(tmp_
             assert b1.link.frame_errors == 0 and b2.link.frame_errors == 0
             assert "OS-STRANGER" not in {d.config.serial_number for d in app.model.devices.values()}
         writer.close()
+
+
+async def test_bridge_dials_a_listening_device_over_mutual_tls(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    init_pki(state)
+    crt, key, ca = issue_device(state, "OS-SIM-0001", tmp_path / "dev")
+    dev_port = free_port()
+    config, _ = bridge_config(
+        tmp_path, links={"listen": None, "tls": "always", "dial": [{"host": "127.0.0.1", "port": dev_port}]}
+    )
+    tls = ["--tls-cert", str(crt), "--tls-key", str(key), "--tls-ca", str(ca)]
+    sim = SimulatorProcess(["--listen", f"127.0.0.1:{dev_port}", "--scenario", str(PLANT), "--speed", "2", *tls])
+    async with sim, running_bridge(config, tmp_path) as app:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 30, "windows over TLS")
+        assert dev.link.transport == "tcp-out+tls"
+        assert dev.snapshot is not None and dev.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
