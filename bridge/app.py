@@ -113,7 +113,7 @@ class BridgeApp:
                     self.endpoints.http = f"{host}:{port}"
                 await asyncio.gather(*waits)
                 tg.create_task(self._commit_loop(), name="commit")
-                tg.create_task(self.hub.watch_silence(), name="watchdog")
+                tg.create_task(self.hub.watch_health(), name="watchdog")
                 self.model.subscribe(self._on_link, {Change.LINK})
                 self.ready.set()
                 log.info("bridge running", devices=len(self.model.devices))

@@ -37,7 +37,12 @@ class BridgeSection(_Model):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     state_dir: str = Field("var", description="SQLite database and certificates (relative to the config file)")
     commit_interval_s: float = Field(2.0, gt=0, le=60, description="energy counters are committed this often")
-    offline_after_s: float = Field(5.0, gt=0, le=3600, description="silence after which a device is offline")
+    offline_after_s: float = Field(
+        5.0, gt=0, le=3600, description="a device whose newest counted data is older than this is offline"
+    )
+    loss_alarm_hold_s: float = Field(
+        900.0, gt=0, le=86400, description="sram_loss and stream_restart clear when no new loss came for this long"
+    )
     auto_accept: bool = Field(False, description="accept devices whose serial number is not configured")
 
 

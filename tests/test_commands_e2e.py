@@ -85,7 +85,7 @@ async def test_unacknowledged_command_times_out_without_false_state(tmp_path: Pa
     config, ports = bridge_config(tmp_path, commands={"min_interval_s": 0.0, "timeout_s": 1.0})
     async with running_bridge(config, tmp_path) as app, _sim(ports["device"], SCENARIOS / "noack.yaml"):
         dev = app.model.devices["board1"]
-        await wait_for(lambda: dev.status is not None, 20, "status")
+        await wait_for(lambda: dev.online and dev.status is not None, 20, "online with a STATUS")
         with pytest.raises(CommandTimeout, match="did not acknowledge"):
             await app.commands.switch_relay("board1", 1, False, Origin(front="test", role=Role.OPERATOR))
         assert dev.circuits[0].relay_on is True  # no false state
@@ -101,7 +101,7 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
     config = type(config).model_validate(doc)
     async with running_bridge(config, tmp_path) as app, _sim(ports["device"], SCENARIOS / "faulty.yaml"):
         dev = app.model.devices["board1"]
-        await wait_for(lambda: dev.status is not None, 20, "status")
+        await wait_for(lambda: dev.online and dev.status is not None, 20, "online with a STATUS")
         op = Origin(front="test", user="tester", role=Role.OPERATOR)
         # the device refuses (stuck relay): precise error, mismatch alarm, no false state
         with pytest.raises(CommandFailed, match="did not move"):
@@ -144,7 +144,7 @@ async def test_select_and_maintenance_lock_from_modbus_and_cli(tmp_path: Path) -
     api = f"127.0.0.1:{ports['http']}"
     async with running_bridge(config, tmp_path) as app, _sim(ports["device"]):
         dev = app.model.devices["board1"]
-        await wait_for(lambda: dev.status is not None, 20, "status")
+        await wait_for(lambda: dev.online and dev.status is not None, 20, "online with a STATUS")
         async with RawModbus(ports["modbus"]) as mb:
             # operate without select: refused
             assert await mb.request(1, struct.pack(">BHH", 5, 0, 0x0000)) == bytes([0x85, 0x04])

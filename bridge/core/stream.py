@@ -224,6 +224,16 @@ class StreamAnalyzer:
         """Close the open window at the last sample (for the end of a capture or before a gap)."""
         return self._process(final=True)
 
+    def restart_stream(self) -> Update:
+        """The source started numbering its blocks anew (a device reboot): close what is open and
+        forget the numbering; the next block starts a new timeline at its own ``t0_s``. Energy goes
+        on accumulating: nothing is invented for the time between."""
+        pre = self.flush()
+        self.class_a = ClassAFrequency()
+        self.last_seq = None
+        self._reset(self.time_of(self.end), self.end)
+        return pre
+
     # ------------------------------------------------------------------ processing
 
     def _process(self, *, final: bool) -> Update:

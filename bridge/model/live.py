@@ -95,11 +95,12 @@ class LinkChanges:
         self._emit(dev, Change.IDENTITY)
 
     def connect(self, dev: DeviceState, peer: str, transport: str) -> None:
+        """A link is up. The device is online only once its data is counted again (see ``count``)."""
         link = dev.link
         link.connected, link.peer, link.transport = True, peer, transport
         link.connected_since_s = time.time()
-        link.last_rx_monotonic = time.monotonic()
-        dev.alarms["offline"].set(False)
+        link.connected_monotonic = link.last_rx_monotonic = time.monotonic()
+        dev.alarms["offline"].set(True, "connected, no data counted yet")
         self._emit(dev, Change.LINK)
 
     def disconnect(self, dev: DeviceState, reason: str) -> None:
@@ -108,13 +109,11 @@ class LinkChanges:
         self._emit(dev, Change.LINK)
 
     def heard(self, dev: DeviceState) -> None:
-        """The device sent something: it is not silent."""
+        """The device sent something (online needs more: counted data)."""
         dev.link.last_rx_monotonic = time.monotonic()
-        if dev.alarms["offline"].set(False):
-            self._emit(dev, Change.LINK)
 
     def mark_silent(self, dev: DeviceState, message: str) -> bool:
-        """Offline because nothing arrived for too long (or the link is down); True when it changed."""
+        """Offline: no data counted for too long (or the link is down); True when it changed."""
         if dev.alarms["offline"].set(True, message):
             self._emit(dev, Change.LINK)
             return True
@@ -125,9 +124,15 @@ class LinkChanges:
         frame_errors: int = 0,
     ) -> None:  # fmt: skip
         """Stream counters; ``lost_blocks`` (also 0) counts one gap. No notice: they move with every
-        block, and the next SNAPSHOT or LINK notice carries them."""
+        block, and the next SNAPSHOT or LINK notice carries them, except the first counted block of a
+        connection, which makes the device online (LINK)."""
         link = dev.link
-        link.blocks += blocks
+        if blocks:
+            link.blocks += blocks
+            link.last_counted_monotonic = time.monotonic()
+            if dev.alarms["offline"].active and link.connected:
+                dev.alarms["offline"].set(False)  # data flows and is counted: online
+                self._emit(dev, Change.LINK)
         link.duplicates += duplicates
         link.frame_errors += frame_errors
         if lost_blocks is not None:
@@ -136,6 +141,21 @@ class LinkChanges:
 
     def acknowledged(self, dev: DeviceState, block_seq: int) -> None:
         dev.link.acked_seq = block_seq
+
+    def losses(self, dev: DeviceState, *, stream_restarts: int, sram_dropped_blocks: int) -> None:
+        """The persisted loss counters, as the session loaded them (no notice: read with the rest)."""
+        dev.link.stream_restarts = stream_restarts
+        dev.link.sram_dropped_blocks = sram_dropped_blocks
+
+    def stream_restarted(self, dev: DeviceState, restarts: int, reason: str) -> None:
+        dev.link.stream_restarts = restarts
+        dev.alarms["stream_restart"].set(True, f"the device started numbering its blocks anew: {reason}")
+        self._emit(dev, Change.ALARM)
+
+    def sram_dropped(self, dev: DeviceState, total: int, lost: int) -> None:
+        dev.link.sram_dropped_blocks = total
+        dev.alarms["sram_loss"].set(True, f"device SRAM overflowed: {lost} blocks dropped ({total} in all)")
+        self._emit(dev, Change.ALARM)
 
 
 class ReportChanges:

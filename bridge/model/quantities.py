@@ -155,7 +155,7 @@ for _f, _d in (
 ):
     _q(f"device.{_f}", "", "str", _d, _hello(_f))
 
-_q("device.connected", "", "bool", "link to the device is up", lambda d, c: d.online)
+_q("device.connected", "", "bool", "online: the link is up and data is being counted", lambda d, c: d.online)
 _q("device.data_age_s", "s", "float", "seconds since the newest window arrived", _age)
 _q(
     "device.freq_hz",
@@ -196,14 +196,42 @@ _q(
     "device.alarm.offline",
     "",
     "bool",
-    "device silent for longer than offline_after_s",
+    "no data counted for longer than offline_after_s (silent, or its blocks dropped)",
     lambda d, c: d.alarms["offline"].active,
+)
+_q(
+    "device.alarm.sram_loss",
+    "",
+    "bool",
+    "the device reported blocks dropped from a full SRAM; clears after bridge.loss_alarm_hold_s without new loss",
+    lambda d, c: d.alarms["sram_loss"].active,
+)
+_q(
+    "device.alarm.stream_restart",
+    "",
+    "bool",
+    "the device started numbering its blocks anew (reboot, SRAM lost); clears after bridge.loss_alarm_hold_s",
+    lambda d, c: d.alarms["stream_restart"].active,
+)
+_q(
+    "device.stream_restarts",
+    "",
+    "int",
+    "times the device started a new stream (persisted)",
+    lambda d, c: d.link.stream_restarts,
+)
+_q(
+    "device.sram_dropped_blocks",
+    "",
+    "int",
+    "blocks the device reported dropped from a full SRAM (persisted)",
+    lambda d, c: d.link.sram_dropped_blocks,
 )
 _q(
     "device.quality",
     "",
     "int",
-    "0 good, 1 uncertain (offline, last usable value), 2 bad (no data yet)",
+    "0 good, 1 uncertain (offline or data not counted: last usable value), 2 bad (no data yet)",
     lambda d, c: int(device_quality(d).level),
 )
 

@@ -66,14 +66,19 @@ class Alarm:
     message: str = ""
     count: int = 0  # how often it became active
 
+    last_s: float | None = None  # when it was last raised (active again while active counts too)
+
     def set(self, active: bool, message: str = "", now_s: float | None = None) -> bool:
         """Returns True when the state changed."""
+        now = now_s if now_s is not None else time.time()
+        if active:
+            self.last_s = now
         if active == self.active:
             if active and message:
                 self.message = message
             return False
         self.active = active
-        self.since_s = now_s if now_s is not None else time.time()
+        self.since_s = now
         if active:
             self.count += 1
             self.message = message
@@ -81,7 +86,9 @@ class Alarm:
 
 
 CIRCUIT_ALARMS = ("dip", "swell", "interruption", "overcurrent", "clipped", "relay_mismatch", "relay_wear")
-DEVICE_ALARMS = ("offline", "sram_loss", "fault")
+DEVICE_ALARMS = ("offline", "sram_loss", "stream_restart", "fault")
+# raised by a loss and cleared when none followed for bridge.loss_alarm_hold_s
+LOSS_ALARMS = ("sram_loss", "stream_restart")
 
 
 @dataclass(slots=True)
@@ -107,6 +114,7 @@ class LinkHealth:
     peer: str = ""
     transport: str = ""
     connected_since_s: float | None = None
+    connected_monotonic: float | None = None
     last_rx_monotonic: float | None = None
     blocks: int = 0
     duplicates: int = 0
@@ -114,6 +122,9 @@ class LinkHealth:
     lost_blocks: int = 0
     frame_errors: int = 0
     acked_seq: int | None = None
+    last_counted_monotonic: float | None = None  # when a block was last counted (not just received)
+    stream_restarts: int = 0  # the device started numbering anew (persisted)
+    sram_dropped_blocks: int = 0  # blocks the device reported dropped from a full SRAM (persisted)
     scale_changes: int = 0  # HELLOs that announced other ADC scales than the one before
 
 

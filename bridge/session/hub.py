@@ -9,7 +9,8 @@ from collections.abc import Collection
 
 from bridge.config import Config, Device
 from bridge.logs import audit, get_logger
-from bridge.model import Model
+from bridge.model import DeviceState, Model
+from bridge.model.state import LOSS_ALARMS
 from bridge.store import Store
 from device.protocol import (
     Connection,
@@ -212,19 +213,35 @@ class DeviceHub:
                     "commit failed; blocks stay unacknowledged on the device", device=rt.name, error=str(exc)
                 )
 
-    async def watch_silence(self) -> None:
-        """Mark a device offline when its link is down or nothing arrived for ``offline_after_s``."""
+    async def watch_health(self) -> None:
+        """Mark a device offline when its link is down or no data was counted for ``offline_after_s``
+        (received but dropped data, e.g. replays, does not count); clear loss alarms that saw no new
+        loss for ``loss_alarm_hold_s``."""
         limit = self.config.bridge.offline_after_s
+        hold = self.config.bridge.loss_alarm_hold_s
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             for d in self.model.devices.values():
-                last = d.link.last_rx_monotonic
-                silent = d.link.connected and last is not None and now - last > limit
-                if not (silent or not d.link.connected):
-                    continue
-                message = f"no data for {now - last:.1f} s" if silent and last else "link down"
-                if self.model.links.mark_silent(d, message) and silent:
-                    self.log.warning(
-                        "device silent, marked offline", device=d.name, silent_s=round(now - (last or now), 1)
-                    )
+                self._check_counted(d, now, limit)
+                stale = [
+                    (0, name, False, "")
+                    for name in LOSS_ALARMS
+                    if d.alarms[name].active and wall - (d.alarms[name].last_s or wall) > hold
+                ]
+                if stale:
+                    self.model.reports.set_alarms(d, stale)
+
+    def _check_counted(self, d: DeviceState, now: float, limit: float) -> None:
+        link = d.link
+        if not link.connected:
+            self.model.links.mark_silent(d, "link down")
+            return
+        since = link.last_counted_monotonic
+        if since is None or (link.connected_monotonic is not None and since < link.connected_monotonic):
+            since = link.connected_monotonic  # nothing counted on this link yet
+        if since is None or now - since <= limit:
+            return
+        dropped = f"; {link.duplicates} blocks dropped as replays so far" if link.duplicates else ""
+        if self.model.links.mark_silent(d, f"no data counted for {now - since:.1f} s{dropped}"):
+            self.log.warning("device not counted, marked offline", device=d.name, silent_s=round(now - since, 1))

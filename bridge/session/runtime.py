@@ -5,6 +5,7 @@ port the command path talks to. The session is the live model's only writer."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -75,6 +76,8 @@ class DeviceRuntime:
                 state, c.index, operations=rec.operations, maintenance_lock=rec.maintenance_lock
             )
         model.outcomes.set_calibration(state, store.calibration(self.name))
+        self.stream = store.stream(self.name)
+        model.links.losses(state, stream_restarts=self.stream.restarts, sram_dropped_blocks=self.stream.dropped_blocks)
 
     # ------------------------------------------------------------------ link attachment
 
@@ -173,7 +176,39 @@ class DeviceRuntime:
             case ErrorMessage():
                 self.log.warning("device reported an error", code=msg.code, text=msg.text)
 
+    def _restart_reason(self, hello: Hello) -> str | None:
+        """Why this HELLO starts a new stream (the device numbers its blocks anew), or None."""
+        known = self.stream.boot_id
+        if hello.boot_id and known and hello.boot_id != known:
+            return f"boot id {known} -> {hello.boot_id}"
+        if self.last_seq is not None and not is_after(hello.next_block_seq, self.last_seq):
+            # a device never numbers backwards within one stream: its next block would be a replay
+            return f"its next block {hello.next_block_seq} is not after the last counted {self.last_seq}"
+        return None
+
+    def _check_stream(self, hello: Hello) -> None:
+        reason = self._restart_reason(hello)
+        if reason is None:
+            if hello.boot_id and hello.boot_id != self.stream.boot_id:  # first seen: remember it
+                self.stream = dataclasses.replace(self.stream, boot_id=hello.boot_id)
+                self.store.save_stream(self.name, self.stream)
+            return
+        self.stream = dataclasses.replace(self.stream, boot_id=hello.boot_id, restarts=self.stream.restarts + 1)
+        # the stored position is the old numbering's: it goes in the same transaction
+        self.store.save_stream(self.name, self.stream, new_stream=True)
+        self.log.warning(
+            "device restarted its block numbering: counting its new stream from its first block",
+            reason=reason,
+            restarts=self.stream.restarts,
+        )
+        self.last_seq, self.durable, self.acked, self._resume_offset = None, None, None, 0
+        self._fed.clear()
+        if self.analyzer is not None:
+            self._apply(self.analyzer.restart_stream())
+        self.model.links.stream_restarted(self.state, self.stream.restarts, reason)
+
     def on_hello(self, hello: Hello) -> None:
+        self._check_stream(hello)
         old = self.state.hello
         lsb_changed = old is None or (old.v_lsb_volts, old.i_lsb_amps) != (hello.v_lsb_volts, hello.i_lsb_amps)
         if old is not None and lsb_changed:
@@ -264,11 +299,13 @@ class DeviceRuntime:
         dev, prev = self.state, self.state.status
         self.model.reports.update_status(dev, status)
         alarms = [(0, "fault", bool(status.fault_codes), ", ".join(status.fault_codes))]
+        self.model.reports.set_alarms(dev, alarms)
         if prev is not None and status.dropped_blocks > prev.dropped_blocks:
             lost = status.dropped_blocks - prev.dropped_blocks
-            alarms.append((0, "sram_loss", True, f"device SRAM overflowed: {lost} blocks dropped"))
+            self.stream = dataclasses.replace(self.stream, dropped_blocks=self.stream.dropped_blocks + lost)
+            self.store.save_stream(self.name, self.stream)
             self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
-        self.model.reports.set_alarms(dev, alarms)
+            self.model.links.sram_dropped(dev, self.stream.dropped_blocks, lost)
         for pred, fut in list(self._status_waiters):
             if not fut.done() and pred(status):
                 fut.set_result(status)

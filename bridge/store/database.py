@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS events (
     extreme_v REAL, message TEXT
 );
 CREATE INDEX IF NOT EXISTS events_key ON events (device, t);
+CREATE TABLE IF NOT EXISTS streams (
+    device TEXT PRIMARY KEY, boot_id TEXT NOT NULL, restarts INTEGER NOT NULL DEFAULT 0,
+    dropped_blocks INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL
+);
 """
 
 
@@ -46,6 +50,16 @@ CREATE INDEX IF NOT EXISTS events_key ON events (device, t);
 class Progress:
     block_seq: int
     sample_offset: int  # samples of the block *after* block_seq already counted
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """Which numbering (stream) of a device's blocks the stored position belongs to, and the loss
+    the bridge has seen: stream restarts and blocks the device reported dropped (persistent counters)."""
+
+    boot_id: str = ""
+    restarts: int = 0
+    dropped_blocks: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +117,32 @@ class Store:
     def progress(self, device: str) -> Progress | None:
         row = self.db.execute("SELECT block_seq, sample_offset FROM progress WHERE device = ?", (device,)).fetchone()
         return None if row is None else Progress(int(row[0]), int(row[1]))
+
+    # ------------------------------------------------------------------ streams
+
+    def stream(self, device: str) -> StreamRecord:
+        row = self.db.execute(
+            "SELECT boot_id, restarts, dropped_blocks FROM streams WHERE device = ?", (device,)
+        ).fetchone()
+        return StreamRecord() if row is None else StreamRecord(str(row[0]), int(row[1]), int(row[2]))
+
+    def save_stream(self, device: str, rec: StreamRecord, *, new_stream: bool = False) -> None:
+        """Persist the stream record; with ``new_stream`` the stored position goes in the same
+        transaction (it belongs to the old numbering), so a restart of the bridge never takes the new
+        stream's blocks for replays of the old one."""
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute(
+                    "INSERT INTO streams VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                    "boot_id = excluded.boot_id, restarts = excluded.restarts, "
+                    "dropped_blocks = excluded.dropped_blocks, updated = excluded.updated",
+                    (device, rec.boot_id, rec.restarts, rec.dropped_blocks, time.time()),
+                )
+                if new_stream:
+                    self.db.execute("DELETE FROM progress WHERE device = ?", (device,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the stream record of {device} to {self.path}: {exc}") from None
 
     # ------------------------------------------------------------------ relays
 

@@ -193,6 +193,8 @@ def _to_tree(msg: Message) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for f in dataclasses.fields(msg):
         value = getattr(msg, f.name)
+        if f.metadata.get("optional") and value == f.default:
+            continue  # an optional field at its default is left out: the message reads as v1 always did
         if isinstance(value, tuple):
             value = [dataclasses.asdict(v) if isinstance(v, Fault) else v for v in value]
         tree[f.name] = value
@@ -240,13 +242,15 @@ def _from_tree(cls: type[Any], tree: Any) -> Message:
     if not isinstance(tree, dict):
         raise RemoteProtocolError(f"{name} payload must be an object", code="payload")
     hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing = [n for n in names if n not in tree]
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    missing = [f.name for f in fields if f.name not in tree and not f.metadata.get("optional")]
     extra = [k for k in tree if k not in names]
     if missing or extra:
         raise RemoteProtocolError(f"{name} payload: missing {missing}, unexpected {extra}", code="fields")
     try:
-        return typing.cast(Message, cls(**{n: _coerce(tree[n], hints[n], f"{name}.{n}") for n in names}))
+        given = [n for n in names if n in tree]
+        return typing.cast(Message, cls(**{n: _coerce(tree[n], hints[n], f"{name}.{n}") for n in given}))
     except TypeError as exc:
         raise RemoteProtocolError(f"{name} payload is malformed: {exc}", code="payload") from None
 

@@ -88,9 +88,13 @@ class Hello:
     i_lsb_amps: tuple[float, ...]
     sram_capacity_blocks: int
     next_block_seq: int
+    # optional (v1 devices may leave it out): changes whenever the device starts numbering its blocks
+    # anew (boot, SRAM lost, board replaced), so the bridge knows a new stream when it sees one
+    boot_id: str = field(default="", metadata={"optional": True})
 
     def __post_init__(self) -> None:
         _check(0 < len(self.serial_number) <= 64, "HELLO serial_number must be 1..64 characters", "hello")
+        _check(len(self.boot_id) <= 64, "HELLO boot_id must be at most 64 characters", "hello")
         _check(1 <= self.circuit_count <= MAX_CIRCUITS, f"HELLO circuit_count {self.circuit_count}", "hello")
         _check(500.0 <= self.sample_rate_hz <= 20000.0, f"HELLO sample_rate_hz {self.sample_rate_hz}", "hello")
         _check(8 <= self.v_adc_bits <= 24 and 8 <= self.i_adc_bits <= 24, "HELLO ADC bits outside 8..24", "hello")

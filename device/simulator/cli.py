@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=[e.name.lower() for e in Encoding], default="binary")
     p.add_argument("--gzip", action="store_true", help="gzip every payload")
     p.add_argument("--sram-blocks", type=int, default=4096, help="SRAM buffer size in blocks")
+    p.add_argument(
+        "--boot-id", default=None, help="announced in HELLO (default: new at every start; '' announces none, as v1)"
+    )
+    p.add_argument("--first-block", type=int, default=0, help="number of the first block (numbers wrap at 2**32)")
     tls = p.add_argument_group("mutual TLS (files from `openstrom-bridge pki issue-device SERIAL --out DIR`)")
     tls.add_argument("--tls-cert", metavar="FILE", help="the device's certificate (device.crt)")
     tls.add_argument("--tls-key", metavar="FILE", help="the device's private key (device.key)")
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         identity=Identity.for_serial(args.serial_number),
         seed=args.seed,
         sram_blocks=args.sram_blocks,
+        boot_id=secrets.token_hex(8) if args.boot_id is None else args.boot_id,
+        first_block=args.first_block,
     )
     runner = Runner(
         device,

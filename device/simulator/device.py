@@ -62,14 +62,21 @@ class SimulatedDevice:
         seed: int = 0,
         sram_blocks: int = 4096,
         clock_start_ns: int = 1_790_000_000_000_000_000,
+        boot_id: str = "",
+        first_block: int = 0,
     ) -> None:
+        """``boot_id``: announced in HELLO, new at every boot of a real device ("" announces none, as a
+        v1 device); ``first_block``: the number of the first block (a device's numbering may start
+        anywhere, and wraps at 2**32)."""
         self.scenario = scenario
         self.identity = identity
+        self.boot_id = boot_id
         self.board = Board(scenario, seed)
         self.sram_capacity = sram_blocks
         self.sram: collections.deque[Samples] = collections.deque()
         self.dropped_blocks = 0
         self.next_index = 0
+        self.first_block = first_block
         self.clock_ns = clock_start_ns
         self.wiring = tuple(scenario.circuit(c).wiring for c in range(1, CIRCUITS + 1))
         self.circuit_on = [scenario.circuit(c).on for c in range(1, CIRCUITS + 1)]
@@ -125,7 +132,8 @@ class SimulatedDevice:
             v_lsb_volts=tuple(self.v_lsb),
             i_lsb_amps=tuple(self.i_lsb),
             sram_capacity_blocks=self.sram_capacity,
-            next_block_seq=wrap(self.next_index),
+            next_block_seq=wrap(self.first_block + self.next_index),
+            boot_id=self.boot_id,
         )
 
     def status(self) -> Status:
@@ -166,7 +174,7 @@ class SimulatedDevice:
         vc, ic = self.board.adc(index, v, i)
         t0 = self.clock_ns + round(index * n / self.board.fs * 1e9)
         block = Samples(
-            block_seq=wrap(index),
+            block_seq=wrap(self.first_block + index),
             t0_ns=t0,
             sample_rate_hz=self.board.fs,
             circuits=tuple(range(1, CIRCUITS + 1)),

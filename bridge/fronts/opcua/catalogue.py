@@ -96,6 +96,8 @@ DEVICE_VARIABLES = (
     ("LostBlocks", "UInt32"),
     ("SramFill", "Double"),
     ("AuxOutput", "Boolean"),
+    ("StreamRestarts", "UInt32"),
+    ("SramDroppedBlocks", "UInt32"),
 )
 # circuit object: counters (browse name -> CircuitState attribute), all UInt32
 CIRCUIT_COUNTERS = (
@@ -130,7 +132,7 @@ DEVICE_METHODS = (
 )
 
 # alarms with a condition node: per device, and per circuit
-DEVICE_CONDITIONS = ("offline",)
+DEVICE_CONDITIONS = ("offline", "sram_loss", "stream_restart")
 CIRCUIT_CONDITIONS = ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear")
 
 ALARM_SEVERITY = {
@@ -143,5 +145,6 @@ ALARM_SEVERITY = {
     "relay_wear": 400,
     "clipped": 300,
     "sram_loss": 500,
+    "stream_restart": 500,
     "fault": 700,
 }

@@ -169,6 +169,8 @@ class ValueWriter:
             await put(v[(name, "LastSampleTime")], src, ua.VariantType.DateTime, GOOD, src, now)
         await put(v[(name, "Gaps")], dev.link.gaps, uint32)
         await put(v[(name, "LostBlocks")], dev.link.lost_blocks, uint32)
+        await put(v[(name, "StreamRestarts")], dev.link.stream_restarts, uint32)
+        await put(v[(name, "SramDroppedBlocks")], dev.link.sram_dropped_blocks, uint32)
         st = dev.status
         if st is not None and st.sram_capacity_blocks:
             await put(v[(name, "SramFill")], 100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, double)
