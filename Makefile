@@ -28,6 +28,7 @@ bench: venv
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/service.py --tls
 	$(BIN)/python bench/tls.py
+	$(BIN)/python bench/hostile.py
 
 lint: venv
 	$(BIN)/ruff check bridge device tests bench

@@ -85,6 +85,9 @@ class LinksSection(_Model):
     )
     pki_dir: str | None = Field(None, description="CA and bridge certificate (default: state_dir/link-pki)")
     revoked: tuple[str, ...] = Field((), description="device serial numbers whose certificates are refused")
+    hello_timeout_s: float = Field(10.0, gt=0, le=300, description="a link without HELLO by then is closed")
+    max_unidentified: int = Field(64, ge=1, le=10000, description="links not yet past HELLO, in all")
+    max_unidentified_per_host: int = Field(8, ge=1, le=1000, description="links not yet past HELLO, per address")
 
     def tls_for(self, host: str, explicit: bool | None = None) -> bool:
         """Whether a link to or from ``host`` must use mutual TLS."""
@@ -123,7 +126,9 @@ class ModbusServer(_Model):
         default_factory=_same_roles,
         description="certificate role (extension 1.3.6.1.4.1.50316.802.1) -> bridge role; others read only",
     )
-    max_connections: int = Field(32, ge=1, le=1024, description="clients at once; more are closed at connect")
+    max_connections: int = Field(
+        32, ge=1, le=1024, description="clients at once; one more closes the connection unused the longest"
+    )
     idle_timeout_s: float = Field(
         120.0, ge=0, le=86400, description="close a client silent this long (0: never); SCADA polls every few s"
     )
@@ -183,6 +188,9 @@ class OpcUaSection(_Model):
     trust_all_clients: bool = Field(False, description="accept any client certificate (commissioning only)")
     users: tuple[OpcUaUser, ...] = ()
     history_retention_days: float = Field(7.0, gt=0, le=3650)
+    max_sessions: int = Field(
+        50, ge=1, le=1000, description="OPC UA connections at once (asyncua refuses more at connect)"
+    )
     login_max_failures: int = Field(
         5, ge=1, le=1000, description="failed logins from one address, or for one user, before a lockout"
     )

@@ -88,14 +88,15 @@ async def test_connection_cap_and_idle_timeout(tmp_path: Path) -> None:
     async with running_bridge(config, tmp_path), RawModbus(port) as a, RawModbus(port) as b:
         assert isinstance(await a.read(4, 1, 0, 2), list)
         assert isinstance(await b.read(4, 1, 0, 2), list)
-        async with RawModbus(port) as c:  # the third is closed at connect
-            assert c.reader is not None
+        async with RawModbus(port) as c:  # a third: the connection unused the longest (a) makes room
+            assert isinstance(await c.read(4, 1, 0, 2), list)
+            assert a.reader is not None
             async with asyncio.timeout(5):
-                assert await c.reader.read() == b""
-        # a client silent for longer than idle_timeout_s is closed; one that polls stays
-        for _ in range(6):
-            await asyncio.sleep(0.3)
-            assert isinstance(await a.read(4, 1, 0, 2), list)
-        assert b.reader is not None
-        async with asyncio.timeout(3):
-            assert await b.reader.read() == b""
+                assert await a.reader.read() == b""
+            # a client silent for longer than idle_timeout_s is closed; one that polls stays
+            for _ in range(6):
+                await asyncio.sleep(0.3)
+                assert isinstance(await c.read(4, 1, 0, 2), list)
+            assert b.reader is not None
+            async with asyncio.timeout(3):
+                assert await b.reader.read() == b""

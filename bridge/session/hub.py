@@ -13,6 +13,7 @@ from bridge.model import DeviceState, Model
 from bridge.model.state import LOSS_ALARMS
 from bridge.store import Store
 from device.protocol import (
+    HELLO_MAX_PAYLOAD,
     Connection,
     ConnectionClosed,
     ErrorMessage,
@@ -40,6 +41,8 @@ class DeviceHub:
         }
         self.log = get_logger("bridge.hub")
         self._refused_links: set[tuple[str, str, str]] = set()  # (reason, serial, peer host) logged once
+        self._unidentified: dict[str, int] = {}  # links not past HELLO, by peer address
+        self._unidentified_total = 0
 
     # ------------------------------------------------------------------ DevicePorts
 
@@ -69,6 +72,8 @@ class DeviceHub:
         if key in self._refused_links:
             self.log.debug(message, serial=serial, peer=peer, **fields)
             return
+        if len(self._refused_links) >= 4096:  # bounded, whatever the number of addresses trying
+            self._refused_links.clear()
         self._refused_links.add(key)
         self.log.warning(message, serial=serial, peer=peer, **fields)
         audit("link refused", reason=reason, serial=serial, peer=peer, **fields)
@@ -134,11 +139,59 @@ class DeviceHub:
 
     # ------------------------------------------------------------------ links
 
+    def _admit_unidentified(self, stream: ByteStream) -> bool:
+        """Room for one more link that has not said HELLO yet (in all, and from its address)?"""
+        links = self.config.links
+        host = stream.peer.rpartition(":")[0]
+        if self._unidentified_total >= links.max_unidentified:
+            self._refuse_once("too-many-unidentified", "?", stream.peer, "link refused: too many links without HELLO")
+            return False
+        if self._unidentified.get(host, 0) >= links.max_unidentified_per_host:
+            self._refuse_once(
+                "too-many-from-host", "?", stream.peer, "link refused: too many links without HELLO from this address"
+            )
+            return False
+        self._unidentified[host] = self._unidentified.get(host, 0) + 1
+        self._unidentified_total += 1
+        return True
+
+    def _identified(self, stream: ByteStream) -> None:
+        host = stream.peer.rpartition(":")[0]
+        left = self._unidentified.get(host, 0) - 1
+        if left > 0:
+            self._unidentified[host] = left
+        else:
+            self._unidentified.pop(host, None)
+        self._unidentified_total -= 1
+
+    async def _read(self, stream: ByteStream, deadline: float | None) -> bytes | None:
+        """The next bytes; None when the HELLO deadline passed first."""
+        if deadline is None:
+            return await stream.read()
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await stream.read()
+        except TimeoutError:
+            return None
+
     async def handle(self, stream: ByteStream, expected: str | None) -> None:
-        """Serve one link until it closes. Errors stay on this link: other devices never notice."""
-        conn = Connection(Role.BRIDGE, skip_before_hello=stream.kind == "serial")
+        """Serve one link until it closes. Errors stay on this link: other devices never notice.
+
+        Until its HELLO a link is bounded: it counts against the unidentified caps, its frames may be
+        at most HELLO_MAX_PAYLOAD, and it is closed when no HELLO came within links.hello_timeout_s.
+        Serial lines, configured one by one, are exempt from the caps and the deadline."""
+        serial = stream.kind == "serial"
+        capped = stream.kind.startswith("tcp-in")
+        if capped and not self._admit_unidentified(stream):
+            await stream.close()
+            return
+        unidentified = capped
+        conn = Connection(Role.BRIDGE, skip_before_hello=serial, max_payload_before_hello=HELLO_MAX_PAYLOAD)
         runtime: DeviceRuntime | None = None
         log = self.log.bind(peer=stream.peer, link=stream.kind)
+        loop = asyncio.get_running_loop()
+        deadline = None if serial else loop.time() + self.config.links.hello_timeout_s
 
         def sender(msg: Message) -> None:
             stream.write_nowait(conn.send(msg))
@@ -146,7 +199,15 @@ class DeviceHub:
         first_error = True
         try:
             while True:
-                data = await stream.read()
+                data = await self._read(stream, deadline if runtime is None else None)
+                if data is None:
+                    self._refuse_once(
+                        "hello-timeout",
+                        "?",
+                        stream.peer,
+                        f"link closed: no HELLO within {self.config.links.hello_timeout_s:g} s",
+                    )
+                    return
                 for ev in conn.events(data):
                     if isinstance(ev, ConnectionClosed):
                         return
@@ -176,6 +237,9 @@ class DeviceHub:
                             text = f"device {ev.serial_number} is already connected and streaming"
                             await stream.write(conn.send(ErrorMessage(code="device-connected", text=text)))
                             return
+                        if unidentified:
+                            self._identified(stream)
+                            unidentified = False
                         if new is not runtime:
                             if runtime is not None:
                                 runtime.detach(sender)
@@ -196,6 +260,8 @@ class DeviceHub:
         except (ConnectionError, OSError) as exc:
             log.info("link lost", error=str(exc))
         finally:
+            if unidentified:
+                self._identified(stream)
             if runtime is not None:
                 runtime.detach(sender)
                 log.info("device disconnected")

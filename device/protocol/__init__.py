@@ -10,6 +10,7 @@ from .errors import InvalidMessage, LocalProtocolError, ProtocolError, RemotePro
 from .framing import MAX_PAYLOAD, Encoding, Frame, FrameError, FrameReader, pack_frame
 from .messages import (
     BOARD_CIRCUITS,
+    HELLO_MAX_PAYLOAD,
     MAX_BLOCK_SAMPLES,
     MAX_CIRCUITS,
     PROTOCOL_VERSION,
@@ -33,6 +34,7 @@ from .messages import (
 
 __all__ = [
     "BOARD_CIRCUITS",
+    "HELLO_MAX_PAYLOAD",
     "MAX_BLOCK_SAMPLES",
     "MAX_CIRCUITS",
     "MAX_PAYLOAD",

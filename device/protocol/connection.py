@@ -15,7 +15,7 @@ from typing import Final
 
 from .encoding import decode_payload, encode_payload
 from .errors import LocalProtocolError, RemoteProtocolError
-from .framing import Encoding, FrameError, FrameReader, pack_frame
+from .framing import MAX_PAYLOAD, Encoding, FrameError, FrameReader, pack_frame
 from .messages import Direction, ErrorMessage, Heartbeat, Hello, Message
 from .sequence import next_seq
 
@@ -83,16 +83,19 @@ class Connection:
         encoding: Encoding = Encoding.BINARY,
         compress: bool = False,
         skip_before_hello: bool = False,
+        max_payload_before_hello: int = MAX_PAYLOAD,
     ) -> None:
         """``skip_before_hello``: on a serial line the bridge may open the port mid-stream; messages
-        before the device's next HELLO are then skipped (as FrameError) instead of failing the link."""
+        before the device's next HELLO are then skipped (as FrameError) instead of failing the link.
+        ``max_payload_before_hello``: what a peer not yet identified may make the receiver buffer (a
+        HELLO needs a few kB); larger frames are refused at their header."""
         self.role = role
         self.skip_before_hello = skip_before_hello
         self.encoding = encoding
         self.compress = compress
         self.state = State.AWAIT_HELLO
         self.hello: Hello | None = None
-        self._reader = FrameReader()
+        self._reader = FrameReader(max_payload_before_hello)
         self._tx_seq = 0
         self._rx_seq: int | None = None
         self.rx_frames = 0
@@ -185,4 +188,5 @@ class Connection:
         self._advance(_kind(msg), local=False, what=f"receiving {msg.TYPE.name} at stream offset {item.offset}")
         if isinstance(msg, Hello):
             self.hello = msg
+            self._reader.max_payload = MAX_PAYLOAD
         return msg

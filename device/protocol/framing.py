@@ -86,7 +86,8 @@ class FrameReader:
     """Feed bytes in any cuts; take whole frames or FrameError events out. Memory stays bounded by
     one maximal frame plus what was fed since the last call."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload  # larger frames are refused at their header (bytes never held)
         self._buf = bytearray()
         self._base = 0  # stream offset of _buf[0]
         # bytes the frame at _buf[0] needs, once its header has been checked: a 24 kB block arrives in
@@ -134,10 +135,10 @@ class FrameReader:
             return self._fail(
                 HEADER_SIZE, f"frame has protocol version {version}, this bridge speaks {VERSION}", "version"
             )
-        if length > MAX_PAYLOAD:
+        if length > self.max_payload:
             return self._fail(
                 HEADER_SIZE,
-                f"frame declares a {length}-byte payload, the limit is {MAX_PAYLOAD}",
+                f"frame declares a {length}-byte payload, the limit is {self.max_payload}",
                 "too-large",
             )
         total = HEADER_SIZE + length + TRAILER.size

@@ -21,6 +21,7 @@ PROTOCOL_VERSION = 1
 MAX_CIRCUITS = 16  # what the wire format can carry
 BOARD_CIRCUITS = 10  # what an OpenStrom board has: relays, maps and config are sized by it
 MAX_BLOCK_SAMPLES = 16384
+HELLO_MAX_PAYLOAD = 16384  # a HELLO of 16 circuits is ~2 kB as JSON: what a peer not yet known may send
 
 
 class MessageType(enum.IntEnum):

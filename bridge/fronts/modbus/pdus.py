@@ -97,11 +97,16 @@ class _ClientHandler(ServerRequestHandler):  # type: ignore[misc]
         self._last_rx = time.monotonic()
         cfg = self.access.cfg
         if len(self.server.active_connections) > cfg.max_connections:
+            # as the Modbus TCP implementation guide says: make room by closing the connection unused
+            # the longest, so idle sockets (or a flood of them) never lock out a polling SCADA
+            others = [c for c in self.server.active_connections.values() if c is not self]
+            oldest = min(others, key=lambda c: getattr(c, "_last_rx", 0.0))
             self.server.refusals.refuse_once(
-                self.origin, "too-many-connections", f"{cfg.max_connections} clients are connected already"
+                getattr(oldest, "origin", self.origin),
+                "too-many-connections",
+                f"{cfg.max_connections} clients connected: the one unused the longest was closed",
             )
-            self.close()
-            return
+            oldest.close()
         if cfg.idle_timeout_s:
             self._idle = self.loop.call_later(cfg.idle_timeout_s, self._check_idle)
 

@@ -92,6 +92,7 @@ class OpcUaFront:
         await s.load_private_key(str(key))
         s.set_certificate_validator(TrustList(self.state_dir, self.config.opcua.trust_all_clients).validate)  # type: ignore[arg-type]
         intercept(s.iserver, self.handlers, self.users)
+        s.iserver.max_connections = self.config.opcua.max_sessions  # each costs buffers and a session
         await s.start()
         self.history = MeasurementHistory(
             s, self.state_dir / "opcua_history.sqlite", self.config.opcua.history_retention_days
