@@ -83,13 +83,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_app(config, Path(args.config).resolve().parent)
 
 
+def _writable(folder: Path) -> str | None:
+    """Why the bridge could not keep its state in ``folder``, or None."""
+    probe = folder
+    while not probe.exists():  # the bridge creates it: its nearest existing parent must let it
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user (uid {os.getuid()})"
+    return None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import line_of
     from .fronts.modbus.register_map import load_map
 
-    config = load_config(args.file)
-    for s in config.modbus.servers:
-        m = load_map(s.map, tuple(config.modbus.map_dirs))
+    path = Path(args.file)
+    config = load_config(path)
+    problems = []
+    for k, s in enumerate(config.modbus.servers):
+        try:
+            m = load_map(s.map, tuple(config.modbus.map_dirs))
+        except ConfigError as exc:
+            problems.append(
+                f"{line_of(path, ('modbus', 'servers', str(k), 'map'))}: key 'modbus.servers.{k}.map': {exc}"
+            )
+            continue
         print(f"modbus  {s.host}:{s.port}  map '{m.name}' ({len(m.points)} points, {m.word_order}-endian)")
+    state = Path(config.bridge.state_dir)
+    state = state if state.is_absolute() else path.resolve().parent / state
+    if (why := _writable(state)) is not None:
+        problems.append(f"{line_of(path, ('bridge', 'state_dir'))}: key 'bridge.state_dir': {why}")
+    if problems:
+        raise ConfigError(f"{path}: invalid configuration\n" + "\n".join(problems))
     for d in config.devices:
         print(f"device  {d.name}: serial {d.serial_number}, unit {d.unit_id}, {d.f_nominal} Hz / {d.u_nominal:g} V")
     print(f"{args.file}: OK")

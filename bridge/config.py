@@ -10,6 +10,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,7 @@ DEFAULT_MODBUS_PORT = 5020
 DEFAULT_SUNSPEC_PORT = 5021
 DEFAULT_OPCUA_PORT = 4840
 DEFAULT_METRICS_PORT = 9840
+_WILDCARD = {"", "0.0.0.0", "::", "[::]"}
 
 
 class _Model(BaseModel):
@@ -245,7 +247,10 @@ class AnalysisSection(_Model):
 
 class Device(_Model):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,39}$", description="used in OPC UA browse paths")
-    serial_number: str = Field(min_length=1, max_length=64)
+    serial_number: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$",
+        description="as the device announces it in HELLO: letters, digits and . _ : / - (no spaces)",
+    )
     unit_id: int = Field(ge=1, le=247, description="Modbus unit ID of this device")
     f_nominal: Literal[50, 60] = 50
     u_nominal: float = Field(230.0, gt=0, le=400)
@@ -279,6 +284,35 @@ class Config(_Model):
     commands: CommandsSection = CommandsSection()
     analysis: AnalysisSection = AnalysisSection()
     devices: tuple[Device, ...] = ()
+
+    def listeners(self) -> list[tuple[str, str, int]]:
+        """(key, host, port) of every TCP port the bridge would listen on."""
+        out: list[tuple[str, str, int]] = []
+        if self.links.listen:
+            host, _, port = self.links.listen.rpartition(":")
+            out.append(("links.listen", host, int(port)))
+        if self.modbus.enabled:
+            out += [(f"modbus.servers[{k}]", s.host, s.port) for k, s in enumerate(self.modbus.servers)]
+        if self.opcua.enabled:
+            u = urlsplit(self.opcua.endpoint)
+            out.append(("opcua.endpoint", u.hostname or "", u.port or DEFAULT_OPCUA_PORT))
+        if self.metrics.enabled:
+            host, _, port = self.metrics.listen.rpartition(":")
+            out.append(("metrics.listen", host, int(port)))
+        return out
+
+    @model_validator(mode="after")
+    def _no_port_clash(self) -> Config:
+        seen: list[tuple[str, str, int]] = []
+        for key, host, port in self.listeners():
+            for other, ohost, oport in seen:
+                if port == oport and (host == ohost or _WILDCARD & {host, ohost}):
+                    raise ValueError(
+                        f"{key} port {port} is taken already by {other} ({ohost or '*'}:{oport}): give each "
+                        "server its own port (or distinct addresses)"
+                    )
+            seen.append((key, host, port))
+        return self
 
     @model_validator(mode="after")
     def _unique_devices(self) -> Config:
@@ -352,14 +386,23 @@ def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | 
     return None
 
 
+# a key path at the start of a message: dotted or indexed ("devices[2].unit_id", "metrics.listen")
+_KEY_PATH = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)+|[a-z_]+\[\d+\])[ .:]")
+
+
 def format_validation(exc: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
     msgs = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
+        if err["type"] == "value_error":
+            # our cross-field checks name the entry they are about ("devices[2].unit_id ..."): find its line
+            text = str(err.get("ctx", {}).get("error", ""))
+            if m := _KEY_PATH.match(text):
+                loc = (*loc, *(part for part in re.split(r"[.\[\]]+", m.group(1)) if part))
         key = ".".join(loc) or "(top level)"
         line = _line_for(lines, loc)
         where = f"{source}:{line}" if line else source
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see docs/configuration.md for the allowed keys)"
         elif err["type"] == "missing":
@@ -389,6 +432,16 @@ def read_document(path: Path) -> tuple[Any, dict[tuple[str, ...], int]]:
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
             raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     raise ConfigError(f"{path}: unknown file type '{path.suffix}' (use .toml, .yaml or .yml)")
+
+
+def line_of(path: Path, loc: tuple[str, ...]) -> str:
+    """ "FILE:LINE" of a key path in a configuration file (or just FILE)."""
+    try:
+        _, lines = read_document(path)
+    except ConfigError:
+        return str(path)
+    line = _line_for(lines, loc)
+    return f"{path}:{line}" if line else str(path)
 
 
 def load_config(path: str | Path) -> Config:

@@ -49,6 +49,51 @@ def test_check_config_reports_file_key_and_line(tmp_path: Path) -> None:
     out = run("check-config", str(typo))
     assert out.returncode == 2 and f"{typo}:2: key 'bridge.comit_interval_s': unknown key" in out.stderr
 
+    units = tmp_path / "units.yaml"
+    units.write_text(
+        "devices:\n  - {name: a, serial_number: S1, unit_id: 1}\n  - {name: b, serial_number: S2, unit_id: 1}\n"
+    )
+    out = run("check-config", str(units))
+    assert out.returncode == 2 and f"{units}:3: key 'devices.1.unit_id': devices[1].unit_id 1 is already" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key", "says"),
+    [
+        # a Modbus server on the device-link port: found before anything binds
+        (
+            "links:\n  listen: 0.0.0.0:7700\nmodbus:\n  servers:\n    - {map: openstrom, port: 7700}\n",
+            5,
+            "modbus.servers.0",
+            "port 7700 is taken already by links.listen",
+        ),
+        ("metrics:\n  listen: 127.0.0.1:4840\n", 2, "metrics.listen", "taken already by opcua.endpoint"),
+        (
+            'devices:\n  - {name: a, serial_number: "OS 1\\n", unit_id: 1}\n',
+            2,
+            "devices.0.serial_number",
+            "should match pattern",
+        ),
+        (
+            "modbus:\n  servers:\n    - {map: nosuchmap, port: 5020}\n",
+            3,
+            "modbus.servers.0.map",
+            "register map 'nosuchmap' not found",
+        ),
+        ("bridge:\n  state_dir: afile/state\n", 2, "bridge.state_dir", "is not a folder"),
+    ],
+    ids=["port-clash", "port-clash-opcua", "serial-format", "unknown-map", "state-dir"],
+)
+def test_check_config_catches_mistakes_with_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str, says: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(text)
+    out = run("check-config", str(cfg))
+    assert out.returncode == 2, out.stdout
+    assert f"{cfg}:{line}: key '{key}'" in out.stderr and says in out.stderr, out.stderr
+
 
 @pytest.mark.parametrize("example", sorted((ROOT / "deploy").glob("*.toml")) + sorted((ROOT / "deploy").glob("*.yaml")))
 def test_shipped_examples_are_valid(example: Path) -> None:
