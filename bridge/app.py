@@ -158,6 +158,7 @@ class BridgeApp:
                 self.store.prune(time.time() - self.config.opcua.history_retention_days * 86400)
 
     async def _shutdown(self) -> None:
+        await self.hub.close_links()
         with contextlib.suppress(Exception):
             self.hub.commit_all()
         for s in self._servers:

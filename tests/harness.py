@@ -18,10 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PLANT = ROOT / "device" / "simulator" / "scenarios" / "plant.yaml"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before in this run (the kernel may offer one twice)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def bridge_config(tmp: Path, **overrides: Any) -> tuple[Config, dict[str, int]]:

@@ -30,6 +30,9 @@ class ModelView(Protocol):
     @property
     def devices(self) -> Mapping[str, DeviceState]: ...
 
+    @property
+    def store_error(self) -> str | None: ...
+
     def by_serial(self, serial: str) -> DeviceState | None: ...
 
     def by_unit(self, unit_id: int) -> DeviceState | None: ...
@@ -48,6 +51,7 @@ class Model:
             d.name: DeviceState(config=d, relay_rated_operations=self._rated) for d in config.devices
         }
         self._listeners: list[tuple[Listener, frozenset[Change]]] = []
+        self.store_error: str | None = None  # why the last commit failed; None while commits succeed
         self.links = LinkChanges(self._emit)
         self.reports = ReportChanges(self._emit)
         self.outcomes = OutcomeChanges(self._emit)
@@ -71,6 +75,10 @@ class Model:
         for listener, kinds in list(self._listeners):
             if kind in kinds:
                 listener(dev, kind)
+
+    def set_store_health(self, error: str | None) -> None:
+        """The state database accepts commits (None), or why it does not: blocks stay unacknowledged."""
+        self.store_error = error
 
     def add_device(self, device: Device) -> DeviceState:
         state = DeviceState(config=device, relay_rated_operations=self._rated)

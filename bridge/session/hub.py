@@ -4,6 +4,7 @@ policy), the receive loop of each link, and the silence watchdog that marks devi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Collection
 
@@ -43,6 +44,7 @@ class DeviceHub:
         self._refused_links: set[tuple[str, str, str]] = set()  # (reason, serial, peer host) logged once
         self._unidentified: dict[str, int] = {}  # links not past HELLO, by peer address
         self._unidentified_total = 0
+        self._streams: set[ByteStream] = set()  # every link being served, closed at shutdown
 
     # ------------------------------------------------------------------ DevicePorts
 
@@ -181,9 +183,11 @@ class DeviceHub:
         Until its HELLO a link is bounded: it counts against the unidentified caps, its frames may be
         at most HELLO_MAX_PAYLOAD, and it is closed when no HELLO came within links.hello_timeout_s.
         Serial lines, configured one by one, are exempt from the caps and the deadline."""
+        self._streams.add(stream)
         serial = stream.kind == "serial"
         capped = stream.kind.startswith("tcp-in")
         if capped and not self._admit_unidentified(stream):
+            self._streams.discard(stream)
             await stream.close()
             return
         unidentified = capped
@@ -265,19 +269,33 @@ class DeviceHub:
             if runtime is not None:
                 runtime.detach(sender)
                 log.info("device disconnected")
+            self._streams.discard(stream)
             await stream.close()
+
+    async def close_links(self) -> None:
+        """At shutdown, before the last commit: no link may touch the store after it is closed."""
+        for stream in list(self._streams):
+            with contextlib.suppress(Exception):
+                await stream.close()
 
     # ------------------------------------------------------------------ background duties
 
     def commit_all(self) -> None:
-        """Persist every device's counters and acknowledge what is durable."""
+        """Persist every device's counters and acknowledge what is durable. A failed commit
+        acknowledges nothing (the devices keep the blocks); the first failure of an outage is logged
+        at error, and /health reports it until a commit succeeds again."""
+        failed = None
         for rt in self.runtimes.values():
             try:
                 rt.commit()
             except Exception as exc:  # one device's storage trouble must not stop the others
-                self.log.error(
+                failed = f"{rt.name}: {exc}"
+                (self.log.error if self.model.store_error is None else self.log.debug)(
                     "commit failed; blocks stay unacknowledged on the device", device=rt.name, error=str(exc)
                 )
+        if failed is None and self.model.store_error is not None:
+            self.log.info("commits succeed again", was=self.model.store_error)
+        self.model.set_store_health(failed)
 
     async def watch_health(self) -> None:
         """Mark a device offline when its link is down or no data was counted for ``offline_after_s``

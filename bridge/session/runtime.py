@@ -12,7 +12,7 @@ from collections.abc import Callable
 from bridge.config import AnalysisSection
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
-from bridge.errors import DeviceOffline
+from bridge.errors import DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
 from bridge.model import DeviceState, Model
 from bridge.store import Progress, Store
@@ -191,11 +191,13 @@ class DeviceRuntime:
         if reason is None:
             if hello.boot_id and hello.boot_id != self.stream.boot_id:  # first seen: remember it
                 self.stream = dataclasses.replace(self.stream, boot_id=hello.boot_id)
-                self.store.save_stream(self.name, self.stream)
+                self._persist(lambda: self.store.save_stream(self.name, self.stream))
             return
-        self.stream = dataclasses.replace(self.stream, boot_id=hello.boot_id, restarts=self.stream.restarts + 1)
+        self.stream = dataclasses.replace(
+            self.stream, boot_id=hello.boot_id, restarts=self.stream.restarts + 1, device_dropped=0
+        )
         # the stored position is the old numbering's: it goes in the same transaction
-        self.store.save_stream(self.name, self.stream, new_stream=True)
+        self._persist(lambda: self.store.save_stream(self.name, self.stream, new_stream=True))
         self.log.warning(
             "device restarted its block numbering: counting its new stream from its first block",
             reason=reason,
@@ -296,16 +298,24 @@ class DeviceRuntime:
         self._apply(update)
 
     def on_status(self, status: Status) -> None:
-        dev, prev = self.state, self.state.status
+        dev = self.state
         self.model.reports.update_status(dev, status)
         alarms = [(0, "fault", bool(status.fault_codes), ", ".join(status.fault_codes))]
         self.model.reports.set_alarms(dev, alarms)
-        if prev is not None and status.dropped_blocks > prev.dropped_blocks:
-            lost = status.dropped_blocks - prev.dropped_blocks
-            self.stream = dataclasses.replace(self.stream, dropped_blocks=self.stream.dropped_blocks + lost)
-            self.store.save_stream(self.name, self.stream)
-            self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
-            self.model.links.sram_dropped(dev, self.stream.dropped_blocks, lost)
+        # the device counts its drops since it booted; the baseline is persisted, so drops while the
+        # bridge was down are seen at its first STATUS after a restart too
+        if status.dropped_blocks != self.stream.device_dropped:
+            lost = status.dropped_blocks - self.stream.device_dropped
+            if lost < 0:  # the device's counter started again (a reboot): what it reports now is new
+                lost = status.dropped_blocks
+            rec = dataclasses.replace(
+                self.stream, dropped_blocks=self.stream.dropped_blocks + lost, device_dropped=status.dropped_blocks
+            )
+            self.stream = rec
+            self._persist(lambda: self.store.save_stream(self.name, rec))
+            if lost:
+                self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
+                self.model.links.sram_dropped(dev, rec.dropped_blocks, lost)
         for pred, fut in list(self._status_waiters):
             if not fut.done() and pred(status):
                 fut.set_result(status)
@@ -347,10 +357,20 @@ class DeviceRuntime:
             extreme_v=round(ev.extreme_v, 1),
         )
         text = f"{ev.kind} on circuit {circuit}: {ev.extreme_v:.1f} V for {duration * 1000:.0f} ms"
-        self.store.append_event(self.name, circuit, ev.kind, t, duration, ev.extreme_v, text)
+        self._persist(lambda: self.store.append_event(self.name, circuit, ev.kind, t, duration, ev.extreme_v, text))
         self.model.reports.count_voltage_event(self.state, circuit, ev.kind, f"{ev.kind}: {ev.extreme_v:.1f} V")
 
     # ------------------------------------------------------------------ durability
+
+    def _persist(self, write: Callable[[], None]) -> None:
+        """A write outside the commit loop (stream record, voltage event). If the database refuses
+        it, the link goes on: the state stays in memory, the next change or commit writes it, and
+        /health says why until then."""
+        try:
+            write()
+        except StoreError as exc:
+            (self.log.error if self.model.store_error is None else self.log.debug)("state not written", error=str(exc))
+            self.model.set_store_health(str(exc))
 
     def durable_position(self) -> Progress | None:
         """The stream position whose energy is inside the counters now."""

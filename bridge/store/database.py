@@ -8,8 +8,10 @@ as replays while the rest are counted once.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_key ON events (device, t);
 CREATE TABLE IF NOT EXISTS streams (
     device TEXT PRIMARY KEY, boot_id TEXT NOT NULL, restarts INTEGER NOT NULL DEFAULT 0,
-    dropped_blocks INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL
+    dropped_blocks INTEGER NOT NULL DEFAULT 0, device_dropped INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL
 );
 """
 
@@ -60,6 +62,7 @@ class StreamRecord:
     boot_id: str = ""
     restarts: int = 0
     dropped_blocks: int = 0
+    device_dropped: int = 0  # the device's own dropped-blocks counter as last reported (its baseline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,9 @@ class Store:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # fail fast when another process holds a lock (a backup tool): the commit loop retries, and the
+            # event loop is never held for sqlite's default 5 s
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0.2)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
@@ -86,6 +91,15 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """One transaction; sqlite's errors become a StoreError naming what could not be written."""
+        try:
+            with self.db:
+                yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write {what} to {self.path}: {exc}") from None
 
     # ------------------------------------------------------------------ energy + progress (one transaction)
 
@@ -122,9 +136,9 @@ class Store:
 
     def stream(self, device: str) -> StreamRecord:
         row = self.db.execute(
-            "SELECT boot_id, restarts, dropped_blocks FROM streams WHERE device = ?", (device,)
+            "SELECT boot_id, restarts, dropped_blocks, device_dropped FROM streams WHERE device = ?", (device,)
         ).fetchone()
-        return StreamRecord() if row is None else StreamRecord(str(row[0]), int(row[1]), int(row[2]))
+        return StreamRecord() if row is None else StreamRecord(str(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     def save_stream(self, device: str, rec: StreamRecord, *, new_stream: bool = False) -> None:
         """Persist the stream record; with ``new_stream`` the stored position goes in the same
@@ -134,10 +148,11 @@ class Store:
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute(
-                    "INSERT INTO streams VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                    "INSERT INTO streams VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
                     "boot_id = excluded.boot_id, restarts = excluded.restarts, "
-                    "dropped_blocks = excluded.dropped_blocks, updated = excluded.updated",
-                    (device, rec.boot_id, rec.restarts, rec.dropped_blocks, time.time()),
+                    "dropped_blocks = excluded.dropped_blocks, device_dropped = excluded.device_dropped, "
+                    "updated = excluded.updated",
+                    (device, rec.boot_id, rec.restarts, rec.dropped_blocks, rec.device_dropped, time.time()),
                 )
                 if new_stream:
                     self.db.execute("DELETE FROM progress WHERE device = ?", (device,))
@@ -183,7 +198,7 @@ class Store:
     # ------------------------------------------------------------------ calibration
 
     def save_calibration(self, device: str, circuit: int, channel: str, gain: float, offset: float, by: str) -> None:
-        with self.db:
+        with self._writing(f"the calibration of {device}"):
             self.db.execute(
                 "INSERT INTO calibration VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, circuit, channel) "
                 "DO UPDATE SET gain = excluded.gain, offset = excluded.offset, changed_at = excluded.changed_at, "
@@ -207,12 +222,12 @@ class Store:
         extreme_v: float | None,
         message: str,
     ) -> None:
-        with self.db:
+        with self._writing(f"a voltage event of {device}"):
             self.db.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (device, circuit, kind, t, duration_s, extreme_v, message),
             )
 
     def prune(self, older_than_s: float) -> None:
-        with self.db:
+        with self._writing("the event pruning"):
             self.db.execute("DELETE FROM events WHERE t < ?", (older_than_s,))

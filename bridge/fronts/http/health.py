@@ -25,5 +25,6 @@ def health(model: ModelView) -> tuple[int, dict[str, Any]]:
             "frame_errors": d.link.frame_errors,
             "scale_changes": d.link.scale_changes,
         }
-    ok = all(v["online"] for v in devices.values())
-    return (200 if ok else 503), {"status": "ok" if ok else "degraded", "devices": devices}
+    store = {"ok": model.store_error is None, "error": model.store_error}
+    ok = all(v["online"] for v in devices.values()) and model.store_error is None
+    return (200 if ok else 503), {"status": "ok" if ok else "degraded", "store": store, "devices": devices}
