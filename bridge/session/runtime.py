@@ -219,6 +219,21 @@ class DeviceRuntime:
             self.log.warning("device announced other ADC scales in HELLO", **fields, new_i_lsb=hello.i_lsb_amps)
             audit("scales changed", device=self.name, serial=hello.serial_number, **fields, new_i_lsb=hello.i_lsb_amps)
         self.model.links.identify(self.state, hello, scales_changed=old is not None and lsb_changed)
+        if old is not None and old.circuit_count != hello.circuit_count and self.analyzer is not None:
+            # another board behind the same serial, or a reconfigured one: keep what was counted, per
+            # circuit, and measure the circuits it has now (the rest keep their stored energy)
+            self.log.warning("device announced another circuit count", old=old.circuit_count, new=hello.circuit_count)
+            audit("device changed", device=self.name, circuits_old=old.circuit_count, circuits_new=hello.circuit_count)
+            self._persist(self.commit)
+            self.analyzer = None
+        if old is not None and old.firmware_version != hello.firmware_version:
+            self.log.warning("device firmware changed", old=old.firmware_version, new=hello.firmware_version)
+            audit(
+                "device changed",
+                device=self.name,
+                firmware_old=old.firmware_version,
+                firmware_new=hello.firmware_version,
+            )
         if self.analyzer is None or old is None or old.sample_rate_hz != hello.sample_rate_hz:
             self._new_analyzer(hello)
         elif lsb_changed:
