@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--boot-id", default=None, help="announced in HELLO (default: new at every start; '' announces none, as v1)"
     )
     p.add_argument("--first-block", type=int, default=0, help="number of the first block (numbers wrap at 2**32)")
+    p.add_argument("--clock-jump", metavar="AT:BY", help="at simulated second AT the clock jumps by BY seconds")
     tls = p.add_argument_group("mutual TLS (files from `openstrom-bridge pki issue-device SERIAL --out DIR`)")
     tls.add_argument("--tls-cert", metavar="FILE", help="the device's certificate (device.crt)")
     tls.add_argument("--tls-key", metavar="FILE", help="the device's private key (device.key)")
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         sram_blocks=args.sram_blocks,
         boot_id=secrets.token_hex(8) if args.boot_id is None else args.boot_id,
         first_block=args.first_block,
+        clock_jump=tuple(float(x) for x in args.clock_jump.split(":")) if args.clock_jump else None,  # type: ignore[arg-type]
     )
     runner = Runner(
         device,

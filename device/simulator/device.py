@@ -64,10 +64,12 @@ class SimulatedDevice:
         clock_start_ns: int = 1_790_000_000_000_000_000,
         boot_id: str = "",
         first_block: int = 0,
+        clock_jump: tuple[float, float] | None = None,
     ) -> None:
         """``boot_id``: announced in HELLO, new at every boot of a real device ("" announces none, as a
         v1 device); ``first_block``: the number of the first block (a device's numbering may start
-        anywhere, and wraps at 2**32)."""
+        anywhere, and wraps at 2**32); ``clock_jump``: (at, by) seconds: at simulated time ``at`` the
+        device's clock jumps by ``by`` (an NTP step, a battery-backed clock reset)."""
         self.scenario = scenario
         self.identity = identity
         self.boot_id = boot_id
@@ -78,6 +80,7 @@ class SimulatedDevice:
         self.next_index = 0
         self.first_block = first_block
         self.clock_ns = clock_start_ns
+        self._clock_jump = clock_jump
         self.wiring = tuple(scenario.circuit(c).wiring for c in range(1, CIRCUITS + 1))
         self.circuit_on = [scenario.circuit(c).on for c in range(1, CIRCUITS + 1)]
         self.relay_operations = [0] * CIRCUITS
@@ -172,6 +175,9 @@ class SimulatedDevice:
             self.status_dirty = True
         v, i = self.board.block(index, energised)
         vc, ic = self.board.adc(index, v, i)
+        if self._clock_jump is not None and index * n / self.board.fs >= self._clock_jump[0]:
+            self.clock_ns += round(self._clock_jump[1] * 1e9)
+            self._clock_jump = None
         t0 = self.clock_ns + round(index * n / self.board.fs * 1e9)
         block = Samples(
             block_seq=wrap(self.first_block + index),
