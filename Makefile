@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test bench lint docs clean
+.PHONY: venv run test soak bench lint docs clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+soak: venv
+	$(BIN)/python -m pytest -q -m soak tests/soak
 
 bench: venv
 	$(BIN)/python bench/accuracy.py
