@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import ssl
 import struct
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -138,6 +141,15 @@ class RawModbus:
             bits = [(data[k // 8] >> (k % 8)) & 1 for k in range(count)]
             return bits
         return list(struct.unpack(f">{len(data) // 2}H", data))
+
+
+def get_health(port: int) -> tuple[int, dict[str, Any]]:
+    """GET /health (blocking: call it in an executor from a test that runs the bridge in its loop)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            return int(resp.status), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def f32(regs: list[int], k: int = 0) -> float:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,17 +14,9 @@ from device.protocol import Connection, Role
 from device.simulator.device import Identity, SimulatedDevice
 from device.simulator.process import SimulatorProcess
 from device.simulator.scenario import load_scenario
-from tests.harness import PLANT, RawModbus, bridge_config, running_bridge, wait_for
+from tests.harness import PLANT, RawModbus, bridge_config, get_health, running_bridge, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _health(port: int) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            return int(resp.status), json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 async def test_a_link_whose_blocks_are_all_replays_is_not_healthy(tmp_path: Path) -> None:
@@ -39,7 +28,7 @@ async def test_a_link_whose_blocks_are_all_replays_is_not_healthy(tmp_path: Path
             ["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT), "--boot-id", "b1", "--speed", "4"]
         ):
             await wait_for(lambda: dev.link.blocks > 30 and dev.online, 30, "a counted stream")
-            assert (await loop.run_in_executor(None, _health, ports["http"]))[0] == 200
+            assert (await loop.run_in_executor(None, get_health, ports["http"]))[0] == 200
         await wait_for(lambda: not dev.link.connected, 10, "the simulator gone")
         last = rt.last_seq
         assert last is not None
@@ -57,7 +46,7 @@ async def test_a_link_whose_blocks_are_all_replays_is_not_healthy(tmp_path: Path
                 await asyncio.sleep(0.1)
             assert dev.link.connected and not dev.online
             assert "replays" in dev.alarms["offline"].message
-            status, doc = await loop.run_in_executor(None, _health, ports["http"])
+            status, doc = await loop.run_in_executor(None, get_health, ports["http"])
             board = doc["devices"]["board1"]  # type: ignore[index]
             assert (status == 503 and board["quality"] == "bad") or board["quality"] == "uncertain"
             assert "replays" in board["quality_reason"]

@@ -5,16 +5,13 @@ delivered, nothing invented that was not, and the operator told each time."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from device.simulator.process import SimulatorProcess
-from tests.harness import ROOT, RawModbus, bridge_config, running_bridge, wait_for
+from tests.harness import ROOT, RawModbus, bridge_config, get_health, running_bridge, wait_for
 
 pytestmark = pytest.mark.e2e
 STEADY = ROOT / "tests" / "scenarios" / "steady.yaml"
@@ -23,14 +20,6 @@ FS = 7812.5
 
 def _sim(port: int, *extra: str) -> SimulatorProcess:
     return SimulatorProcess(["--connect", f"127.0.0.1:{port}", "--scenario", str(STEADY), *extra])
-
-
-def _health(port: int) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            return int(resp.status), json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 async def test_a_locked_database_acknowledges_nothing_and_says_so(tmp_path: Path) -> None:
@@ -46,14 +35,14 @@ async def test_a_locked_database_acknowledges_nothing_and_says_so(tmp_path: Path
             acked = dev.link.acked_seq
             await asyncio.sleep(3.0)
             assert dev.link.acked_seq == acked, "acknowledged what was not persisted"
-            status, doc = await loop.run_in_executor(None, _health, ports["http"])
+            status, doc = await loop.run_in_executor(None, get_health, ports["http"])
             assert status == 503 and doc["store"]["ok"] is False and "locked" in doc["store"]["error"]  # type: ignore[index]
             assert dev.link.blocks > 0 and dev.online  # measurement goes on meanwhile
         finally:
             other.execute("ROLLBACK")
             other.close()
         await wait_for(lambda: dev.link.acked_seq != acked, 10, "acknowledgements again")
-        status, doc = await loop.run_in_executor(None, _health, ports["http"])
+        status, doc = await loop.run_in_executor(None, get_health, ports["http"])
         assert status == 200 and doc["store"]["ok"] is True  # type: ignore[index]
 
 
