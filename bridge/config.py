@@ -245,6 +245,34 @@ class AnalysisSection(_Model):
     )
 
 
+class PowerQualityLimits(_Model):
+    """Event and alarm limits. Voltage limits are shares of the declared voltage (IEC 61000-4-30's
+    usual settings by default); frequency limits default to the nominal frequency +/- 1 % (EN 50160
+    for interconnected systems); the seed's device range is 45..70 Hz."""
+
+    dip: float = Field(0.90, gt=0, lt=1, description="a dip starts below this share of the declared voltage")
+    swell: float = Field(1.10, gt=1, le=2, description="a swell starts above this share")
+    interruption: float = Field(0.05, gt=0, lt=1, description="an interruption starts below this share")
+    hysteresis: float = Field(0.02, ge=0, lt=0.5, description="an event ends this share inside its threshold")
+    freq_low_hz: float | None = Field(None, ge=40, le=70, description="under-frequency alarm (default nominal - 1 %)")
+    freq_high_hz: float | None = Field(None, ge=40, le=70, description="over-frequency alarm (default nominal + 1 %)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PowerQualityLimits:
+        if not self.interruption < self.dip:
+            raise ValueError(f"interruption ({self.interruption}) must be below dip ({self.dip})")
+        if self.hysteresis >= 1 - self.dip:
+            raise ValueError(f"hysteresis ({self.hysteresis}) must be less than 1 - dip ({1 - self.dip:g})")
+        if self.freq_low_hz is not None and self.freq_high_hz is not None and self.freq_low_hz >= self.freq_high_hz:
+            raise ValueError(f"freq_low_hz ({self.freq_low_hz}) must be below freq_high_hz ({self.freq_high_hz})")
+        return self
+
+    def frequency_band(self, f_nominal: float) -> tuple[float, float]:
+        low = self.freq_low_hz if self.freq_low_hz is not None else 0.99 * f_nominal
+        high = self.freq_high_hz if self.freq_high_hz is not None else 1.01 * f_nominal
+        return low, high
+
+
 class Device(_Model):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,39}$", description="used in OPC UA browse paths")
     serial_number: str = Field(
@@ -257,6 +285,10 @@ class Device(_Model):
     circuit_names: dict[Annotated[int, Field(ge=1, le=BOARD_CIRCUITS)], str] = Field(default_factory=dict)
     relays: tuple[RelayPolicy, ...] = ()
     overcurrent_a: float = Field(40.0, gt=0, le=200, description="overcurrent alarm threshold per circuit")
+    circuit_overcurrent_a: dict[
+        Annotated[int, Field(ge=1, le=BOARD_CIRCUITS)], Annotated[float, Field(gt=0, le=200)]
+    ] = Field(default_factory=dict, description="overcurrent threshold of single circuits, overriding overcurrent_a")
+    pq: PowerQualityLimits | None = Field(None, description="this device's limits instead of the bridge's [pq]")
 
     @field_validator("relays")
     @classmethod
@@ -283,6 +315,7 @@ class Config(_Model):
     metrics: MetricsSection = MetricsSection()
     commands: CommandsSection = CommandsSection()
     analysis: AnalysisSection = AnalysisSection()
+    pq: PowerQualityLimits = PowerQualityLimits()
     devices: tuple[Device, ...] = ()
 
     def listeners(self) -> list[tuple[str, str, int]]:

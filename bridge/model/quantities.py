@@ -214,6 +214,13 @@ _q(
     lambda d, c: d.alarms["stream_restart"].active,
 )
 _q(
+    "device.alarm.frequency",
+    "",
+    "bool",
+    "mains frequency outside the configured band (pq.freq_low_hz..freq_high_hz)",
+    lambda d, c: d.alarms["frequency"].active,
+)
+_q(
     "device.stream_restarts",
     "",
     "int",

@@ -86,7 +86,7 @@ class Alarm:
 
 
 CIRCUIT_ALARMS = ("dip", "swell", "interruption", "overcurrent", "clipped", "relay_mismatch", "relay_wear")
-DEVICE_ALARMS = ("offline", "sram_loss", "stream_restart", "fault")
+DEVICE_ALARMS = ("offline", "sram_loss", "stream_restart", "fault", "frequency")
 # raised by a loss and cleared when none followed for bridge.loss_alarm_hold_s
 LOSS_ALARMS = ("sram_loss", "stream_restart")
 

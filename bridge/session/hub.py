@@ -38,7 +38,8 @@ class DeviceHub:
         self.model = model
         self.store = store
         self.runtimes: dict[str, DeviceRuntime] = {
-            name: DeviceRuntime(state, model, store, config.analysis) for name, state in model.devices.items()
+            name: DeviceRuntime(state, model, store, config.analysis, config.pq)
+            for name, state in model.devices.items()
         }
         self.log = get_logger("bridge.hub")
         self._refused_links: set[tuple[str, str, str]] = set()  # (reason, serial, peer host) logged once
@@ -61,7 +62,9 @@ class DeviceHub:
         unit = next(u for u in range(1, 248) if u not in used)
         name = "dev_" + "".join(ch if ch.isalnum() else "_" for ch in hello.serial_number)[:36]
         state = self.model.add_device(Device(name=name, serial_number=hello.serial_number, unit_id=unit))
-        runtime = self.runtimes[name] = DeviceRuntime(state, self.model, self.store, self.config.analysis)
+        runtime = self.runtimes[name] = DeviceRuntime(
+            state, self.model, self.store, self.config.analysis, self.config.pq
+        )
         self.log.warning(
             "unknown device accepted (auto_accept is on)", serial=hello.serial_number, name=name, unit_id=unit
         )

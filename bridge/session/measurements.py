@@ -56,20 +56,28 @@ def snapshot_of(analyzer: StreamAnalyzer, w: WindowMetrics, number: int) -> Devi
     )
 
 
-def window_alarms(w: WindowMetrics, ongoing: dict[int, str], overcurrent_a: float) -> list[AlarmChange]:
-    """The circuit alarms one window implies. ``ongoing``: circuit index (0-based) -> the kind of
-    voltage event in progress there."""
+def window_alarms(
+    w: WindowMetrics, ongoing: dict[int, str], overcurrent_a: list[float], freq_band: tuple[float, float]
+) -> list[AlarmChange]:
+    """The alarms one window implies. ``ongoing``: circuit index (0-based) -> the kind of voltage
+    event in progress there; ``overcurrent_a`` per circuit; ``freq_band`` (low, high) in Hz."""
     out: list[AlarmChange] = []
     i_rms, clipped = w.i_rms.tolist(), w.clipped.tolist()
     for c in range(len(i_rms)):
         n = c + 1
         kind = ongoing.get(c)
-        over = i_rms[c] > overcurrent_a
+        limit = overcurrent_a[c] if c < len(overcurrent_a) else overcurrent_a[-1]
+        over = i_rms[c] > limit
         out += [
             (n, "dip", kind == "dip", "voltage dip in progress"),
             (n, "swell", kind == "swell", "voltage swell in progress"),
             (n, "interruption", kind == "interruption", "supply interrupted"),
-            (n, "overcurrent", over, f"{i_rms[c]:.1f} A > {overcurrent_a:g} A" if over else ""),
+            (n, "overcurrent", over, f"{i_rms[c]:.1f} A > {limit:g} A" if over else ""),
             (n, "clipped", clipped[c], "samples at the ADC rail"),
         ]
+    f, (low, high) = w.freq_hz, freq_band
+    if w.synced and f == f:  # a window without a measured frequency (NaN, unsynchronised) says nothing
+        off = f < low or f > high
+        text = f"{f:.3f} Hz outside {low:g}..{high:g} Hz" if off else ""
+        out.append((0, "frequency", off, text))
     return out

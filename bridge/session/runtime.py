@@ -9,7 +9,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from bridge.config import AnalysisSection
+from bridge.config import AnalysisSection, PowerQualityLimits
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
 from bridge.errors import DeviceOffline, StoreError
@@ -51,9 +51,22 @@ class DeviceRuntime:
     """Everything about one device that outlives a connection; implements the command path's
     :class:`~bridge.commands.port.DevicePort`."""
 
-    def __init__(self, state: DeviceState, model: Model, store: Store, analysis: AnalysisSection | None = None) -> None:
+    def __init__(
+        self,
+        state: DeviceState,
+        model: Model,
+        store: Store,
+        analysis: AnalysisSection | None = None,
+        pq: PowerQualityLimits | None = None,
+    ) -> None:
         self.state = state
         self.analysis = analysis or AnalysisSection()
+        self.limits = state.config.pq or pq or PowerQualityLimits()
+        self._freq_band = self.limits.frequency_band(float(state.config.f_nominal))
+        self._overcurrent = [
+            state.config.circuit_overcurrent_a.get(c, state.config.overcurrent_a)
+            for c in range(1, len(state.circuits) + 1)
+        ]
         self.model = model
         self.store = store
         self.name = state.name
@@ -260,7 +273,12 @@ class DeviceRuntime:
             fs=hello.sample_rate_hz,
             f_nominal=float(dev.f_nominal),
             u_nominal=dev.u_nominal,
-            thresholds=Thresholds(),
+            thresholds=Thresholds(
+                dip=self.limits.dip,
+                swell=self.limits.swell,
+                interruption=self.limits.interruption,
+                hysteresis=self.limits.hysteresis,
+            ),
             min_batch_s=self.analysis.batch_s,
             harmonics_every=self.analysis.harmonics_every,
             v_clip=self._scales.v_rails(hello.v_adc_bits),
@@ -350,7 +368,7 @@ class DeviceRuntime:
             snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
             ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
             for w in update.windows:
-                self.model.reports.set_alarms(dev, window_alarms(w, ongoing, dev.config.overcurrent_a))
+                self.model.reports.set_alarms(dev, window_alarms(w, ongoing, self._overcurrent, self._freq_band))
         self.model.reports.publish(
             dev,
             snapshot,

@@ -132,7 +132,7 @@ DEVICE_METHODS = (
 )
 
 # alarms with a condition node: per device, and per circuit
-DEVICE_CONDITIONS = ("offline", "sram_loss", "stream_restart")
+DEVICE_CONDITIONS = ("offline", "sram_loss", "stream_restart", "frequency")
 CIRCUIT_CONDITIONS = ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear")
 
 ALARM_SEVERITY = {
@@ -146,5 +146,6 @@ ALARM_SEVERITY = {
     "clipped": 300,
     "sram_loss": 500,
     "stream_restart": 500,
+    "frequency": 700,
     "fault": 700,
 }
