@@ -88,6 +88,9 @@ class LinksSection(_Model):
     pki_dir: str | None = Field(None, description="CA and bridge certificate (default: state_dir/link-pki)")
     revoked: tuple[str, ...] = Field((), description="device serial numbers whose certificates are refused")
     hello_timeout_s: float = Field(10.0, gt=0, le=300, description="a link without HELLO by then is closed")
+    time_sync_interval_s: float = Field(
+        3600.0, ge=0, le=86400, description="set each device's clock this often (0: at connect only); clocks drift"
+    )
     max_unidentified: int = Field(64, ge=1, le=10000, description="links not yet past HELLO, in all")
     max_unidentified_per_host: int = Field(8, ge=1, le=1000, description="links not yet past HELLO, per address")
 

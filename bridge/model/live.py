@@ -150,6 +150,10 @@ class LinkChanges:
     def acknowledged(self, dev: DeviceState, block_seq: int) -> None:
         dev.link.acked_seq = block_seq
 
+    def clock_offset(self, dev: DeviceState, offset_s: float) -> None:
+        """The device clock's offset as measured now (no notice: read with the rest)."""
+        dev.link.clock_offset_s = offset_s
+
     def losses(self, dev: DeviceState, *, stream_restarts: int, sram_dropped_blocks: int) -> None:
         """The persisted loss counters, as the session loaded them (no notice: read with the rest)."""
         dev.link.stream_restarts = stream_restarts

@@ -214,6 +214,13 @@ _q(
     lambda d, c: d.alarms["stream_restart"].active,
 )
 _q(
+    "device.clock_offset_s",
+    "s",
+    "float",
+    "device clock minus bridge clock, measured on the freshest recent blocks (set every links.time_sync_interval_s)",
+    lambda d, c: d.link.clock_offset_s,
+)
+_q(
     "device.alarm.frequency",
     "",
     "bool",

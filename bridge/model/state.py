@@ -125,6 +125,7 @@ class LinkHealth:
     last_counted_monotonic: float | None = None  # when a block was last counted (not just received)
     stream_restarts: int = 0  # the device started numbering anew (persisted)
     sram_dropped_blocks: int = 0  # blocks the device reported dropped from a full SRAM (persisted)
+    clock_offset_s: float | None = None  # device clock minus bridge clock, from the freshest recent block
     scale_changes: int = 0  # HELLOs that announced other ADC scales than the one before
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Collection
 
 from bridge.config import Config, Device
+from bridge.errors import DeviceOffline
 from bridge.logs import audit, get_logger
 from bridge.model import DeviceState, Model
 from bridge.model.state import LOSS_ALARMS
@@ -309,6 +310,7 @@ class DeviceHub:
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
             now, wall = time.monotonic(), time.time()
+            self._sync_clocks(now)
             for d in self.model.devices.values():
                 self._check_counted(d, now, limit)
                 stale = [
@@ -318,6 +320,15 @@ class DeviceHub:
                 ]
                 if stale:
                     self.model.reports.set_alarms(d, stale)
+
+    def _sync_clocks(self, now: float) -> None:
+        every = self.config.links.time_sync_interval_s
+        if not every:
+            return
+        for rt in self.runtimes.values():
+            if rt.connected and rt.synced_at is not None and now - rt.synced_at >= every:
+                with contextlib.suppress(DeviceOffline):
+                    rt.sync_clock()
 
     def _check_counted(self, d: DeviceState, now: float, limit: float) -> None:
         link = d.link

@@ -5,6 +5,7 @@ port the command path talks to. The session is the live model's only writer."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import time
 from collections.abc import Callable
@@ -83,6 +84,8 @@ class DeviceRuntime:
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._status_waiters: list[tuple[Callable[[Status], bool], asyncio.Future[Status]]] = []
         self._snapshots = 0
+        self.synced_at: float | None = None  # monotonic time of the last TIME_SYNC sent
+        self._offsets: collections.deque[float] = collections.deque(maxlen=25)
         for c in state.circuits:
             rec = store.relay(self.name, c.index)
             model.outcomes.set_relay_bookkeeping(
@@ -101,12 +104,18 @@ class DeviceRuntime:
     def attach(self, sender: Callable[[Message], None], peer: str, kind: str) -> None:
         self._sender = sender
         self.model.links.connect(self.state, peer, kind)
-        # set the device clock: window timestamps (OPC UA source timestamps, history) use it
-        self.send(TimeSync(command_id=TIME_SYNC_ID, unix_time_ns=time.time_ns()))
+        self.sync_clock()
         if self.durable is not None:
             # tell the device at once what it may free: everything we already hold durably
             self.send(Ack(block_seq=self.durable.block_seq))
             self.acked = self.durable.block_seq
+
+    def sync_clock(self) -> None:
+        """Set the device clock (window timestamps, OPC UA source times and history use it): at
+        every connect and every links.time_sync_interval_s, since device clocks drift."""
+        self.send(TimeSync(command_id=TIME_SYNC_ID, unix_time_ns=time.time_ns()))
+        self.synced_at = time.monotonic()
+        self._offsets.clear()  # measured anew against the clock just set
 
     def detach(self, sender: Callable[[Message], None]) -> None:
         if self._sender is not sender:
@@ -328,6 +337,10 @@ class DeviceRuntime:
             self._fed.append(seq, start, block.n - skip, skip)
         self.last_seq = seq
         self.model.links.count(dev, blocks=1)
+        # device time of the block's end minus now: transit and buffering only make it smaller, so
+        # the largest of the recent blocks is the best estimate of the clock offset
+        self._offsets.append((block.t0_ns / 1e9 + block.n / block.sample_rate_hz) - time.time())
+        self.model.links.clock_offset(dev, max(self._offsets))
         self._apply(update)
 
     def on_status(self, status: Status) -> None:

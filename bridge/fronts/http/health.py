@@ -24,6 +24,7 @@ def health(model: ModelView) -> tuple[int, dict[str, Any]]:
             "lost_blocks": d.link.lost_blocks,
             "frame_errors": d.link.frame_errors,
             "scale_changes": d.link.scale_changes,
+            "clock_offset_s": None if d.link.clock_offset_s is None else round(d.link.clock_offset_s, 3),
         }
     store = {"ok": model.store_error is None, "error": model.store_error}
     ok = all(v["online"] for v in devices.values()) and model.store_error is None

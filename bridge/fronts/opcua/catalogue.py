@@ -98,6 +98,7 @@ DEVICE_VARIABLES = (
     ("AuxOutput", "Boolean"),
     ("StreamRestarts", "UInt32"),
     ("SramDroppedBlocks", "UInt32"),
+    ("ClockOffset", "Double"),
 )
 # circuit object: counters (browse name -> CircuitState attribute), all UInt32
 CIRCUIT_COUNTERS = (

@@ -171,6 +171,8 @@ class ValueWriter:
         await put(v[(name, "LostBlocks")], dev.link.lost_blocks, uint32)
         await put(v[(name, "StreamRestarts")], dev.link.stream_restarts, uint32)
         await put(v[(name, "SramDroppedBlocks")], dev.link.sram_dropped_blocks, uint32)
+        if dev.link.clock_offset_s is not None:
+            await put(v[(name, "ClockOffset")], round(dev.link.clock_offset_s, 3), double)
         st = dev.status
         if st is not None and st.sram_capacity_blocks:
             await put(v[(name, "SramFill")], 100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, double)
