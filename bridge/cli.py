@@ -177,6 +177,18 @@ def cmd_select(args: argparse.Namespace) -> int:
     return _api(args, "/api/select", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"device": args.device, "circuit": args.circuit, "windows": args.windows}
+    if args.reset:
+        body["reset"] = True
+    elif args.reference_volts is None or args.reference_amps is None:
+        print("openstrom-bridge: give --reference-volts and --reference-amps (or --reset)", file=sys.stderr)
+        return EXIT_USAGE
+    else:
+        body.update(volts=args.reference_volts, amps=args.reference_amps)
+    return _api(args, "/api/calibrate", body)
+
+
 def cmd_self_test(args: argparse.Namespace) -> int:
     return _api(args, "/api/self-test", {"device": args.device})
 
@@ -351,12 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
         ("select", cmd_select, "arm a relay for select-before-operate (then `relay` within the select timeout)"),
         ("maintenance-lock", cmd_maintenance_lock, "set (on) or release (off) a relay's maintenance lock"),
         ("self-test", cmd_self_test, "run a device self-test through the running bridge"),
+        ("calibrate", cmd_calibrate, "calibrate a circuit against a known reference (admin)"),
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("device")
         if name in ("relay", "select", "maintenance-lock"):
             s.add_argument("circuit", type=int)
             s.add_argument("state", choices=["on", "off"])
+        if name == "calibrate":
+            s.add_argument("circuit", type=int)
+            s.add_argument("--reference-volts", type=float, help="the reference's RMS voltage on this circuit")
+            s.add_argument("--reference-amps", type=float, help="the reference's RMS current on this circuit")
+            s.add_argument("--windows", type=int, default=25, help="measurement windows to average (25: ~5 s)")
+            s.add_argument("--reset", action="store_true", help="back to the device's own scales (gain 1, offset 0)")
         s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
         s.add_argument("--config", help="the bridge's configuration: its state_dir holds the API token")
         s.add_argument("--token-file", help="the API token file (default: found by --config or the API port)")

@@ -313,11 +313,14 @@ class CommandPath:
             if not 0.5 <= gain <= 2.0:
                 raise CommandRejected(f"gain {gain} is outside 0.5..2.0; check the reference measurement", code="gain")
             before = port.state.calibration.get((circuit, channel), (1.0, 0.0))
+            bridge_gain, lsb = gain, 0.0
             if write_to_device:
                 hello = port.state.hello
                 if hello is None:
                     raise DeviceOffline(f"device {device} has not identified itself yet")
-                lsb = (hello.v_lsb_volts if channel == "v" else hello.i_lsb_amps)[circuit - 1] * gain
+                # the device takes the gain into the LSB size it announces in HELLO from now on, so
+                # the bridge must not apply it again; the offset stays the bridge's (volts or amperes)
+                lsb = (hello.v_lsb_volts if channel == "v" else hello.i_lsb_amps)[circuit - 1] * gain / before[0]
                 answer = await self._request(
                     port,
                     lambda cid: Calibrate(command_id=cid, circuit=circuit, channel=channel, lsb=lsb, offset_lsb=0.0),
@@ -327,14 +330,66 @@ class CommandPath:
                 assert isinstance(answer, CommandResult)
                 if not answer.ok:
                     raise CommandFailed(f"device {device} refused the calibration: {answer.text}", code=answer.code)
-            self.store.save_calibration(port.name, circuit, channel, gain, offset, origin.user or origin.front)
-            port.record(Calibrated(circuit, channel, gain, offset))
+                bridge_gain = 1.0
+            self.store.save_calibration(port.name, circuit, channel, bridge_gain, offset, origin.user or origin.front)
+            port.record(Calibrated(circuit, channel, bridge_gain, offset, lsb if write_to_device else None))
             return before, (gain, offset)
 
         return await self._audited(
             "calibrate", Action.CALIBRATE, origin, run, device=device, circuit=circuit, channel=channel,
             gain=gain, offset=offset,
         )  # fmt: skip
+
+    async def calibrate_to_reference(
+        self, device: str, circuit: int, v_ref: float, i_ref: float, origin: Origin, *, windows: int = 25
+    ) -> dict[str, object]:
+        """Calibrate one circuit against a known reference (a calibrator, or a reference meter on the
+        same load): average ``windows`` new measurement windows, set each channel's gain so that it
+        reads the reference (offsets kept), persist, audit. Returns what was measured, before, after."""
+
+        async def run() -> dict[str, object]:
+            port = self._port(device)
+            self._check_circuit(port, circuit)
+            self._require_online(port, "calibration needs live measurements")
+            if not (v_ref > 0 and i_ref > 0):
+                raise CommandRejected("reference volts and amperes must be > 0", code="gain")
+            v, i = await self._average(port, circuit, windows)
+            cal = port.state.calibration
+            (gv, ov), (gi, oi) = cal.get((circuit, "v"), (1.0, 0.0)), cal.get((circuit, "i"), (1.0, 0.0))
+            new_v, new_i = gv * v_ref / v, gi * i_ref / i
+            for ch, g in (("v", new_v), ("i", new_i)):
+                if not 0.5 <= g <= 2.0:
+                    raise CommandRejected(
+                        f"circuit {circuit} {ch}: gain {g:.4f} is outside 0.5..2.0; is the reference connected "
+                        f"(measured {v:.3f} V, {i:.4f} A)?",
+                        code="gain",
+                    )
+            for ch, g, o in (("v", new_v, ov), ("i", new_i, oi)):
+                self.store.save_calibration(port.name, circuit, ch, g, o, origin.user or origin.front)
+                port.record(Calibrated(circuit, ch, g, o))
+            return {
+                "measured": {"v_rms": v, "i_rms": i, "windows": windows},
+                "before": {"v": [gv, ov], "i": [gi, oi]},
+                "after": {"v": [new_v, ov], "i": [new_i, oi]},
+            }
+
+        return await self._audited("calibrate", Action.CALIBRATE, origin, run, device=device, circuit=circuit)
+
+    @staticmethod
+    async def _average(port: DevicePort, circuit: int, windows: int) -> tuple[float, float]:
+        """Mean RMS voltage and current of one circuit over the windows measured from now until
+        ``windows`` have passed (the live snapshot is the newest window of each batch)."""
+        start = port.state.snapshot.number if port.state.snapshot else 0
+        seen: dict[int, tuple[float, float]] = {}
+        async with asyncio.timeout(windows * 0.25 + 30):
+            while not seen or max(seen) - start < windows:
+                snap = port.state.snapshot
+                if snap is not None and snap.number > start and snap.number not in seen:
+                    cv = snap.circuits[circuit - 1]
+                    seen[snap.number] = (cv.v_rms, cv.i_rms)
+                await asyncio.sleep(0.02)
+        n = len(seen)
+        return sum(v for v, _ in seen.values()) / n, sum(i for _, i in seen.values()) / n
 
     async def apply_safe_state(self, device: str) -> None:
         """After a bridge restart, when a device first connects: ask each relay for its configured
@@ -356,4 +411,6 @@ def _describe(result: object) -> str:
         return "faults: " + ", ".join(f"{f['code']} [{f['block']}]" for f in result) if result else "passed"
     if isinstance(result, tuple):  # calibration: before, after
         return f"ok (gain, offset {result[0]} -> {result[1]})"
+    if isinstance(result, dict) and "after" in result:  # calibration against a reference
+        return f"ok (before {result['before']}, after {result['after']})"
     return "ok"

@@ -60,8 +60,9 @@ class SelfTested:
 class Calibrated:
     circuit: int
     channel: str
-    gain: float
+    gain: float  # applied by the bridge
     offset: float
+    device_lsb: float | None = None  # the LSB size the device itself now applies (written to it)
 
 
 Outcome = RelayFeedback | RelayCounted | MaintenanceLocked | Selected | AuxSwitched | SelfTested | Calibrated

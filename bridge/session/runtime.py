@@ -171,7 +171,18 @@ class DeviceRuntime:
                 out.set_aux(dev, on)
             case SelfTested(faults=faults):
                 out.set_self_test(dev, faults)
-            case Calibrated(circuit=c, channel=ch, gain=gain, offset=offset):
+            case Calibrated(circuit=c, channel=ch, gain=gain, offset=offset, device_lsb=lsb):
+                if lsb is not None and dev.hello is not None:
+                    # the device scales by its new LSB from now on and announces it in its next
+                    # HELLO: take it now, so the gain counts once, at once
+                    hello = dev.hello
+                    table = list(hello.v_lsb_volts if ch == "v" else hello.i_lsb_amps)
+                    table[c - 1] = lsb
+                    if ch == "v":
+                        hello = dataclasses.replace(hello, v_lsb_volts=tuple(table))
+                    else:
+                        hello = dataclasses.replace(hello, i_lsb_amps=tuple(table))
+                    self.model.links.identify(dev, hello)
                 out.set_calibration(dev, {**dev.calibration, (c, ch): (gain, offset)})
                 self._update_scales()
 

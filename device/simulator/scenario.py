@@ -54,6 +54,8 @@ class Circuit(_Frozen):
     harmonics_pct: dict[int, float] = Field(default_factory=dict, description="current harmonics (custom)")
     wiring: Literal["NO", "NC"] = "NO"
     on: bool = True
+    v_gain_error: float = Field(1.0, gt=0.5, lt=2, description="the voltage channel reads this much too high")
+    i_gain_error: float = Field(1.0, gt=0.5, lt=2, description="the current channel reads this much too high")
 
 
 class Event(_Frozen):

@@ -70,6 +70,10 @@ class Board:
         self.u = scenario.mains.voltage
         m = scenario.mains
         self._harm = {int(k): v / 100.0 for k, v in m.harmonics_pct.items()}
+        # per circuit: how far each channel's analog front end is off (a board to calibrate)
+        circuits = [scenario.circuit(c) for c in range(1, CIRCUITS + 1)]
+        self._v_error = np.array([[c.v_gain_error] for c in circuits])
+        self._i_error = np.array([[c.i_gain_error] for c in circuits])
 
     # ---------------------------------------------------------------- mains
 
@@ -195,8 +199,8 @@ class Board:
         rng = np.random.default_rng([self.seed, index])
         sigma = self.scenario.noise_lsb
         lo, hi = -(2 ** (ADC_BITS - 1)), 2 ** (ADC_BITS - 1) - 1
-        vn = v / V_LSB + rng.normal(0.0, sigma, v.shape)
-        in_ = i / I_LSB + rng.normal(0.0, sigma, i.shape)
+        vn = v * self._v_error / V_LSB + rng.normal(0.0, sigma, v.shape)
+        in_ = i * self._i_error / I_LSB + rng.normal(0.0, sigma, i.shape)
         return (
             np.clip(np.rint(vn), lo, hi).astype(np.int64),
             np.clip(np.rint(in_), lo, hi).astype(np.int64),

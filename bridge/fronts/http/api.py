@@ -48,11 +48,23 @@ def endpoints(commands: CommandPath) -> dict[str, Handler]:
     async def self_test(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
         return {"ok": True, "faults": await commands.self_test(str(req["device"]), origin)}
 
+    async def calibrate(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
+        device, circuit = str(req["device"]), int(req["circuit"])
+        if req.get("reset"):
+            for ch in ("v", "i"):
+                await commands.calibrate(device, circuit, ch, 1.0, 0.0, origin)
+            return {"ok": True, "after": {"v": [1.0, 0.0], "i": [1.0, 0.0]}}
+        out = await commands.calibrate_to_reference(
+            device, circuit, float(req["volts"]), float(req["amps"]), origin, windows=int(req.get("windows", 25))
+        )
+        return {"ok": True, **out}
+
     return {
         "/api/relay": relay,
         "/api/maintenance-lock": maintenance_lock,
         "/api/select": select,
         "/api/self-test": self_test,
+        "/api/calibrate": calibrate,
     }
 
 

@@ -127,6 +127,12 @@ CIRCUIT_METHODS = (
 DEVICE_METHODS = (
     Method("RunSelfTest", (), ("String",), "run the device self-test; returns the faults found"),
     Method("Calibrate", ("UInt32", "String", "Double", "Double"), ("String",), "circuit, channel v/i, gain, offset"),
+    Method(
+        "CalibrateToReference",
+        ("UInt32", "Double", "Double"),
+        ("String",),
+        "circuit, reference volts, reference amperes: gains from 25 windows against a known reference",
+    ),
     Method("SwitchAuxOn", description="switch the auxiliary output on"),
     Method("SwitchAuxOff", description="switch the auxiliary output off"),
     Method("SetMaintenanceLock", ("UInt32", "Boolean"), description="circuit, locked"),

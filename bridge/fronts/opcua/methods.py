@@ -84,6 +84,14 @@ async def _calibrate(cp: CommandPath, device: str, circuit: int, origin: Origin,
     return [ua.Variant(f"circuit {c} {ch}: gain/offset {before} -> {after}", ua.VariantType.String)]
 
 
+async def _calibrate_to_reference(
+    cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]
+) -> list[ua.Variant]:
+    c, volts, amps = args
+    out = await cp.calibrate_to_reference(device, int(c), float(volts), float(amps), origin)
+    return [ua.Variant(f"circuit {c}: {out}", ua.VariantType.String)]
+
+
 async def _aux_on(cp: CommandPath, device: str, circuit: int, origin: Origin, args: list[Any]) -> list[ua.Variant]:
     await cp.switch_aux(device, True, origin)
     return []
@@ -106,6 +114,7 @@ CALLS: dict[str, Call] = {
     "Select": _select,
     "RunSelfTest": _self_test,
     "Calibrate": _calibrate,
+    "CalibrateToReference": _calibrate_to_reference,
     "SwitchAuxOn": _aux_on,
     "SwitchAuxOff": _aux_off,
     "SetMaintenanceLock": _maintenance,
