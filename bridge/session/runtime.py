@@ -44,6 +44,7 @@ from ..commands.port import (
 from .durability import FedBlocks
 from .measurements import snapshot_of, window_alarms
 from .scales import Scales
+from .streams import StreamBook
 
 TIME_SYNC_ID = 0  # command id reserved for the clock set on every connect
 
@@ -92,8 +93,9 @@ class DeviceRuntime:
                 state, c.index, operations=rec.operations, maintenance_lock=rec.maintenance_lock
             )
         model.outcomes.set_calibration(state, store.calibration(self.name))
-        self.stream = store.stream(self.name)
-        model.links.losses(state, stream_restarts=self.stream.restarts, sram_dropped_blocks=self.stream.dropped_blocks)
+        self.streams = StreamBook(store, self.name, self._persist)
+        book = self.streams.record
+        model.links.losses(state, stream_restarts=book.restarts, sram_dropped_blocks=book.dropped_blocks)
 
     # ------------------------------------------------------------------ link attachment
 
@@ -209,38 +211,20 @@ class DeviceRuntime:
             case ErrorMessage():
                 self.log.warning("device reported an error", code=msg.code, text=msg.text)
 
-    def _restart_reason(self, hello: Hello) -> str | None:
-        """Why this HELLO starts a new stream (the device numbers its blocks anew), or None."""
-        known = self.stream.boot_id
-        if hello.boot_id and known and hello.boot_id != known:
-            return f"boot id {known} -> {hello.boot_id}"
-        if self.last_seq is not None and not is_after(hello.next_block_seq, self.last_seq):
-            # a device never numbers backwards within one stream: its next block would be a replay
-            return f"its next block {hello.next_block_seq} is not after the last counted {self.last_seq}"
-        return None
-
     def _check_stream(self, hello: Hello) -> None:
-        reason = self._restart_reason(hello)
+        reason = self.streams.on_hello(hello, self.last_seq)
         if reason is None:
-            if hello.boot_id and hello.boot_id != self.stream.boot_id:  # first seen: remember it
-                self.stream = dataclasses.replace(self.stream, boot_id=hello.boot_id)
-                self._persist(lambda: self.store.save_stream(self.name, self.stream))
             return
-        self.stream = dataclasses.replace(
-            self.stream, boot_id=hello.boot_id, restarts=self.stream.restarts + 1, device_dropped=0
-        )
-        # the stored position is the old numbering's: it goes in the same transaction
-        self._persist(lambda: self.store.save_stream(self.name, self.stream, new_stream=True))
         self.log.warning(
             "device restarted its block numbering: counting its new stream from its first block",
             reason=reason,
-            restarts=self.stream.restarts,
+            restarts=self.streams.record.restarts,
         )
         self.last_seq, self.durable, self.acked, self._resume_offset = None, None, None, 0
         self._fed.clear()
         if self.analyzer is not None:
             self._apply(self.analyzer.restart_stream())
-        self.model.links.stream_restarted(self.state, self.stream.restarts, reason)
+        self.model.links.stream_restarted(self.state, self.streams.record.restarts, reason)
 
     def on_hello(self, hello: Hello) -> None:
         self._check_stream(hello)
@@ -359,20 +343,10 @@ class DeviceRuntime:
         self.model.reports.update_status(dev, status)
         alarms = [(0, "fault", bool(status.fault_codes), ", ".join(status.fault_codes))]
         self.model.reports.set_alarms(dev, alarms)
-        # the device counts its drops since it booted; the baseline is persisted, so drops while the
-        # bridge was down are seen at its first STATUS after a restart too
-        if status.dropped_blocks != self.stream.device_dropped:
-            lost = status.dropped_blocks - self.stream.device_dropped
-            if lost < 0:  # the device's counter started again (a reboot): what it reports now is new
-                lost = status.dropped_blocks
-            rec = dataclasses.replace(
-                self.stream, dropped_blocks=self.stream.dropped_blocks + lost, device_dropped=status.dropped_blocks
-            )
-            self.stream = rec
-            self._persist(lambda: self.store.save_stream(self.name, rec))
-            if lost:
-                self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
-                self.model.links.sram_dropped(dev, rec.dropped_blocks, lost)
+        lost = self.streams.on_dropped(status.dropped_blocks)
+        if lost:
+            self.log.warning("device dropped blocks from a full SRAM buffer", dropped=lost)
+            self.model.links.sram_dropped(dev, self.streams.record.dropped_blocks, lost)
         for pred, fut in list(self._status_waiters):
             if not fut.done() and pred(status):
                 fut.set_result(status)
