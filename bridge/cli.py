@@ -17,6 +17,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from .cli_pki import cmd_pki_init, cmd_pki_issue_client, cmd_pki_issue_device, state_dir_of
 from .config import (
     DEFAULT_DEVICE_PORT,
     DEFAULT_METRICS_PORT,
@@ -139,7 +140,7 @@ def _api_token(args: argparse.Namespace) -> str | None:
         except OSError as exc:
             raise ConfigError(f"{args.token_file}: cannot read the API token: {exc.strerror}") from None
     port = int(args.api.rpartition(":")[2] or DEFAULT_METRICS_PORT)
-    return find_api_token(port, _state_dir(args) if args.config else None)
+    return find_api_token(port, state_dir_of(args) if args.config else None)
 
 
 def _api(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
@@ -191,48 +192,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_self_test(args: argparse.Namespace) -> int:
     return _api(args, "/api/self-test", {"device": args.device})
-
-
-def _state_dir(args: argparse.Namespace) -> Path:
-    """state_dir from --state-dir, or from --config (relative to the config file, as the bridge reads it)."""
-    if args.state_dir:
-        return Path(args.state_dir)
-    if args.config:
-        config = load_config(args.config)
-        state = Path(config.bridge.state_dir)
-        return state if state.is_absolute() else Path(args.config).resolve().parent / state
-    raise ConfigError("give --config FILE (the bridge's configuration) or --state-dir DIR")
-
-
-def cmd_pki_init(args: argparse.Namespace) -> int:
-    from .pki import PkiPaths, init_pki
-
-    state = _state_dir(args)
-    existed = PkiPaths.under(state).exists()
-    paths = init_pki(state, list(args.host), force=args.force)
-    if existed and not args.force:
-        print(f"link PKI already in {paths.root} (kept; --force makes a new CA, which every device must then get)")
-    else:
-        print(f"link CA and bridge certificate written to {paths.root} (private keys mode 0600)")
-    return EXIT_OK
-
-
-def cmd_pki_issue_device(args: argparse.Namespace) -> int:
-    from .pki import issue_device
-
-    crt, key, ca = issue_device(_state_dir(args), args.serial, Path(args.out))
-    print(f"device {args.serial}: {crt}, {key} (keep it secret), {ca}")
-    tls = f"--tls-cert {crt} --tls-key {key} --tls-ca {ca}"
-    print(f"  simulator: openstrom-device-sim --serial-number {args.serial} {tls}")
-    return EXIT_OK
-
-
-def cmd_pki_issue_client(args: argparse.Namespace) -> int:
-    from .pki import issue_client
-
-    crt, key, ca = issue_client(_state_dir(args), args.name, args.role, Path(args.out))
-    print(f"Modbus/TCP Security client {args.name} (role {args.role}): {crt}, {key} (keep it secret), {ca}")
-    return EXIT_OK
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:

@@ -73,6 +73,34 @@ def _audit(action: str, origin: Origin, outcome: str, started: float, **fields: 
     )
 
 
+def _check_circuit(port: DevicePort, circuit: int) -> None:
+    hello = port.state.hello
+    count = hello.circuit_count if hello else BOARD_CIRCUITS
+    if not 1 <= circuit <= count:
+        raise CommandRejected(f"device {port.name} has circuits 1..{count}, not {circuit}", code="circuit")
+
+
+def _require_online(port: DevicePort, what: str) -> None:
+    if not port.state.online:
+        raise DeviceOffline(f"device {port.name} is offline; {what}")
+
+
+async def _average(port: DevicePort, circuit: int, windows: int) -> tuple[float, float]:
+    """Mean RMS voltage and current of one circuit over the windows measured from now until
+    ``windows`` have passed (the live snapshot is the newest window of each batch)."""
+    start = port.state.snapshot.number if port.state.snapshot else 0
+    seen: dict[int, tuple[float, float]] = {}
+    async with asyncio.timeout(windows * 0.25 + 30):
+        while not seen or max(seen) - start < windows:
+            snap = port.state.snapshot
+            if snap is not None and snap.number > start and snap.number not in seen:
+                cv = snap.circuits[circuit - 1]
+                seen[snap.number] = (cv.v_rms, cv.i_rms)
+            await asyncio.sleep(0.02)
+    n = len(seen)
+    return sum(v for v, _ in seen.values()) / n, sum(i for _, i in seen.values()) / n
+
+
 class CommandPath:
     def __init__(self, config: Config, ports: DevicePorts, store: Store) -> None:
         self.config = config
@@ -94,18 +122,6 @@ class CommandPath:
 
     def _next_id(self) -> int:
         return (next(self._ids) & 0xFFFFFFFF) or 1  # 0 is the session's time sync
-
-    @staticmethod
-    def _check_circuit(port: DevicePort, circuit: int) -> None:
-        hello = port.state.hello
-        count = hello.circuit_count if hello else BOARD_CIRCUITS
-        if not 1 <= circuit <= count:
-            raise CommandRejected(f"device {port.name} has circuits 1..{count}, not {circuit}", code="circuit")
-
-    @staticmethod
-    def _require_online(port: DevicePort, what: str) -> None:
-        if not port.state.online:
-            raise DeviceOffline(f"device {port.name} is offline; {what}")
 
     async def _audited(
         self, label: str, action: Action, origin: Origin, run: Callable[[], Awaitable[T]], **fields: object
@@ -137,7 +153,7 @@ class CommandPath:
         try:
             authorise(origin, action)
             port = self._port(device)
-            self._check_circuit(port, circuit)
+            _check_circuit(port, circuit)
         except BridgeError as exc:
             _audit(label, origin, f"{exc.code}: {exc}", time.monotonic(), device=device, circuit=circuit, **fields)
             raise
@@ -167,8 +183,8 @@ class CommandPath:
     async def _switch_relay(self, device: str, circuit: int, on: bool, started: float) -> RelayOutcome:
         key = (device, circuit)
         port = self._port(device)
-        self._check_circuit(port, circuit)
-        self._require_online(port, f"relay {circuit} was not switched")
+        _check_circuit(port, circuit)
+        _require_online(port, f"relay {circuit} was not switched")
         inflight = self._inflight.get(key)
         if inflight is not None and inflight[0] == on and not inflight[1].done():
             return await asyncio.shield(inflight[1])  # a retrying SCADA joins the running command
@@ -261,7 +277,7 @@ class CommandPath:
     async def switch_aux(self, device: str, on: bool, origin: Origin) -> None:
         async def run() -> None:
             port = self._port(device)
-            self._require_online(port, "the auxiliary output was not switched")
+            _require_online(port, "the auxiliary output was not switched")
             answer = await self._request(
                 port,
                 lambda cid: AuxCommand(command_id=cid, on=on),
@@ -278,7 +294,7 @@ class CommandPath:
     async def self_test(self, device: str, origin: Origin) -> list[dict[str, str]]:
         async def run() -> list[dict[str, str]]:
             port = self._port(device)
-            self._require_online(port, "self-test not started")
+            _require_online(port, "self-test not started")
             answer = await self._request(
                 port,
                 lambda cid: SelfTestRequest(command_id=cid),
@@ -307,7 +323,7 @@ class CommandPath:
 
         async def run() -> tuple[tuple[float, float], tuple[float, float]]:
             port = self._port(device)
-            self._check_circuit(port, circuit)
+            _check_circuit(port, circuit)
             if channel not in ("v", "i"):
                 raise CommandRejected(f"channel must be 'v' or 'i', not {channel!r}", code="channel")
             if not 0.5 <= gain <= 2.0:
@@ -349,11 +365,11 @@ class CommandPath:
 
         async def run() -> dict[str, object]:
             port = self._port(device)
-            self._check_circuit(port, circuit)
-            self._require_online(port, "calibration needs live measurements")
+            _check_circuit(port, circuit)
+            _require_online(port, "calibration needs live measurements")
             if not (v_ref > 0 and i_ref > 0):
                 raise CommandRejected("reference volts and amperes must be > 0", code="gain")
-            v, i = await self._average(port, circuit, windows)
+            v, i = await _average(port, circuit, windows)
             cal = port.state.calibration
             (gv, ov), (gi, oi) = cal.get((circuit, "v"), (1.0, 0.0)), cal.get((circuit, "i"), (1.0, 0.0))
             new_v, new_i = gv * v_ref / v, gi * i_ref / i
@@ -374,22 +390,6 @@ class CommandPath:
             }
 
         return await self._audited("calibrate", Action.CALIBRATE, origin, run, device=device, circuit=circuit)
-
-    @staticmethod
-    async def _average(port: DevicePort, circuit: int, windows: int) -> tuple[float, float]:
-        """Mean RMS voltage and current of one circuit over the windows measured from now until
-        ``windows`` have passed (the live snapshot is the newest window of each batch)."""
-        start = port.state.snapshot.number if port.state.snapshot else 0
-        seen: dict[int, tuple[float, float]] = {}
-        async with asyncio.timeout(windows * 0.25 + 30):
-            while not seen or max(seen) - start < windows:
-                snap = port.state.snapshot
-                if snap is not None and snap.number > start and snap.number not in seen:
-                    cv = snap.circuits[circuit - 1]
-                    seen[snap.number] = (cv.v_rms, cv.i_rms)
-                await asyncio.sleep(0.02)
-        n = len(seen)
-        return sum(v for v, _ in seen.values()) / n, sum(i for _, i in seen.values()) / n
 
     async def apply_safe_state(self, device: str) -> None:
         """After a bridge restart, when a device first connects: ask each relay for its configured
