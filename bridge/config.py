@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bridge.core.events import Thresholds
 from device.protocol import BOARD_CIRCUITS
 
 from .config_source import format_validation, line_of, read_document
@@ -262,13 +263,13 @@ class PowerQualityLimits(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> PowerQualityLimits:
-        if not self.interruption < self.dip:
-            raise ValueError(f"interruption ({self.interruption}) must be below dip ({self.dip})")
-        if self.hysteresis >= 1 - self.dip:
-            raise ValueError(f"hysteresis ({self.hysteresis}) must be less than 1 - dip ({1 - self.dip:g})")
+        self.thresholds()  # the event detector's own check of the voltage limits (a ValueError names them)
         if self.freq_low_hz is not None and self.freq_high_hz is not None and self.freq_low_hz >= self.freq_high_hz:
             raise ValueError(f"freq_low_hz ({self.freq_low_hz}) must be below freq_high_hz ({self.freq_high_hz})")
         return self
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(dip=self.dip, swell=self.swell, interruption=self.interruption, hysteresis=self.hysteresis)
 
     def frequency_band(self, f_nominal: float) -> tuple[float, float]:
         low = self.freq_low_hz if self.freq_low_hz is not None else 0.99 * f_nominal

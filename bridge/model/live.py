@@ -90,11 +90,15 @@ class Model:
 Emit = Callable[[DeviceState, Change], None]
 
 
-class LinkChanges:
-    """From the link and its HELLO: identity, online state, stream counters."""
+class _Changes:
+    """A group of change methods, announcing through the model's one emitter."""
 
     def __init__(self, emit: Emit) -> None:
         self._emit = emit
+
+
+class LinkChanges(_Changes):
+    """From the link and its HELLO: identity, online state, stream counters."""
 
     def identify(self, dev: DeviceState, hello: Hello, *, scales_changed: bool = False) -> None:
         dev.hello = hello
@@ -170,11 +174,8 @@ class LinkChanges:
         self._emit(dev, Change.ALARM)
 
 
-class ReportChanges:
+class ReportChanges(_Changes):
     """From what the device reports and what the core measures."""
-
-    def __init__(self, emit: Emit) -> None:
-        self._emit = emit
 
     def update_status(self, dev: DeviceState, status: Status) -> None:
         dev.status = status
@@ -226,11 +227,8 @@ class ReportChanges:
         self._emit(dev, Change.EVENT)
 
 
-class OutcomeChanges:
+class OutcomeChanges(_Changes):
     """From the command path, through the session: what a command did."""
-
-    def __init__(self, emit: Emit) -> None:
-        self._emit = emit
 
     def set_aux(self, dev: DeviceState, on: bool) -> None:
         dev.aux_on = on

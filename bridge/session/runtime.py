@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from bridge.config import AnalysisSection, PowerQualityLimits
-from bridge.core import AnalyzerSettings, StreamAnalyzer, Thresholds, Update, VoltageEvent
+from bridge.core import AnalyzerSettings, StreamAnalyzer, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
 from bridge.errors import DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
@@ -277,12 +277,7 @@ class DeviceRuntime:
             fs=hello.sample_rate_hz,
             f_nominal=float(dev.f_nominal),
             u_nominal=dev.u_nominal,
-            thresholds=Thresholds(
-                dip=self.limits.dip,
-                swell=self.limits.swell,
-                interruption=self.limits.interruption,
-                hysteresis=self.limits.hysteresis,
-            ),
+            thresholds=self.limits.thresholds(),
             min_batch_s=self.analysis.batch_s,
             harmonics_every=self.analysis.harmonics_every,
             v_clip=self._scales.v_rails(hello.v_adc_bits),
