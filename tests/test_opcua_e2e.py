@@ -158,8 +158,14 @@ async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path)
                 assert bad.value.code == getattr(ua.StatusCodes, code)
             assert dev.circuits[0].relay_on is True and dev.circuits[0].selected is None
 
-            # aggregates
-            await wait_for(lambda: "3s" in dev.aggregates, 20, "3 s aggregate")
+            # aggregates: the first complete 3 s interval that starts after the relay was back on (the
+            # earlier ones hold the off time and the dip, so they are rightly below 2000 W)
+            assert dev.snapshot is not None
+            # the latest window ended before the switch; blocks arrive well within a second of their time
+            relay_on_s = dev.snapshot.time_s + dev.snapshot.duration_s + 1.0
+            await wait_for(
+                lambda: "3s" in dev.aggregates and dev.aggregates["3s"].t_start_s > relay_on_s, 30, "3 s aggregate"
+            )
             await asyncio.sleep(0.3)
             p3 = await (await c1.get_child([f"{idx}:ActivePower3s"])).read_value()
             assert p3 == pytest.approx(2000.0, rel=5e-4)
