@@ -19,9 +19,9 @@ from pydantic import BaseModel
 from .commands.authorise import MINIMUM_ROLE, Action
 from .config import Config
 from .fronts.modbus.register_map import TYPES, builtin_map_names, export_map, load_map
-from .fronts.opcua.catalogue import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, FREQUENCY, UNITS
+from .fronts.opcua.catalogue import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, CIRCUIT_SPECTRA, FREQUENCY, UNITS
 from .model.changes import Change
-from .model.quantities import QUANTITIES
+from .model.quantities import HARMONIC_ORDERS, QUANTITIES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -36,6 +36,16 @@ def register_maps_md() -> str:
 def quantities_md() -> str:
     rows = ["| quantity | scope | unit | type | writable | description |", "|---|---|---|---|---|---|"]
     for q in QUANTITIES.values():
+        spectrum = re.fullmatch(r"circuit\.([vi])_h(\d+)", q.name)
+        if spectrum and spectrum[2] != "1":
+            continue  # a spectrum is one row
+        if spectrum:
+            what = "voltage" if spectrum[1] == "v" else "current"
+            rows.append(
+                f"| `circuit.{spectrum[1]}_h1` .. `circuit.{spectrum[1]}_h{HARMONIC_ORDERS}` | circuit | {q.unit} "
+                f"| float |  | {what} harmonic subgroups 1..{HARMONIC_ORDERS}, RMS (none above the Nyquist limit) |"
+            )
+            continue
         rows.append(
             f"| `{q.name}` | {q.scope} | {q.unit} | {q.kind} | {'yes' if q.writable else ''} | {q.description} |"
         )
@@ -109,7 +119,7 @@ def config_md() -> str:
 
 def opcua_md() -> str:
     rows = ["| browse name | unit | UNECE code | EURange | description |", "|---|---|---|---|---|"]
-    for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
+    for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_SPECTRA, *CIRCUIT_AGGREGATES):
         u = UNITS[m.unit]
         code = u.code or "(none, UnitId -1)"
         rows.append(f"| {m.browse_name} | {u.symbol} | {code} | {m.low:g} .. {m.high:g} | {m.description} |")

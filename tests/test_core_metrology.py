@@ -84,6 +84,18 @@ def test_t5_current_harmonics() -> None:
     assert np.nanmax(h[[1, 3, 5, 7]]) < 1e-3
 
 
+@pytest.mark.parametrize("every", [1, 15])
+def test_every_synchronised_window_carries_a_true_spectrum(every: int) -> None:
+    # the service measures the spectrum in one window of 15; the windows in between (and the capture's
+    # unsynchronised start) must carry a synchronised window's spectrum, never a partial window's
+    parts = [(1, 10.0, -30.0), (5, 5.5, 0.0), (7, 3.0, 0.0)]
+    r = analyze(*waveform(3, v_harm={5: 4}, i_parts=parts), FS, harmonics_every=every)
+    hv, hi = r.harmonics_v[r.synced], r.harmonics_i[r.synced]
+    assert hv[:, [0, 4]] == pytest.approx(np.tile([U, 0.04 * U], (len(hv), 1)), rel=1e-4)
+    assert hi[:, [0, 4, 6]] == pytest.approx(np.tile([10, 5.5, 3], (len(hi), 1)), rel=1e-4)
+    assert np.nanmax(hv[:, [1, 2, 3, 5]]) < 1e-2 and np.nanmax(hi[:, [1, 2, 3, 5]]) < 1e-3
+
+
 @pytest.mark.parametrize(("f", "f_nom"), [(49.5, 50.0), (50.02, 50.0), (60.2, 60.0)])
 def test_t9_off_nominal_frequency_with_voltage_distortion(f: float, f_nom: float) -> None:
     v, i = waveform(3, f=f, v_harm={3: 3, 5: 5, 7: 2}, i_parts=[(1, 10.0, -36.870)])

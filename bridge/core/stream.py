@@ -108,7 +108,7 @@ class StreamAnalyzer:
         self._buf = np.empty((5 * self.c, 0))
         self._scratch = np.empty((5 * self.c, 0))
         self._n = 0
-        self._win_count = 0  # windows since the reset: picks the windows whose spectrum is measured
+        self._win_count = 0  # synchronised windows since the reset: picks those whose spectrum is measured
         self._held: WindowMetrics | None = None  # the last window with a fresh spectrum
         self._det = CrossingDetector(0.05 * math.sqrt(2) * self.cfg.u_nominal, half=fit_half(self.cfg.fs))
         self._det.settled_until = index + self._det.half
@@ -302,9 +302,15 @@ class StreamAnalyzer:
         return Update(windows, events, aggregates, freq)
 
     def _measure(self, edges: FloatArray, synced: npt.NDArray[np.bool_]) -> list[WindowMetrics]:
+        # the spectrum of a window that is not synchronised to the mains is not a harmonic spectrum
+        # (IEC 61000-4-7 asks for 10/12 whole cycles): only synchronised windows measure one, every
+        # `harmonics_every`-th of them and the first ever; the others carry the last one over
         every = self.cfg.harmonics_every
-        index = self._win_count + np.arange(synced.size)
-        self._win_count += synced.size
+        index = self._win_count + np.cumsum(synced) - 1
+        self._win_count += int(synced.sum())
+        want = synced & (index % every == 0)
+        if self._held is None and synced.any():
+            want[int(np.argmax(synced))] = True
         # event flags: any Urms(1/2) value inside the window taken during a dip, swell or interruption
         cut = np.searchsorted(self._flag_pos, edges, side="right")
         counts = np.diff(cut)
@@ -325,7 +331,7 @@ class StreamAnalyzer:
             v_clip=self._v_clip,
             i_clip=self._i_clip,
             cycle_edges=self._cycle_edges,
-            harmonics=index % every == 0,
+            harmonics=want,
             held=self._held,
             event=event,
             t_start_s=self._origin_s + (edges[:-1] - self._origin_idx) / self.cfg.fs,

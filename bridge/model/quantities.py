@@ -110,6 +110,25 @@ def _q(
 for _name, (_unit, _desc) in _MEASURES.items():
     _q(f"circuit.{_name}", _unit, "float", _desc, _measure(_name))
 
+HARMONIC_ORDERS = 40  # IEC 61000-4-7 harmonic subgroups 1..40 (1 = the fundamental)
+
+
+def _harmonic(field: str, order: int) -> Callable[[DeviceState, int], Value]:
+    def read(dev: DeviceState, c: int) -> Value:
+        snap = dev.snapshot
+        if snap is None or c > len(snap.circuits):
+            return None
+        values = getattr(snap.circuits[c - 1], field)
+        x = values[order - 1] if order <= len(values) else math.nan
+        return None if math.isnan(x) else float(x)  # NaN: above the Nyquist limit of the sample rate
+
+    return read
+
+
+for _n in range(1, HARMONIC_ORDERS + 1):
+    _q(f"circuit.v_h{_n}", "V", "float", f"voltage harmonic subgroup {_n}, RMS", _harmonic("harmonics_v", _n))
+    _q(f"circuit.i_h{_n}", "A", "float", f"current harmonic subgroup {_n}, RMS", _harmonic("harmonics_i", _n))
+
 _q(
     "circuit.relay",
     "",

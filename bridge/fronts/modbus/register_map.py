@@ -72,6 +72,9 @@ class PointSpec(_Frozen):
     multiplier: float = Field(1.0, description="applied before sf (e.g. 100 for a PF in percent)")
     unit: str = ""
     description: str = ""
+    orders: int | None = Field(
+        None, ge=1, le=40, description="one point per harmonic order 1..N, {order} in name and quantity"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -86,7 +89,9 @@ class PointSpec(_Frozen):
             raise ValueError("give either 'quantity' (a model value) or 'value' (a constant)")
         if self.quantity is not None and self.constant:
             raise ValueError("'quantity' and 'value' exclude each other")
-        if self.quantity is not None and self.quantity not in QUANTITIES:
+        if self.orders is not None and not (self.quantity and "{order}" in self.quantity and "{order}" in self.name):
+            raise ValueError("'orders' needs {order} in both 'name' and 'quantity'")
+        if self.quantity is not None and self.quantity.format(order=1) not in QUANTITIES:
             raise ValueError(f"unknown quantity '{self.quantity}'; see docs/register-maps.md for the list")
         if self.type == "string" and self.size is None:
             raise ValueError("a string needs 'size' (registers, 2 characters each)")
@@ -130,6 +135,8 @@ class Point:
     multiplier: float
     unit: str
     description: str
+    order: int = 0  # harmonic order of a spectrum point (1..40), 0 otherwise
+    orders: int = 0  # how many orders its spectrum has
 
     @property
     def writable(self) -> bool:
@@ -172,7 +179,21 @@ class RegisterMap:
 def _expand(spec: MapSpec, source: str) -> list[Point]:
     points: list[Point] = []
 
-    def make(ps: PointSpec, table: str | None, address: int, circuit: int, where: str) -> None:
+    def make(
+        ps: PointSpec, table: str | None, address: int, circuit: int, where: str, order: tuple[int, int] = (0, 0)
+    ) -> None:
+        if ps.orders is not None:  # a harmonic spectrum: one point per order, back to back
+            step = TYPES[ps.type].registers or 1
+            for n in range(1, ps.orders + 1):
+                one = ps.model_copy(
+                    update={
+                        "orders": None,
+                        "name": ps.name.replace("{order}", str(n)),
+                        "quantity": (ps.quantity or "").format(order=n),
+                    }
+                )
+                make(one, table, address + (n - 1) * step, circuit, f"{where}, order {n}", (n, ps.orders))
+            return
         t = ps.table or table or spec.table
         dt = TYPES[ps.type]
         if t not in dt.tables:
@@ -203,6 +224,8 @@ def _expand(spec: MapSpec, source: str) -> list[Point]:
                 multiplier=ps.multiplier,
                 unit=ps.unit or (q.unit if q else ""),
                 description=ps.description or (q.description if q else ""),
+                order=order[0],
+                orders=order[1],
             )
         )
 
@@ -356,9 +379,31 @@ def _limits(code: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------- export
 
 
-def _rows(m: RegisterMap) -> list[dict[str, str]]:
+def _rows(m: RegisterMap, spectra: bool = False) -> list[dict[str, str]]:
+    """One row per point; with ``spectra`` a harmonic spectrum is one row (order 1's, spanning all)."""
     rows = []
     for p in sorted(m.points, key=lambda p: (list(REFERENCE_BASE).index(p.table), p.address)):
+        if spectra and p.order > 1:
+            continue
+        if spectra and p.order == 1:
+            last = p.address + p.orders * p.registers - 1
+            rows.append(
+                {
+                    "table": p.table,
+                    "address": f"{p.address}..{last}",
+                    "reference": f"{REFERENCE_BASE[p.table] + p.address}..{REFERENCE_BASE[p.table] + last}",
+                    "registers": str(p.orders * p.registers),
+                    "name": p.name.removesuffix("1") + f"1..h{p.orders}",
+                    "type": f"{p.orders} x {p.type}",
+                    "scale": "" if not p.sf and p.multiplier == 1 else _scale_text(p),
+                    "unit": p.unit,
+                    "access": "R",
+                    "source": p.quantity.name.removesuffix("1") + "N" if p.quantity else "",
+                    "description": p.description.split(" harmonic")[0]
+                    + f" harmonic subgroups 1..{p.orders} (RMS); order N at {p.address} + {p.registers} x (N - 1)",
+                }
+            )
+            continue
         rows.append(
             {
                 "table": p.table,
@@ -389,7 +434,7 @@ def _scale_text(p: Point) -> str:
 
 
 def export_map(m: RegisterMap, fmt: Literal["csv", "md"]) -> str:
-    rows = _rows(m)
+    rows = _rows(m, spectra=fmt == "md")
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")

@@ -24,11 +24,13 @@ from .catalogue import (
     CIRCUIT_COUNTERS,
     CIRCUIT_MEASUREMENTS,
     CIRCUIT_METHODS,
+    CIRCUIT_SPECTRA,
     DEVICE_CONDITIONS,
     DEVICE_METHODS,
     DEVICE_PROPERTIES,
     DEVICE_VARIABLES,
     FREQUENCY,
+    HARMONIC_ORDERS,
     NAMESPACE,
     UNITS,
     Measurement,
@@ -94,7 +96,15 @@ class AddressSpace:
         await node.write_attribute(
             ua.AttributeIds.DataType, ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Double), ua.VariantType.NodeId))
         )
-        await node.write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double)))
+        if m in CIRCUIT_SPECTRA:  # a one-dimensional array, element k = harmonic order k + 1
+            await node.write_attribute(ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(1, ua.VariantType.Int32)))
+            await node.write_attribute(
+                ua.AttributeIds.ArrayDimensions,
+                ua.DataValue(ua.Variant([HARMONIC_ORDERS], ua.VariantType.UInt32)),
+            )
+            await node.write_value(ua.DataValue(ua.Variant([0.0] * HARMONIC_ORDERS, ua.VariantType.Double)))
+        else:
+            await node.write_value(ua.DataValue(ua.Variant(0.0, ua.VariantType.Double)))
         await node.write_attribute(
             ua.AttributeIds.Description,
             ua.DataValue(ua.Variant(ua.LocalizedText(m.description), ua.VariantType.LocalizedText)),
@@ -141,7 +151,7 @@ class AddressSpace:
         ct = await self.server.nodes.base_object_type.add_object_type(
             ua.NodeId("OpenStromCircuitType", idx), ua.QualifiedName("OpenStromCircuitType", idx)
         )
-        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
+        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_SPECTRA, *CIRCUIT_AGGREGATES):
             for n in await self._analog(ct, "OpenStromCircuitType", m):
                 await n.set_modelling_rule(True)
         await self._relay(ct)
@@ -220,7 +230,7 @@ class AddressSpace:
                     ua.AttributeIds.DisplayName,
                     ua.DataValue(ua.Variant(ua.LocalizedText(cs.name), ua.VariantType.LocalizedText)),
                 )
-            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_AGGREGATES):
+            for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_SPECTRA, *CIRCUIT_AGGREGATES):
                 nodes.values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
             for counter, _attr in CIRCUIT_COUNTERS:
                 nodes.values[(name, cs.index, counter)] = ua.NodeId(f"{prefix}.{counter}", idx)

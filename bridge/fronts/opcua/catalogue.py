@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.model.quantities import HARMONIC_ORDERS as HARMONIC_ORDERS  # the spectra's array length
+
 NAMESPACE = "urn:openstrom:bridge"
 
 
@@ -76,6 +78,12 @@ CIRCUIT_AGGREGATES = (
     Measurement("VoltageMax10min", "circuit.v_max_10min", "V", 0.0, 400.0, "highest window voltage, last 10 min"),
     Measurement("ActivePower10min", "circuit.p_w_10min", "W", -16000.0, 16000.0, "active power, last 10 min"),
     Measurement("ActivePowerDemand15min", "circuit.p_demand_w", "W", -16000.0, 16000.0, "15 min block demand"),
+)
+# harmonic spectra: Double[HARMONIC_ORDERS], element k = order k + 1 (IEC 61000-4-7 subgroups; NaN
+# above the Nyquist limit)
+CIRCUIT_SPECTRA = (
+    Measurement("HarmonicsVoltage", "harmonics_v", "V", 0.0, 400.0, "voltage harmonic subgroups 1..40, RMS"),
+    Measurement("HarmonicsCurrent", "harmonics_i", "A", 0.0, 70.0, "current harmonic subgroups 1..40, RMS"),
 )
 # Frequency is per device but also shown per circuit, as the browse path asks
 FREQUENCY = Measurement("Frequency", "freq_hz", "Hz", 40.0, 70.0, "mains frequency of the window")

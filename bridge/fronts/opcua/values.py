@@ -4,6 +4,7 @@ window's source timestamp and the quality rule rendered as OPC UA status codes."
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from asyncua import Server, ua
@@ -12,7 +13,15 @@ from bridge.model import DeviceState, Level, Quality, device_quality, relay_qual
 from bridge.model.quantities import QUANTITIES
 
 from .address_space import Nodes
-from .catalogue import CIRCUIT_AGGREGATES, CIRCUIT_COUNTERS, CIRCUIT_MEASUREMENTS, DEVICE_PROPERTIES, FREQUENCY
+from .catalogue import (
+    CIRCUIT_AGGREGATES,
+    CIRCUIT_COUNTERS,
+    CIRCUIT_MEASUREMENTS,
+    CIRCUIT_SPECTRA,
+    DEVICE_PROPERTIES,
+    FREQUENCY,
+    HARMONIC_ORDERS,
+)
 from .history import HistoryRow, MeasurementHistory
 
 GOOD = ua.StatusCode(ua.StatusCodes.Good)
@@ -145,6 +154,16 @@ class ValueWriter:
             )
             if history is not None and node in historized:
                 history.append((node, now, src, status.value, value))
+        for m in CIRCUIT_SPECTRA:
+            values = () if cv is None else getattr(cv, m.field)
+            spectrum = [float(x) for x in values[:HARMONIC_ORDERS]]
+            spectrum += [math.nan] * (HARMONIC_ORDERS - len(spectrum))
+            await write(
+                self.nodes.values[(dev.name, c, m.field)],
+                SharedDataValue(
+                    ua.Variant(spectrum, double), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now
+                ),
+            )
 
     async def _aggregates(
         self, dev: DeviceState, c: int, status: ua.StatusCode, src: dt.datetime, now: dt.datetime
