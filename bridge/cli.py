@@ -190,6 +190,38 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return _api(args, "/api/calibrate", body)
 
 
+_LIMIT_FLAGS = (  # CLI flag -> [pq] key
+    ("dip", "dip"),
+    ("swell", "swell"),
+    ("interruption", "interruption"),
+    ("hysteresis", "hysteresis"),
+    ("freq_low", "freq_low_hz"),
+    ("freq_high", "freq_high_hz"),
+)
+
+
+def cmd_limits(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"device": args.device}
+    if args.reset:
+        body["reset"] = True
+    pq = {key: getattr(args, flag) for flag, key in _LIMIT_FLAGS if getattr(args, flag) is not None}
+    overcurrent: dict[str, float] = {}
+    for item in args.overcurrent or ():
+        circuit, sep, amps = item.partition("=")
+        try:
+            overcurrent[str(int(circuit))] = float(amps)
+        except ValueError:
+            sep = ""
+        if not sep:
+            print(f"openstrom-bridge: --overcurrent {item!r}: give CIRCUIT=AMPS, e.g. 3=16", file=sys.stderr)
+            return EXIT_USAGE
+    if pq:
+        body["pq"] = pq
+    if overcurrent:
+        body["overcurrent_a"] = overcurrent
+    return _api(args, "/api/limits", body)
+
+
 def cmd_self_test(args: argparse.Namespace) -> int:
     return _api(args, "/api/self-test", {"device": args.device})
 
@@ -323,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("maintenance-lock", cmd_maintenance_lock, "set (on) or release (off) a relay's maintenance lock"),
         ("self-test", cmd_self_test, "run a device self-test through the running bridge"),
         ("calibrate", cmd_calibrate, "calibrate a circuit against a known reference (admin)"),
+        ("limits", cmd_limits, "show or change a device's alarm limits at run time (admin; persisted)"),
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("device")
@@ -335,6 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--reference-amps", type=float, help="the reference's RMS current on this circuit")
             s.add_argument("--windows", type=int, default=25, help="measurement windows to average (25: ~5 s)")
             s.add_argument("--reset", action="store_true", help="back to the device's own scales (gain 1, offset 0)")
+        if name == "limits":
+            s.add_argument("--dip", type=float, help="a dip starts below this share of the declared voltage")
+            s.add_argument("--swell", type=float, help="a swell starts above this share")
+            s.add_argument("--interruption", type=float, help="an interruption starts below this share")
+            s.add_argument("--hysteresis", type=float, help="an event ends this share inside its threshold")
+            s.add_argument("--freq-low", type=float, help="under-frequency alarm limit, Hz")
+            s.add_argument("--freq-high", type=float, help="over-frequency alarm limit, Hz")
+            s.add_argument("--overcurrent", action="append", metavar="CIRCUIT=AMPS", help="a circuit's limit (repeat)")
+            s.add_argument("--reset", action="store_true", help="drop every run-time change: the file's limits")
         s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
         s.add_argument("--config", help="the bridge's configuration: its state_dir holds the API token")
         s.add_argument("--token-file", help="the API token file (default: found by --config or the API port)")

@@ -21,7 +21,7 @@ from .config import Config
 from .fronts.modbus.register_map import TYPES, builtin_map_names, export_map, load_map
 from .fronts.opcua.catalogue import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, CIRCUIT_SPECTRA, FREQUENCY, UNITS
 from .model.changes import Change
-from .model.quantities import HARMONIC_ORDERS, QUANTITIES
+from .model.quantities import QUANTITIES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -33,22 +33,27 @@ def register_maps_md() -> str:
     return "\n".join(parts)
 
 
+# quantities that form a series (a harmonic spectrum, the event log): one row each, N for the index
+_SERIES = re.compile(r"^(circuit\.[vi]_h|device\.event)(\d+)(\.\w+)?$")
+
+
 def quantities_md() -> str:
     rows = ["| quantity | scope | unit | type | writable | description |", "|---|---|---|---|---|---|"]
+    sizes: dict[str, int] = {}
     for q in QUANTITIES.values():
-        spectrum = re.fullmatch(r"circuit\.([vi])_h(\d+)", q.name)
-        if spectrum and spectrum[2] != "1":
-            continue  # a spectrum is one row
-        if spectrum:
-            what = "voltage" if spectrum[1] == "v" else "current"
-            rows.append(
-                f"| `circuit.{spectrum[1]}_h1` .. `circuit.{spectrum[1]}_h{HARMONIC_ORDERS}` | circuit | {q.unit} "
-                f"| float |  | {what} harmonic subgroups 1..{HARMONIC_ORDERS}, RMS (none above the Nyquist limit) |"
-            )
-            continue
-        rows.append(
-            f"| `{q.name}` | {q.scope} | {q.unit} | {q.kind} | {'yes' if q.writable else ''} | {q.description} |"
-        )
+        m = _SERIES.match(q.name)
+        if m:
+            key = m[1] + "N" + (m[3] or "")
+            sizes[key] = max(sizes.get(key, 0), int(m[2]))
+    for q in QUANTITIES.values():
+        name, desc = q.name, q.description
+        m = _SERIES.match(q.name)
+        if m and m[2] != "1":
+            continue  # a series is one row
+        if m:
+            name = m[1] + "N" + (m[3] or "")
+            desc = re.sub(r"\b1\b", "N", desc, count=1) + f" (N = 1..{sizes[name]})"
+        rows.append(f"| `{name}` | {q.scope} | {q.unit} | {q.kind} | {'yes' if q.writable else ''} | {desc} |")
     return "\n".join(rows) + "\n"
 
 

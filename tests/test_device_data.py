@@ -1,18 +1,24 @@
 """Everything measured, on every front, against the analytic truth of the simulator's waveforms: the
-harmonic spectra of a switch-mode supply (Modbus block at 5000 + 200 x (circuit - 1), OPC UA arrays)."""
+harmonic spectra of a switch-mode supply (Modbus block at 5000 + 200 x (circuit - 1), OPC UA arrays),
+and the voltage-event log and its counters under alarm limits changed at run time."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
 
 from bridge.config import Config
+from bridge.fronts.opcua.passwords import hash_password
 from device.simulator.process import SimulatorProcess
 from tests.harness import ROOT, RawModbus, bridge_config, f32, running_bridge, wait_for
+from tests.test_opcua_e2e import Collector, _client_cert, _connect
 
 pytestmark = pytest.mark.e2e
 NS = "urn:openstrom:bridge"
@@ -21,6 +27,7 @@ U = 230.0
 I1 = 300.0 / (U * math.cos(math.radians(8.0)))
 CURRENT_SHARES = {1: 1.0, 3: 0.80, 5: 0.55, 7: 0.30, 9: 0.12, 11: 0.08, 13: 0.06}
 VOLTAGE_SHARES = {1: 1.0, 5: 0.04, 7: 0.02}
+EPOCH = 1_790_000_000  # the simulator's clock at its first sample (Unix s)
 
 
 def _truth(shares: dict[int, float], base: float) -> list[float]:
@@ -69,3 +76,110 @@ async def test_harmonic_spectra_on_modbus_and_opcua(tmp_path: Path) -> None:
                 _check(list(dv.Value.Value), truth, 2e-3, floor, f"OPC UA {browse}")
                 eu = await (await node.get_child(["0:EngineeringUnits"])).read_value()
                 assert eu.DisplayName.Text == ("V" if browse == "HarmonicsVoltage" else "A")
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return int(proc.returncode or 0), out.decode()
+
+
+async def test_a_limit_changed_at_run_time_makes_a_shallow_sag_a_dip_on_every_front(tmp_path: Path) -> None:
+    """The file says dip below 80 %; an admin raises it to 90 % over OPC UA before the scenario's sag
+    to 85 % comes: the dip alarm shows on both fronts, the event lands in the Modbus event log and as
+    an OPC UA event (with HistoryRead), and the counters, the log and the limit survive a restart."""
+    config, ports = bridge_config(tmp_path, pq={"dip": 0.8})
+    doc = config.model_dump()
+    doc["opcua"].update(
+        enabled=True,
+        users=[
+            {"name": "boss", "password_hash": hash_password("boss-secret"), "role": "admin"},
+            {"name": "op", "password_hash": hash_password("op-secret"), "role": "operator"},
+        ],
+    )
+    config = Config.model_validate(doc)
+    cert, key = await _client_cert(tmp_path, "scada")
+    trusted = tmp_path / "state" / "pki" / "trusted"
+    trusted.mkdir(parents=True)
+    (trusted / "scada.der").write_bytes(cert.read_bytes())
+    scenario = ROOT / "tests/scenarios/shallowdip.yaml"
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
+    token = ["--api", f"127.0.0.1:{ports['http']}", "--token-file", str(tmp_path / "state" / "api-token")]
+    async with sim:
+        async with running_bridge(config, tmp_path) as app:
+            dev = app.model.devices["board1"]
+            await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 2, 20, "windows")
+            assert dev.snapshot is not None and dev.snapshot.time_s - EPOCH < 6.0  # the sag at 8 s is to come
+            boss = await _connect(config, cert, key, "boss", "boss-secret")
+            op = await _connect(config, cert, key, "op", "op-secret")
+            try:
+                idx = await boss.get_namespace_index(NS)
+                path = [f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:AlarmLimits", f"{idx}:Dip"]
+                dip_op = await op.nodes.objects.get_child(path)
+                with pytest.raises(ua.UaStatusCodeError) as denied:  # an operator may not change limits
+                    await dip_op.write_value(ua.DataValue(ua.Variant(0.9, ua.VariantType.Double)))
+                assert denied.value.code == ua.StatusCodes.BadUserAccessDenied
+                dip = await boss.nodes.objects.get_child(path)
+                with pytest.raises(ua.UaStatusCodeError) as bad:  # a dip limit above 1 is no dip limit
+                    await dip.write_value(ua.DataValue(ua.Variant(1.2, ua.VariantType.Double)))
+                assert bad.value.code == ua.StatusCodes.BadOutOfRange
+                assert dev.limits.pq.dip == 0.8
+                await dip.write_value(ua.DataValue(ua.Variant(0.9, ua.VariantType.Double)))
+                assert dev.limits.pq.dip == 0.9 and await dip.read_value() == 0.9
+                c1 = await boss.nodes.objects.get_child(
+                    [f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:Circuits", f"{idx}:Circuit01"]
+                )
+                handler = Collector()
+                sub = await boss.create_subscription(100, handler)
+                voltage_event = await boss.nodes.root.get_child(
+                    ["0:Types", "0:EventTypes", "0:BaseEventType", f"{idx}:VoltageEventType"]
+                )
+                await sub.subscribe_events(c1, [ua.ObjectIds.AlarmConditionType, voltage_event])
+                async with RawModbus(ports["modbus"]) as mb:
+                    await wait_for(lambda: dev.events_total >= 10, 20, "the sag, on all ten circuits")
+                    assert await mb.read(2, 1, 100, 1) in ([0], [1])  # the dip bit (over by now, or not)
+                    regs = await mb.read(4, 1, 200, 2)
+                    assert isinstance(regs, list) and regs == [0, 10]  # events_total, uint32
+                    rec = await mb.read(4, 1, 210, 10)  # event 1, the newest
+                    assert isinstance(rec, list)
+                    assert rec[0] == 1 and 1 <= rec[1] <= 10  # a dip, on one of the circuits
+                    start_ms = (rec[2] << 48) | (rec[3] << 32) | (rec[4] << 16) | rec[5]
+                    assert start_ms / 1000 - EPOCH == pytest.approx(8.0, abs=0.03)  # the scenario's time
+                    assert (rec[6] << 16 | rec[7]) == pytest.approx(200, abs=15)  # ms
+                    assert f32(rec, 8) == pytest.approx(0.85 * 230, rel=2e-3)
+                    assert dev.circuits[0].dips == 1
+                    dips = await mb.read(4, 1, 1064, 1)
+                    assert dips == [1]
+                await wait_for(
+                    lambda: any(getattr(e, "Kind", None) == "dip" for e in handler.events), 10, "the voltage event"
+                )
+                ve = next(e for e in handler.events if getattr(e, "Kind", None) == "dip")
+                assert ve.ExtremeVoltage == pytest.approx(0.85 * 230, rel=2e-3)
+                assert ve.Duration == pytest.approx(0.2, abs=0.015)
+                assert any("dip" in str(e.Message.Text) and e.Severity == 600 for e in handler.events)
+                end = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)  # device clock: the scenario's epoch
+                history = await c1.read_event_history(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), end)
+                assert any("dip on board1 circuit 1" in str(e.Message.Text) for e in history)
+                # the CLI changes a circuit's overcurrent limit the same way (the heater draws 8.7 A)
+                rc, out = await _cli("limits", "board1", "--overcurrent", "1=5", *token)
+                assert rc == 0, out
+                assert json.loads(out)["after"]["overcurrent_a"]["1"] == 5.0
+                await wait_for(lambda: dev.circuits[0].alarms["overcurrent"].active, 10, "the overcurrent alarm")
+                rc, out = await _cli("limits", "board1", "--dip", "1.5", *token)
+                assert rc == 3 and "dip" in out, out  # refused whole, naming the key
+            finally:
+                await boss.disconnect()
+                await op.disconnect()
+        # a restart keeps the counters, the event log and the run-time limits
+        async with running_bridge(config, tmp_path) as app:
+            dev = app.model.devices["board1"]
+            assert dev.limits.pq.dip == 0.9 and dev.limits.overcurrent_a[0] == 5.0
+            assert dev.events_total == 10 and dev.circuits[0].dips == 1 and len(dev.events) == 10
+            await wait_for(lambda: dev.online and dev.link.blocks > 5, 20, "the device again")
+            async with RawModbus(ports["modbus"]) as mb:
+                assert await mb.read(4, 1, 1064, 1) == [1]
+                assert await mb.read(4, 1, 200, 2) == [0, 10]
+            rc, out = await _cli("limits", "board1", "--reset", *token)
+            assert rc == 0 and json.loads(out)["after"]["dip"] == 0.8, out

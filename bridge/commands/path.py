@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -34,12 +34,14 @@ from device.protocol import (
 )
 
 from .authorise import Action, Origin, Role, authorise
+from .limits import configured, effective, merged
 from .policy import SelectBeforeOperate, check_relay_policy, needs_select, not_selected, wear_threshold
 from .port import (
     AuxSwitched,
     Calibrated,
     DevicePort,
     DevicePorts,
+    LimitsChanged,
     MaintenanceLocked,
     RelayCounted,
     RelayFeedback,
@@ -271,6 +273,48 @@ class CommandPath:
         self.store.save_relay(port.name, circuit, replace(rec, maintenance_lock=locked))
         port.record(MaintenanceLocked(circuit, locked))
         _audit("maintenance-lock", origin, "ok", started, device=device, circuit=circuit, locked=locked)
+
+    # ------------------------------------------------------------------ alarm limits
+
+    def limits_of(self, device: str) -> dict[str, object]:
+        dev = self._port(device).state
+        return dev.limits.as_dict(float(dev.config.f_nominal))
+
+    async def set_limits(
+        self,
+        device: str,
+        origin: Origin,
+        *,
+        pq: Mapping[str, float | None] | None = None,
+        overcurrent_a: Mapping[int, float] | None = None,
+        reset: bool = False,
+    ) -> dict[str, object]:
+        """Change a device's alarm limits at run time (admin): persisted as overrides of the
+        configuration, applied from the next window on; ``reset`` returns to the file's limits.
+        Answers the limits before and after."""
+
+        async def run() -> dict[str, object]:
+            port = self._port(device)
+            dev = port.state
+            stored = self.store.limit_overrides(port.name)
+            overrides = {} if reset else merged(stored, pq or {}, overcurrent_a or {})
+            after = effective(configured(dev.config, self.config.pq), overrides)
+            before = dev.limits
+            self.store.save_limit_overrides(port.name, overrides, str(origin))
+            port.record(LimitsChanged(after))
+            f = float(dev.config.f_nominal)
+            return {"before": before.as_dict(f), "after": after.as_dict(f)}
+
+        return await self._audited(
+            "limits",
+            Action.CHANGE_LIMITS,
+            origin,
+            run,
+            device=device,
+            pq=dict(pq or {}),
+            overcurrent_a=dict(overcurrent_a or {}),
+            reset=reset,
+        )
 
     # ------------------------------------------------------------------ aux, self-test, calibration
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.model import DeviceState
+from bridge.model import DeviceState, Limits
 from device.protocol import Message, Status
 
 
@@ -65,7 +65,16 @@ class Calibrated:
     device_lsb: float | None = None  # the LSB size the device itself now applies (written to it)
 
 
-Outcome = RelayFeedback | RelayCounted | MaintenanceLocked | Selected | AuxSwitched | SelfTested | Calibrated
+@dataclass(frozen=True, slots=True)
+class LimitsChanged:
+    """An admin changed the alarm limits; the event detector and the alarm rules follow at once."""
+
+    limits: Limits
+
+
+Outcome = (
+    RelayFeedback | RelayCounted | MaintenanceLocked | Selected | AuxSwitched | SelfTested | Calibrated | LimitsChanged
+)
 
 
 class DevicePort(Protocol):

@@ -4,9 +4,22 @@ it announces and the one quality rule."""
 from .changes import Change
 from .live import Model, ModelView
 from .quality import Level, Quality, device_quality, relay_quality
-from .state import Alarm, CircuitState, CircuitValues, DeviceSnapshot, DeviceState, LinkHealth
+from .state import (
+    EVENT_KINDS,
+    EVENT_LOG_SIZE,
+    Alarm,
+    CircuitState,
+    CircuitValues,
+    DeviceSnapshot,
+    DeviceState,
+    Limits,
+    LinkHealth,
+    VoltageEventRecord,
+)
 
 __all__ = [
+    "EVENT_KINDS",
+    "EVENT_LOG_SIZE",
     "Alarm",
     "Change",
     "CircuitState",
@@ -14,10 +27,12 @@ __all__ = [
     "DeviceSnapshot",
     "DeviceState",
     "Level",
+    "Limits",
     "LinkHealth",
     "Model",
     "ModelView",
     "Quality",
+    "VoltageEventRecord",
     "device_quality",
     "relay_quality",
 ]

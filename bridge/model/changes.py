@@ -29,6 +29,8 @@ class Change(enum.Enum):
     """a self-test finished; its faults are in `DeviceState.last_self_test`"""
     CALIBRATION = "calibration"
     """a channel's gain or offset changed"""
+    LIMITS = "limits"
+    """an admin changed the power-quality limits or a circuit's overcurrent limit at run time"""
 
 
 ALL_CHANGES = frozenset(Change)

@@ -18,7 +18,7 @@ from bridge.core.aggregate import Aggregate
 from device.protocol import Hello, Status
 
 from .changes import ALL_CHANGES, Change
-from .state import DeviceSnapshot, DeviceState
+from .state import DeviceSnapshot, DeviceState, Limits, VoltageEventRecord
 
 Listener = Callable[[DeviceState, Change], None]
 AlarmChange = tuple[int, str, bool, str]  # (circuit 1.. or 0 for the device, alarm name, active, message)
@@ -210,16 +210,32 @@ class ReportChanges(_Changes):
             self._emit(dev, Change.ALARM)
         return changed
 
-    def count_voltage_event(self, dev: DeviceState, circuit: int, kind: str, message: str) -> None:
+    def restore_events(
+        self, dev: DeviceState, recent: Iterable[VoltageEventRecord], counts: dict[tuple[int, str], int]
+    ) -> None:
+        """The stored event log and counters, at start."""
+        dev.events.clear()
+        dev.events.extend(recent)
+        for cs in dev.circuits:
+            cs.dips = counts.get((cs.index, "dip"), 0)
+            cs.swells = counts.get((cs.index, "swell"), 0)
+            cs.interruptions = counts.get((cs.index, "interruption"), 0)
+        dev.events_total = sum(counts.values())
+        self._emit(dev, Change.EVENT)
+
+    def count_voltage_event(self, dev: DeviceState, record: VoltageEventRecord, message: str) -> None:
         """A dip, swell or interruption ended. One that began and ended between two updates still
         counts as one activation of its alarm, so fronts that follow the count report it."""
-        cs = dev.circuits[circuit - 1]
+        cs = dev.circuits[record.circuit - 1]
+        kind = record.kind
         if kind == "dip":
             cs.dips += 1
         elif kind == "swell":
             cs.swells += 1
         else:
             cs.interruptions += 1
+        dev.events.append(record)
+        dev.events_total += 1
         alarm = cs.alarms[kind]
         if not alarm.active:
             alarm.set(True, message)
@@ -255,3 +271,7 @@ class OutcomeChanges(_Changes):
     def set_calibration(self, dev: DeviceState, table: Mapping[tuple[int, str], tuple[float, float]]) -> None:
         dev.calibration = dict(table)
         self._emit(dev, Change.CALIBRATION)
+
+    def set_limits(self, dev: DeviceState, limits: Limits) -> None:
+        dev.limits = limits
+        self._emit(dev, Change.LIMITS)

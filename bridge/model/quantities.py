@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .quality import device_quality
-from .state import CIRCUIT_ALARMS, CircuitState, DeviceState
+from .state import CIRCUIT_ALARMS, EVENT_KINDS, EVENT_LOG_SIZE, CircuitState, DeviceState, VoltageEventRecord
 
 Value = float | int | bool | str | None
 Kind = Literal["float", "int", "bool", "str"]
@@ -151,9 +151,9 @@ _q(
     "share of the rated operations left (commands.relay_rated_operations)",
     _life_remaining,
 )
-_q("circuit.dips", "", "int", "voltage dips since start", _circuit(lambda c: c.dips))
-_q("circuit.swells", "", "int", "voltage swells", _circuit(lambda c: c.swells))
-_q("circuit.interruptions", "", "int", "interruptions", _circuit(lambda c: c.interruptions))
+_q("circuit.dips", "", "int", "voltage dips ever recorded (persisted)", _circuit(lambda c: c.dips))
+_q("circuit.swells", "", "int", "voltage swells ever recorded (persisted)", _circuit(lambda c: c.swells))
+_q("circuit.interruptions", "", "int", "interruptions ever recorded (persisted)", _circuit(lambda c: c.interruptions))
 for _a, _d in (
     ("dip", "a voltage dip is in progress"),
     ("swell", "a voltage swell is in progress"),
@@ -333,3 +333,49 @@ _q(
     "an admin has locked this relay for maintenance (set over OPC UA or the CLI)",
     _circuit(lambda c: c.maintenance_lock),
 )
+
+
+# the voltage-event log: event 1 is the newest; an empty slot reads "not available" (kind: 0)
+def _logged(
+    k: int, fn: Callable[[VoltageEventRecord], Value], kind_code: bool = False
+) -> Callable[[DeviceState, int], Value]:
+    def read(dev: DeviceState, c: int) -> Value:
+        if k > len(dev.events):
+            return 0 if kind_code else None
+        return fn(dev.events[-k])
+
+    return read
+
+
+_q("device.events_total", "", "int", "voltage events ever recorded on this device", lambda d, c: d.events_total)
+_kinds = ", ".join(f"{code} {kind}" for kind, code in EVENT_KINDS.items())
+for _k in range(1, EVENT_LOG_SIZE + 1):
+    _q(
+        f"device.event{_k}.kind",
+        "",
+        "int",
+        f"voltage event {_k} (1 = newest): kind, {_kinds} (0 = empty slot)",
+        _logged(_k, lambda e: EVENT_KINDS[e.kind], kind_code=True),
+    )
+    _q(f"device.event{_k}.circuit", "", "int", f"voltage event {_k}: circuit", _logged(_k, lambda e: e.circuit))
+    _q(
+        f"device.event{_k}.start",
+        "ms",
+        "int",
+        f"voltage event {_k}: start, Unix milliseconds (device clock)",
+        _logged(_k, lambda e: round(e.start_s * 1000)),
+    )
+    _q(
+        f"device.event{_k}.duration",
+        "ms",
+        "int",
+        f"voltage event {_k}: duration in milliseconds",
+        _logged(_k, lambda e: round(e.duration_s * 1000)),
+    )
+    _q(
+        f"device.event{_k}.extreme",
+        "V",
+        "float",
+        f"voltage event {_k}: residual voltage (dip, interruption) or peak (swell)",
+        _logged(_k, lambda e: e.extreme_v),
+    )

@@ -7,11 +7,12 @@ of one window or of the next, never a mix.
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from dataclasses import dataclass, field
 
-from bridge.config import Device
+from bridge.config import Device, PowerQualityLimits
 from bridge.core.aggregate import Aggregate
 from device.protocol import BOARD_CIRCUITS, Hello, Status
 
@@ -85,6 +86,39 @@ class Alarm:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The alarm limits a device's measurements are checked against: the power-quality limits
+    (voltage shares of the declared voltage, frequency band) and each circuit's overcurrent limit."""
+
+    pq: PowerQualityLimits
+    overcurrent_a: tuple[float, ...]  # circuit 1 first
+
+    def as_dict(self, f_nominal: float) -> dict[str, object]:
+        low, high = self.pq.frequency_band(f_nominal)
+        return {
+            **self.pq.model_dump(),
+            "freq_band_hz": [low, high],
+            "overcurrent_a": {str(c): a for c, a in enumerate(self.overcurrent_a, start=1)},
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoltageEventRecord:
+    """One ended dip, swell or interruption: where, what, when (device clock, Unix s), how long and
+    how deep (the residual voltage of a dip or interruption, the peak of a swell)."""
+
+    circuit: int
+    kind: str  # "dip", "swell" or "interruption"
+    start_s: float
+    duration_s: float
+    extreme_v: float
+
+
+EVENT_LOG_SIZE = 16  # the newest voltage events a device keeps for the fronts
+EVENT_KINDS = {"dip": 1, "swell": 2, "interruption": 3}  # the code fronts show for a kind (0: none)
+
+
 CIRCUIT_ALARMS = ("dip", "swell", "interruption", "overcurrent", "clipped", "relay_mismatch", "relay_wear")
 DEVICE_ALARMS = ("offline", "sram_loss", "stream_restart", "fault", "frequency")
 # raised by a loss and cleared when none followed for bridge.loss_alarm_hold_s
@@ -99,7 +133,7 @@ class CircuitState:
     relay_operations: int = 0  # counted by the bridge, persisted
     maintenance_lock: bool = False  # set by an admin, persisted
     selected: bool | None = None  # select-before-operate: the state armed for the next operation
-    dips: int = 0
+    dips: int = 0  # persisted: voltage events ever recorded on this circuit, by kind
     swells: int = 0
     interruptions: int = 0
     alarms: dict[str, Alarm] = field(default_factory=dict)
@@ -144,6 +178,11 @@ class DeviceState:
     aggregates: dict[str, Aggregate] = field(default_factory=dict)  # latest "3s", "10min", "15min-demand"
     freq_10s: tuple[float, float] | None = None  # (interval start, Hz): latest Class A 10 s frequency
     relay_rated_operations: int = 100_000  # from commands.relay_rated_operations (the Model sets it)
+    events: collections.deque[VoltageEventRecord] = field(
+        default_factory=lambda: collections.deque(maxlen=EVENT_LOG_SIZE)
+    )  # newest last
+    events_total: int = 0  # voltage events ever recorded (persisted with the counters)
+    limits: Limits = field(default_factory=lambda: Limits(PowerQualityLimits(), (40.0,) * BOARD_CIRCUITS))
 
     def __post_init__(self) -> None:
         if not self.circuits:

@@ -4,6 +4,7 @@ applied to every window of a batch (voltage events in progress, overcurrent, cli
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from bridge.core import StreamAnalyzer, WindowMetrics
 from bridge.model import CircuitValues, DeviceSnapshot
@@ -57,7 +58,7 @@ def snapshot_of(analyzer: StreamAnalyzer, w: WindowMetrics, number: int) -> Devi
 
 
 def window_alarms(
-    w: WindowMetrics, ongoing: dict[int, str], overcurrent_a: list[float], freq_band: tuple[float, float]
+    w: WindowMetrics, ongoing: dict[int, str], overcurrent_a: Sequence[float], freq_band: tuple[float, float]
 ) -> list[AlarmChange]:
     """The alarms one window implies. ``ongoing``: circuit index (0-based) -> the kind of voltage
     event in progress there; ``overcurrent_a`` per circuit; ``freq_band`` (low, high) in Hz."""

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from bridge.config import AnalysisSection, PowerQualityLimits
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
-from bridge.errors import DeviceOffline, StoreError
+from bridge.errors import CommandRejected, DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
-from bridge.model import DeviceState, Model
+from bridge.model import EVENT_LOG_SIZE, DeviceState, Model, VoltageEventRecord
 from bridge.store import Progress, Store
 from device.protocol import (
     Ack,
@@ -31,9 +31,11 @@ from device.protocol import (
 )
 from device.protocol.sequence import distance, is_after, next_seq
 
+from ..commands.limits import configured, effective
 from ..commands.port import (
     AuxSwitched,
     Calibrated,
+    LimitsChanged,
     MaintenanceLocked,
     Outcome,
     RelayCounted,
@@ -63,16 +65,16 @@ class DeviceRuntime:
     ) -> None:
         self.state = state
         self.analysis = analysis or AnalysisSection()
-        self.limits = state.config.pq or pq or PowerQualityLimits()
-        self._freq_band = self.limits.frequency_band(float(state.config.f_nominal))
-        self._overcurrent = [
-            state.config.circuit_overcurrent_a.get(c, state.config.overcurrent_a)
-            for c in range(1, len(state.circuits) + 1)
-        ]
         self.model = model
         self.store = store
         self.name = state.name
         self.log = get_logger("bridge.device", device=self.name)
+        base = configured(state.config, pq)
+        try:
+            model.outcomes.set_limits(state, effective(base, store.limit_overrides(self.name)))
+        except CommandRejected as exc:  # the file changed under a run-time change: the file's limits hold
+            self.log.warning("stored alarm limits no longer fit the configuration; using the file's", error=str(exc))
+            model.outcomes.set_limits(state, base)
         self.analyzer: StreamAnalyzer | None = None
         self._fed = FedBlocks()
         stored = store.progress(self.name)
@@ -93,6 +95,11 @@ class DeviceRuntime:
                 state, c.index, operations=rec.operations, maintenance_lock=rec.maintenance_lock
             )
         model.outcomes.set_calibration(state, store.calibration(self.name))
+        recent = [
+            VoltageEventRecord(circuit=c, kind=k, start_s=t, duration_s=d, extreme_v=x)
+            for c, k, t, d, x in store.recent_events(self.name, EVENT_LOG_SIZE)
+        ]
+        model.reports.restore_events(state, recent, store.event_counts(self.name))
         self.streams = StreamBook(store, self.name, self._persist)
         book = self.streams.record
         model.links.losses(state, stream_restarts=book.restarts, sram_dropped_blocks=book.dropped_blocks)
@@ -173,6 +180,10 @@ class DeviceRuntime:
                 out.set_aux(dev, on)
             case SelfTested(faults=faults):
                 out.set_self_test(dev, faults)
+            case LimitsChanged(limits=limits):
+                out.set_limits(dev, limits)
+                if self.analyzer is not None:  # the event detector follows from the next half-cycle on
+                    self.analyzer.events.th = limits.pq.thresholds()
             case Calibrated(circuit=c, channel=ch, gain=gain, offset=offset, device_lsb=lsb):
                 if lsb is not None and dev.hello is not None:
                     # the device scales by its new LSB from now on and announces it in its next
@@ -277,7 +288,7 @@ class DeviceRuntime:
             fs=hello.sample_rate_hz,
             f_nominal=float(dev.f_nominal),
             u_nominal=dev.u_nominal,
-            thresholds=self.limits.thresholds(),
+            thresholds=self.state.limits.pq.thresholds(),
             min_batch_s=self.analysis.batch_s,
             harmonics_every=self.analysis.harmonics_every,
             v_clip=self._scales.v_rails(hello.v_adc_bits),
@@ -360,8 +371,10 @@ class DeviceRuntime:
             self._snapshots += len(update.windows)
             snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
             ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
+            limits = dev.limits
+            band = limits.pq.frequency_band(float(dev.config.f_nominal))
             for w in update.windows:
-                self.model.reports.set_alarms(dev, window_alarms(w, ongoing, self._overcurrent, self._freq_band))
+                self.model.reports.set_alarms(dev, window_alarms(w, ongoing, limits.overcurrent_a, band))
         self.model.reports.publish(
             dev,
             snapshot,
@@ -383,8 +396,18 @@ class DeviceRuntime:
             extreme_v=round(ev.extreme_v, 1),
         )
         text = f"{ev.kind} on circuit {circuit}: {ev.extreme_v:.1f} V for {duration * 1000:.0f} ms"
-        self._persist(lambda: self.store.append_event(self.name, circuit, ev.kind, t, duration, ev.extreme_v, text))
-        self.model.reports.count_voltage_event(self.state, circuit, ev.kind, f"{ev.kind}: {ev.extreme_v:.1f} V")
+        new = True  # if the store refuses the row, the event still counts (in memory, and /health says why)
+
+        def record() -> None:
+            nonlocal new
+            new = self.store.append_event(self.name, circuit, ev.kind, t, duration, ev.extreme_v, text)
+
+        self._persist(record)
+        if new:  # not one of the blocks replayed after a restart, whose events are counted already
+            rec = VoltageEventRecord(
+                circuit=circuit, kind=ev.kind, start_s=t, duration_s=duration, extreme_v=ev.extreme_v
+            )
+            self.model.reports.count_voltage_event(self.state, rec, f"{ev.kind}: {ev.extreme_v:.1f} V")
 
     # ------------------------------------------------------------------ durability
 

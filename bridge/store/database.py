@@ -9,11 +9,13 @@ as replays while the rest are counted once.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bridge.errors import StoreError
 
@@ -41,6 +43,13 @@ CREATE TABLE IF NOT EXISTS events (
     extreme_v REAL, message TEXT
 );
 CREATE INDEX IF NOT EXISTS events_key ON events (device, t);
+CREATE TABLE IF NOT EXISTS limit_overrides (
+    device TEXT PRIMARY KEY, doc TEXT NOT NULL, changed_at REAL NOT NULL, changed_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS event_counts (
+    device TEXT NOT NULL, circuit INTEGER NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (device, circuit, kind)
+);
 CREATE TABLE IF NOT EXISTS streams (
     device TEXT PRIMARY KEY, boot_id TEXT NOT NULL, restarts INTEGER NOT NULL DEFAULT 0,
     dropped_blocks INTEGER NOT NULL DEFAULT 0, device_dropped INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL
@@ -210,6 +219,24 @@ class Store:
         rows = self.db.execute("SELECT circuit, channel, gain, offset FROM calibration WHERE device = ?", (device,))
         return {(c, ch): (g, o) for c, ch, g, o in rows}
 
+    # ------------------------------------------------------------------ alarm limits changed at run time
+
+    def save_limit_overrides(self, device: str, doc: dict[str, Any], by: str) -> None:
+        """The limits an admin changed at run time (only those: the rest follows the configuration)."""
+        with self._writing(f"the alarm limits of {device}"):
+            if not doc:
+                self.db.execute("DELETE FROM limit_overrides WHERE device = ?", (device,))
+                return
+            self.db.execute(
+                "INSERT INTO limit_overrides VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                "doc = excluded.doc, changed_at = excluded.changed_at, changed_by = excluded.changed_by",
+                (device, json.dumps(doc, sort_keys=True), time.time(), by),
+            )
+
+    def limit_overrides(self, device: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT doc FROM limit_overrides WHERE device = ?", (device,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
     # ------------------------------------------------------------------ voltage events
 
     def append_event(
@@ -221,12 +248,40 @@ class Store:
         duration_s: float | None,
         extreme_v: float | None,
         message: str,
-    ) -> None:
+    ) -> bool:
+        """Record an ended event and count it, in one transaction. An event already recorded (the
+        same circuit, kind and start to the millisecond: blocks replayed after a restart) is neither
+        recorded nor counted again; returns whether it was new."""
         with self._writing(f"a voltage event of {device}"):
+            seen = self.db.execute(
+                "SELECT 1 FROM events WHERE device = ? AND t BETWEEN ? AND ? AND circuit = ? AND kind = ?",
+                (device, t - 5e-4, t + 5e-4, circuit, kind),
+            ).fetchone()
+            if seen:
+                return False
             self.db.execute(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (device, circuit, kind, t, duration_s, extreme_v, message),
             )
+            self.db.execute(
+                "INSERT INTO event_counts VALUES (?, ?, ?, 1) ON CONFLICT (device, circuit, kind) "
+                "DO UPDATE SET count = count + 1",
+                (device, circuit, kind),
+            )
+        return True
+
+    def event_counts(self, device: str) -> dict[tuple[int, str], int]:
+        """Voltage events ever recorded, by (circuit, kind): kept when the event rows are pruned."""
+        rows = self.db.execute("SELECT circuit, kind, count FROM event_counts WHERE device = ?", (device,))
+        return {(c, k): n for c, k, n in rows}
+
+    def recent_events(self, device: str, n: int) -> list[tuple[int, str, float, float, float]]:
+        """The newest ``n`` events, oldest first: (circuit, kind, start, duration_s, extreme_v)."""
+        rows = self.db.execute(
+            "SELECT circuit, kind, t, duration_s, extreme_v FROM events WHERE device = ? ORDER BY t DESC LIMIT ?",
+            (device, n),
+        ).fetchall()
+        return [(c, k, t, d or 0.0, x or 0.0) for c, k, t, d, x in reversed(rows)]
 
     def prune(self, older_than_s: float) -> None:
         with self._writing("the event pruning"):

@@ -59,7 +59,19 @@ def endpoints(commands: CommandPath) -> dict[str, Handler]:
         )
         return {"ok": True, **out}
 
+    async def limits(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
+        device = str(req["device"])
+        pq = req.get("pq") or {}
+        if not isinstance(pq, dict) or not all(v is None or isinstance(v, int | float) for v in pq.values()):
+            raise ValueError("'pq' must map limit names to numbers")
+        overcurrent = {int(c): float(a) for c, a in (req.get("overcurrent_a") or {}).items()}
+        if not (pq or overcurrent or req.get("reset")):
+            return {"ok": True, "limits": commands.limits_of(device)}  # a look changes nothing
+        out = await commands.set_limits(device, origin, pq=pq, overcurrent_a=overcurrent, reset=bool(req.get("reset")))
+        return {"ok": True, **out}
+
     return {
+        "/api/limits": limits,
         "/api/relay": relay,
         "/api/maintenance-lock": maintenance_lock,
         "/api/select": select,

@@ -11,6 +11,7 @@ import csv
 import io
 import itertools
 import math
+import re
 import struct
 from dataclasses import dataclass
 from importlib import resources
@@ -73,8 +74,9 @@ class PointSpec(_Frozen):
     unit: str = ""
     description: str = ""
     orders: int | None = Field(
-        None, ge=1, le=40, description="one point per harmonic order 1..N, {order} in name and quantity"
+        None, ge=1, le=40, description="a series: one point per N = 1..orders, {order} in name and quantity"
     )
+    order_stride: int | None = Field(None, ge=1, le=100, description="registers from one N to the next")
 
     @model_validator(mode="before")
     @classmethod
@@ -135,8 +137,10 @@ class Point:
     multiplier: float
     unit: str
     description: str
-    order: int = 0  # harmonic order of a spectrum point (1..40), 0 otherwise
-    orders: int = 0  # how many orders its spectrum has
+    order: int = 0  # N of a series point (a harmonic order, an event-log slot), 0 otherwise
+    orders: int = 0  # how many points its series has
+    order_stride: int = 0  # registers from one N to the next
+    series: str = ""  # the series' name, "[1..N]" in place of N
 
     @property
     def writable(self) -> bool:
@@ -180,10 +184,16 @@ def _expand(spec: MapSpec, source: str) -> list[Point]:
     points: list[Point] = []
 
     def make(
-        ps: PointSpec, table: str | None, address: int, circuit: int, where: str, order: tuple[int, int] = (0, 0)
+        ps: PointSpec,
+        table: str | None,
+        address: int,
+        circuit: int,
+        where: str,
+        order: tuple[int, int, int, str] = (0, 0, 0, ""),
     ) -> None:
-        if ps.orders is not None:  # a harmonic spectrum: one point per order, back to back
-            step = TYPES[ps.type].registers or 1
+        if ps.orders is not None:  # a series (a harmonic spectrum, the event log): one point per N
+            step = ps.order_stride or TYPES[ps.type].registers or 1
+            series = ps.name.replace("{order}", f"[1..{ps.orders}]")
             for n in range(1, ps.orders + 1):
                 one = ps.model_copy(
                     update={
@@ -192,7 +202,7 @@ def _expand(spec: MapSpec, source: str) -> list[Point]:
                         "quantity": (ps.quantity or "").format(order=n),
                     }
                 )
-                make(one, table, address + (n - 1) * step, circuit, f"{where}, order {n}", (n, ps.orders))
+                make(one, table, address + (n - 1) * step, circuit, f"{where}, N = {n}", (n, ps.orders, step, series))
             return
         t = ps.table or table or spec.table
         dt = TYPES[ps.type]
@@ -226,6 +236,8 @@ def _expand(spec: MapSpec, source: str) -> list[Point]:
                 description=ps.description or (q.description if q else ""),
                 order=order[0],
                 orders=order[1],
+                order_stride=order[2],
+                series=order[3].format(circuit=circuit),
             )
         )
 
@@ -386,21 +398,21 @@ def _rows(m: RegisterMap, spectra: bool = False) -> list[dict[str, str]]:
         if spectra and p.order > 1:
             continue
         if spectra and p.order == 1:
-            last = p.address + p.orders * p.registers - 1
+            last = p.address + (p.orders - 1) * p.order_stride + p.registers - 1
+            source = p.quantity.name if p.quantity else ""
             rows.append(
                 {
                     "table": p.table,
-                    "address": f"{p.address}..{last}",
+                    "address": f"{p.address} + {p.order_stride} x (N - 1)",
                     "reference": f"{REFERENCE_BASE[p.table] + p.address}..{REFERENCE_BASE[p.table] + last}",
-                    "registers": str(p.orders * p.registers),
-                    "name": p.name.removesuffix("1") + f"1..h{p.orders}",
-                    "type": f"{p.orders} x {p.type}",
+                    "registers": str(p.registers),
+                    "name": p.series,
+                    "type": p.type,
                     "scale": "" if not p.sf and p.multiplier == 1 else _scale_text(p),
                     "unit": p.unit,
                     "access": "R",
-                    "source": p.quantity.name.removesuffix("1") + "N" if p.quantity else "",
-                    "description": p.description.split(" harmonic")[0]
-                    + f" harmonic subgroups 1..{p.orders} (RMS); order N at {p.address} + {p.registers} x (N - 1)",
+                    "source": re.sub(r"(\D)1(\.|$)", r"\1N\2", source, count=1),
+                    "description": re.sub(r"\b1\b", "N", p.description, count=1) + f" (N = 1..{p.orders})",
                 }
             )
             continue

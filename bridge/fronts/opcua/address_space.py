@@ -31,8 +31,11 @@ from .catalogue import (
     DEVICE_VARIABLES,
     FREQUENCY,
     HARMONIC_ORDERS,
+    LIMIT_PROPERTIES,
     NAMESPACE,
+    OVERCURRENT_LIMIT,
     UNITS,
+    VOLTAGE_EVENT_FIELDS,
     Measurement,
     Method,
 )
@@ -50,6 +53,13 @@ class Nodes:
     values: dict[tuple[str, int, str], ua.NodeId] = field(default_factory=dict)  # (device, circuit, field)
     device_vars: dict[tuple[str, str], ua.NodeId] = field(default_factory=dict)  # (device, browse name)
     relays: dict[ua.NodeId, tuple[str, int]] = field(default_factory=dict)
+    limits: dict[ua.NodeId, tuple[str, int, str]] = field(default_factory=dict)  # -> (device, circuit, key)
+    device_limits: dict[str, list[tuple[ua.NodeId, int, str]]] = field(default_factory=dict)  # device -> nodes
+
+    def add_limit(self, node: ua.NodeId, device: str, circuit: int, key: str) -> None:
+        self.limits[node] = (device, circuit, key)
+        self.device_limits.setdefault(device, []).append((node, circuit, key))
+
     emitters: dict[tuple[str, int], Any] = field(default_factory=dict)  # (device, circuit or 0) -> object
     conditions: dict[tuple[str, int, str], Condition] = field(default_factory=dict)
     by_condition_node: dict[ua.NodeId, Condition] = field(default_factory=dict)
@@ -68,6 +78,7 @@ class AddressSpace:
         self.root: Any = None
         self.circuit_type: Any = None
         self.device_type: Any = None
+        self.voltage_event_type: Any = None
 
     # --------------------------------------------------------------- types
 
@@ -75,11 +86,28 @@ class AddressSpace:
         self.idx = await self.server.register_namespace(NAMESPACE)
         self.circuit_type = await self._circuit_type()
         self.device_type = await self._device_type()
+        self.voltage_event_type = await self._voltage_event_type()
         self.root = await self.server.nodes.objects.add_folder(
             ua.NodeId("OpenStrom", self.idx), ua.QualifiedName("OpenStrom", self.idx)
         )
         for dev in devices:
             await self.add_device(dev)
+
+    async def _voltage_event_type(self) -> Any:
+        idx = self.idx
+        et = await self.server.get_node(ua.ObjectIds.BaseEventType).add_object_type(
+            ua.NodeId("VoltageEventType", idx), ua.QualifiedName("VoltageEventType", idx)
+        )
+        for name, kind in VOLTAGE_EVENT_FIELDS:
+            vtype = getattr(ua.VariantType, kind)
+            p = await et.add_property(
+                ua.NodeId(f"VoltageEventType.{name}", idx),
+                ua.QualifiedName(name, idx),
+                ua.get_default_value(vtype),
+                vtype,
+            )
+            await p.set_modelling_rule(True)
+        return et
 
     async def _analog(self, parent: Any, prefix: str, m: Measurement) -> list[Any]:
         idx = self.idx
@@ -161,7 +189,19 @@ class AddressSpace:
                 ua.NodeId(f"OpenStromCircuitType.{name}", idx), ua.QualifiedName(name, idx), 0, ua.VariantType.UInt32
             )
             await v.set_modelling_rule(True)
+        await self._limit_property(ct, "OpenStromCircuitType", OVERCURRENT_LIMIT, "overcurrent alarm limit (A)")
         return ct
+
+    async def _limit_property(self, parent: Any, prefix: str, name: str, description: str) -> None:
+        p = await parent.add_property(
+            ua.NodeId(f"{prefix}.{name}", self.idx), ua.QualifiedName(name, self.idx), 0.0, ua.VariantType.Double
+        )
+        await p.write_attribute(
+            ua.AttributeIds.Description,
+            ua.DataValue(ua.Variant(ua.LocalizedText(description), ua.VariantType.LocalizedText)),
+        )
+        await p.set_writable(True)  # an admin's write goes through the command path; others are refused
+        await p.set_modelling_rule(True)
 
     async def _device_type(self) -> Any:
         idx = self.idx
@@ -184,6 +224,12 @@ class AddressSpace:
         )
         await circuits.set_modelling_rule(True)
         await self._type_methods(dtp, "OpenStromDeviceType", DEVICE_METHODS)
+        limits = await dtp.add_object(
+            ua.NodeId("OpenStromDeviceType.AlarmLimits", idx), ua.QualifiedName("AlarmLimits", idx)
+        )
+        await limits.set_modelling_rule(True)
+        for browse, _key, description in LIMIT_PROPERTIES:
+            await self._limit_property(limits, "OpenStromDeviceType.AlarmLimits", browse, description)
         return dtp
 
     async def _type_methods(self, type_node: Any, type_name: str, methods: tuple[Method, ...]) -> None:
@@ -215,7 +261,10 @@ class AddressSpace:
             nodes.device_vars[(name, field_name)] = ua.NodeId(f"{name}.{field_name}", idx)
         await s.get_node(nodes.device_vars[(name, "SerialNumber")]).write_value(dev.config.serial_number)
         self._link_methods(name, name, 0, DEVICE_METHODS)
+        for browse, key, _description in LIMIT_PROPERTIES:
+            nodes.add_limit(ua.NodeId(f"{name}.AlarmLimits.{browse}", idx), name, 0, key)
         await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
+        await self._generates(obj, ua.NodeId(ua.ObjectIds.AlarmConditionType))
         nodes.emitters[(name, 0)] = obj
         await self._add_conditions(obj, name, name, 0, DEVICE_CONDITIONS)
         folder = s.get_node(ua.NodeId(f"{name}.Circuits", idx))
@@ -234,13 +283,21 @@ class AddressSpace:
                 nodes.values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
             for counter, _attr in CIRCUIT_COUNTERS:
                 nodes.values[(name, cs.index, counter)] = ua.NodeId(f"{prefix}.{counter}", idx)
+            nodes.add_limit(ua.NodeId(f"{prefix}.{OVERCURRENT_LIMIT}", idx), name, cs.index, "overcurrent_a")
             relay_id = ua.NodeId(f"{prefix}.Relay", idx)
             nodes.values[(name, cs.index, "relay")] = relay_id
             nodes.relays[relay_id] = (name, cs.index)
             self._link_methods(prefix, name, cs.index, CIRCUIT_METHODS)
             await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
+            await self._generates(cobj, ua.NodeId(ua.ObjectIds.AlarmConditionType), self.voltage_event_type.nodeid)
             nodes.emitters[(name, cs.index)] = cobj
             await self._add_conditions(cobj, prefix, name, cs.index, CIRCUIT_CONDITIONS)
+
+    async def _generates(self, emitter: Any, *event_types: ua.NodeId) -> None:
+        """GeneratesEvent references: clients see what an emitter sends, and the event history
+        stores exactly these types' fields."""
+        for et in event_types:
+            await emitter.add_reference(et, ua.ObjectIds.GeneratesEvent, forward=True, bidirectional=False)
 
     async def _add_conditions(
         self, parent: Any, prefix: str, device: str, circuit: int, alarms: tuple[str, ...]

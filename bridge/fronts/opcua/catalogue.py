@@ -147,6 +147,25 @@ DEVICE_METHODS = (
 )
 
 # alarms with a condition node: per device, and per circuit
+# <Device>/AlarmLimits: writable (admin) properties -> [pq] key; written through the command path,
+# persisted and applied at once. Voltage limits are shares of the declared voltage.
+LIMIT_PROPERTIES = (
+    ("Dip", "dip", "a dip starts below this share of the declared voltage"),
+    ("Swell", "swell", "a swell starts above this share"),
+    ("Interruption", "interruption", "an interruption starts below this share"),
+    ("Hysteresis", "hysteresis", "an event ends this share inside its threshold"),
+    ("FrequencyLow", "freq_low_hz", "under-frequency alarm limit (Hz)"),
+    ("FrequencyHigh", "freq_high_hz", "over-frequency alarm limit (Hz)"),
+)
+OVERCURRENT_LIMIT = "OvercurrentLimit"  # a circuit's writable overcurrent alarm limit (A)
+
+# a dip, swell or interruption that ended, as an event of its circuit (VoltageEventType, a BaseEventType)
+VOLTAGE_EVENT_FIELDS = (
+    ("Kind", "String"),  # dip, swell or interruption
+    ("StartTime", "DateTime"),  # device clock
+    ("Duration", "Double"),  # seconds
+    ("ExtremeVoltage", "Double"),  # residual voltage of a dip or interruption, peak of a swell (V)
+)
 DEVICE_CONDITIONS = ("offline", "sram_loss", "stream_restart", "frequency")
 CIRCUIT_CONDITIONS = ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear")
 

@@ -4,6 +4,7 @@ ConditionRefresh methods clients call."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from asyncua import Server, ua
@@ -31,12 +32,41 @@ class AlarmEvents:
         self.server = server
         self.nodes = nodes
         self.users = users
+        self._logged: dict[str, int] = {}  # device -> events_total already reported
 
     def link_methods(self) -> None:
         s = self.server
         s.link_method(s.get_node(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge), self._acknowledge)
         s.link_method(s.get_node(ua.ObjectIds.AcknowledgeableConditionType_Confirm), self._confirm)
         s.link_method(s.get_node(ua.ObjectIds.ConditionType_ConditionRefresh), self._condition_refresh)
+
+    def mark_logged(self, dev: DeviceState) -> None:
+        """The device's events so far were reported by the run that recorded them."""
+        self._logged[dev.name] = dev.events_total
+
+    async def follow_log(self, dev: DeviceState, event_type: Any) -> None:
+        """Voltage events recorded since the last look become VoltageEventType events of their
+        circuit (historized with the circuit's events)."""
+        seen = self._logged.setdefault(dev.name, dev.events_total)
+        fresh = min(dev.events_total - seen, len(dev.events))
+        self._logged[dev.name] = dev.events_total
+        for rec in list(dev.events)[len(dev.events) - fresh :]:
+            emitter = self.nodes.emitters.get((dev.name, rec.circuit))
+            if emitter is None:
+                continue
+            gen = await self.server.get_event_generator(event_type, emitter)
+            ev = gen.event
+            ev.Severity = ALARM_SEVERITY.get(rec.kind, 500)
+            ev.SourceName = f"{dev.name} circuit {rec.circuit}"
+            ev.Kind = rec.kind
+            ev.StartTime = dt.datetime.fromtimestamp(rec.start_s, dt.UTC)
+            ev.Duration = rec.duration_s
+            ev.ExtremeVoltage = rec.extreme_v
+            await gen.trigger(
+                time_attr=dt.datetime.fromtimestamp(rec.start_s + rec.duration_s, dt.UTC),  # when it ended
+                message=f"{rec.kind} on {dev.name} circuit {rec.circuit}: {rec.extreme_v:.1f} V "
+                f"for {rec.duration_s * 1000:.0f} ms",
+            )
 
     async def follow(self, dev: DeviceState) -> None:
         """Alarm state changes of one device become condition events."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.server.history_sql import HistorySQLite
+from asyncua.ua.ua_binary import variant_to_binary
 
 from bridge.logs import get_logger
 
@@ -48,6 +49,30 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
         self._tables: dict[ua.NodeId, str] = {}
 
+    async def _get_event_fields(self, evtypes: list[Any]) -> list[str]:
+        # asyncua lists a field once per event type that has it; a column twice fails the whole table
+        return list(dict.fromkeys(await super()._get_event_fields(evtypes)))
+
+    async def save_event(self, event: Any) -> None:
+        """One event row. asyncua's own version then looks up a retention period by the emitting
+        node, which fails for events that also reach the Server object; retention is pruned hourly
+        by :meth:`MeasurementHistory.prune_forever` instead."""
+        table = self._get_table_name(event.SourceNode)
+        # the table's columns are the event types' properties; state variables (ActiveState/Id ...)
+        # have none, as asyncua's HistoryRead selects by the first browse name only
+        columns = set(self._event_fields.get(event.SourceNode, ()))
+        fields = {k: v for k, v in event.get_event_props_as_fields_dict().items() if k in columns}
+        names = sorted(fields)
+        try:
+            await self._db.execute(
+                f'INSERT INTO "{table}" ("_Id", "_Timestamp", "_EventTypeName", {self._list_to_sql_str(names)}) '
+                f"VALUES (NULL, ?, ?, {', '.join('?' * len(names))})",
+                (event.Time, str(event.EventType), *(sqlite3.Binary(variant_to_binary(fields[n])) for n in names)),
+            )
+            await self._db.commit()
+        except sqlite3.Error as exc:
+            log.error("OPC UA event history could not store an event", source=str(event.SourceNode), error=str(exc))
+
     async def stop(self) -> None:
         self._pool.shutdown(wait=True)
         self._writer.close()
@@ -80,6 +105,7 @@ class MeasurementHistory:
         self.storage = _Storage(str(path))
         self.keep = dt.timedelta(days=retention_days)
         self.nodes: set[ua.NodeId] = set()
+        self.emitters: set[ua.NodeId] = set()  # event notifiers whose events are historized
 
     async def start(self, emitters: Iterable[Any]) -> None:
         await self.storage.init()
@@ -90,6 +116,7 @@ class MeasurementHistory:
     async def historize_events(self, emitter: Any) -> None:
         # no period for asyncua: it would run a DELETE on every insert; retention is pruned hourly
         await self.server.historize_node_event(emitter, period=None, count=0)
+        self.emitters.add(emitter.nodeid)
 
     async def historize(self, node_ids: Iterable[ua.NodeId]) -> None:
         """Give measurement nodes their tables. The value projection stores their rows itself, one
@@ -109,4 +136,7 @@ class MeasurementHistory:
             for nid in list(self.nodes):  # a device accepted meanwhile may add nodes
                 table = self.storage._get_table_name(nid)
                 await self.storage.execute_sql_delete("SourceTimestamp < ?", (cutoff,), table, nid)
+            for nid in list(self.emitters):
+                table = self.storage._get_table_name(nid)
+                await self.storage.execute_sql_delete("_Timestamp < ?", (cutoff,), table, nid)
             await asyncio.sleep(3600)

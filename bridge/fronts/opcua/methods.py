@@ -42,6 +42,8 @@ def check_arguments(spec: Method, args: tuple[Any, ...]) -> ua.StatusCode | None
 
 
 def status_for(exc: BridgeError) -> ua.StatusCode:
+    if isinstance(exc, CommandRejected) and exc.code == "bad-limits":
+        return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
     if isinstance(exc, CommandRejected) and exc.code in _ARGUMENT_CODES:
         return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
     if isinstance(exc, NotAuthorised):
@@ -159,19 +161,25 @@ class CommandHandlers:
         params: ua.WriteParameters,
         orig: Callable[[InternalSession, ua.WriteParameters], Awaitable[list[ua.StatusCode]]],
     ) -> list[ua.StatusCode]:
-        relays = self.nodes.relays
+        relays, limits = self.nodes.relays, self.nodes.limits
         ours = [
             (k, wv)
             for k, wv in enumerate(params.NodesToWrite)
-            if wv.NodeId in relays and wv.AttributeId == ua.AttributeIds.Value
+            if (wv.NodeId in relays or wv.NodeId in limits) and wv.AttributeId == ua.AttributeIds.Value
         ]
         if not ours:
             return await orig(session, params)
         results: list[ua.StatusCode | None] = [None] * len(params.NodesToWrite)
         rest = [wv for k, wv in enumerate(params.NodesToWrite) if all(k != j for j, _ in ours)]
         for k, wv in ours:
-            device, circuit = relays[wv.NodeId]
             value = wv.Value.Value.Value if wv.Value is not None and wv.Value.Value is not None else None
+            if wv.NodeId in limits:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    results[k] = ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+                    continue
+                results[k] = await self._limit(*limits[wv.NodeId], float(value))
+                continue
+            device, circuit = relays[wv.NodeId]
             if not isinstance(value, bool):
                 results[k] = ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
                 continue
@@ -181,6 +189,23 @@ class CommandHandlers:
             it = iter(sub)
             results = [r if r is not None else next(it) for r in results]
         return [r if r is not None else GOOD for r in results]
+
+    async def _limit(self, device: str, circuit: int, key: str, value: float) -> ua.StatusCode:
+        if self.commands is None:
+            return ua.StatusCode(ua.StatusCodes.BadNotWritable)
+        origin = self.users.origin()
+        try:
+            if circuit:
+                await self.commands.set_limits(device, origin, overcurrent_a={circuit: value})
+            else:
+                await self.commands.set_limits(device, origin, pq={key: value})
+        except NotAuthorised as exc:
+            log.warning("OPC UA limit change denied", user=origin.user, device=device, limit=key, error=str(exc))
+            return status_for(exc)
+        except BridgeError as exc:
+            return status_for(exc)
+        self.on_done(device)
+        return GOOD
 
     async def _relay(self, device: str, circuit: int, on: bool) -> ua.StatusCode:
         if self.commands is None:

@@ -69,6 +69,8 @@ class OpcUaFront:
         await s.set_application_uri(APPLICATION_URI)
         await self.space.build(list(self.model.devices.values()))
         self._known.update(self.model.devices)
+        for dev in self.model.devices.values():
+            self.alarms.mark_logged(dev)
 
     async def start(self) -> None:
         install_session_hooks()
@@ -137,6 +139,7 @@ class OpcUaFront:
         try:
             self.values.forget(dev.name)
             await self.space.add_device(dev)
+            self.alarms.mark_logged(dev)
             if self.history is not None:
                 await self.history.historize(self._historized_nodes(dev.name))
                 for circuit in range(len(dev.circuits) + 1):
@@ -162,6 +165,7 @@ class OpcUaFront:
         try:
             await self.values.write_device(dev)
             await self.alarms.follow(dev)
+            await self.alarms.follow_log(dev, self.space.voltage_event_type)
         except Exception as exc:  # an address-space hiccup must not stop the bridge
             log.error("OPC UA update failed", device=name, error=repr(exc))
 

@@ -122,6 +122,7 @@ class ValueWriter:
                     self.nodes.values[(name, c, counter)], getattr(cs, attr), ua.VariantType.UInt32, GOOD, now, now
                 )
         await self._device_variables(dev, src, now)
+        await self._limits(dev, now)
         if history and self.history is not None:
             self.history.save_many(history)
         self.updates += 1
@@ -179,6 +180,14 @@ class ValueWriter:
                 src,
                 now,
             )
+
+    async def _limits(self, dev: DeviceState, now: dt.datetime) -> None:
+        band = dev.limits.pq.frequency_band(float(dev.config.f_nominal))
+        shown = {**dev.limits.pq.model_dump(), "freq_low_hz": band[0], "freq_high_hz": band[1]}
+        double = ua.VariantType.Double
+        for node, circuit, key in self.nodes.device_limits.get(dev.name, ()):
+            value = dev.limits.overcurrent_a[circuit - 1] if circuit else shown[key]
+            await self.put(node, float(value), double, GOOD, now, now)
 
     async def _device_variables(self, dev: DeviceState, src: dt.datetime, now: dt.datetime) -> None:
         name, v, put = dev.name, self.nodes.device_vars, self.put
