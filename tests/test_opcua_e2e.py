@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from asyncua import Client, ua
+from asyncua.common.events import get_filter_from_event_type
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyAes128Sha256RsaOaep, SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -275,3 +276,109 @@ async def test_auto_accepted_device_appears_in_the_address_space(tmp_path: Path)
             hist = await power.read_raw_history(end - dt.timedelta(minutes=5), end)
             assert len(hist) >= 2 and any(h.Value.Value == pytest.approx(2000.0, rel=5e-4) for h in hist)
         assert dev.config.unit_id == 2  # the next free unit after board1
+
+
+def _of_type(evfilter: Any, type_id: int) -> Any:
+    """The where clause other stacks send: OfType(type), which includes the type's subtypes."""
+    el = ua.ContentFilterElement()
+    el.FilterOperator = ua.FilterOperator.OfType
+    el.FilterOperands = [ua.LiteralOperand(Value=ua.Variant(ua.NodeId(type_id)))]
+    evfilter.WhereClause = ua.ContentFilter(Elements=[el])
+    return evfilter
+
+
+async def test_conditions_are_part9_instances_clients_browse_acknowledge_and_refresh(tmp_path: Path) -> None:
+    config, ports = _config(tmp_path)
+    cert, key = await _client_cert(tmp_path, "scada")
+    trusted = tmp_path / "state" / "pki" / "trusted"
+    trusted.mkdir(parents=True)
+    (trusted / "scada.der").write_bytes(cert.read_bytes())
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT), "--speed", "2"])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.circuits[0].dips >= 1, 30, "the scenario's dip")
+        op = await _connect(config, cert, key, "op", "op-secret")
+        try:
+            idx = await op.get_namespace_index(NS)
+            c1 = await _circuit(op, 1)
+            # the circuit is the condition source: HasCondition to one instance per alarm, of the fitting type
+            conds = {
+                (await n.read_browse_name()).Name: n
+                for n in await c1.get_referenced_nodes(ua.ObjectIds.HasCondition, ua.BrowseDirection.Forward)
+            }
+            assert set(conds) == {"dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear"}
+            dip = conds["dip"]
+            assert await dip.read_type_definition() == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType)
+            assert await conds["relay_wear"].read_type_definition() == ua.NodeId(ua.ObjectIds.OffNormalAlarmType)
+
+            async def read(path: str) -> Any:
+                return await (await dip.get_child([f"0:{p}" for p in path.split("/")])).read_value()
+
+            assert await read("LowLimit") == pytest.approx(0.9 * 230)
+            assert await read("InputNode") == ua.NodeId("board1.Circuit01.Voltage", idx)
+            assert await read("ConditionClassId") == ua.NodeId(ua.ObjectIds.ProcessConditionClassType)
+            # the 70 % sag came and went: inactive, not acknowledged, so still retained
+            assert await read("ActiveState/Id") is False and await read("AckedState/Id") is False
+            assert await read("Retain") is True and await read("EnabledState/Id") is True
+            # a client that filters with OfType(AlarmConditionType), as other stacks do, and refreshes
+            handler = Collector()
+            sub = await op.create_subscription(100, handler)
+            evfilter = await get_filter_from_event_type([op.get_node(ua.ObjectIds.BaseEventType), dip])
+            await sub.subscribe_events(
+                op.nodes.server, evfilter=_of_type(evfilter, ua.ObjectIds.BaseEventType), where_clause_generation=False
+            )
+            handler2 = Collector()
+            sub2 = await op.create_subscription(100, handler2)
+            afilter = await get_filter_from_event_type([op.get_node(ua.ObjectIds.ExclusiveLimitAlarmType)])
+            await sub2.subscribe_events(
+                c1, evfilter=_of_type(afilter, ua.ObjectIds.AlarmConditionType), where_clause_generation=False
+            )
+            await op.nodes.server.call_method(
+                ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                ua.Variant(sub2.subscription_id, ua.VariantType.UInt32),
+            )
+            await wait_for(lambda: any(e.ConditionName == "dip" for e in handler2.events), 10, "the refreshed dip")
+            refreshed = next(e for e in handler2.events if e.ConditionName == "dip")
+            assert refreshed.EventType == ua.NodeId(ua.ObjectIds.ExclusiveLimitAlarmType) and refreshed.Retain
+            # the refresh went to the asking subscription only
+            assert all(e.EventType != ua.NodeId(ua.ObjectIds.RefreshStartEventType) for e in handler.events)
+            # acknowledge the way an alarm view does: the EventId read from the instance
+            event_id = await read("EventId")
+            await dip.call_method(
+                ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+                ua.Variant(event_id, ua.VariantType.ByteString),
+                ua.Variant(ua.LocalizedText("seen the sag"), ua.VariantType.LocalizedText),
+            )
+            assert await read("AckedState/Id") is True and await read("Retain") is False
+            assert (await read("Comment")).Text == "seen the sag" and await read("ClientUserId") == "op"
+            with pytest.raises(ua.UaStatusCodeError) as again:
+                await dip.call_method(
+                    ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Acknowledge),
+                    ua.Variant(event_id, ua.VariantType.ByteString),
+                    ua.Variant(ua.LocalizedText("twice"), ua.VariantType.LocalizedText),
+                )
+            assert again.value.code == ua.StatusCodes.BadConditionBranchAlreadyAcked
+            await dip.call_method(
+                ua.NodeId(ua.ObjectIds.AcknowledgeableConditionType_Confirm),
+                ua.Variant(await read("EventId"), ua.VariantType.ByteString),
+                ua.Variant(ua.LocalizedText("fine"), ua.VariantType.LocalizedText),
+            )
+            assert await read("ConfirmedState/Id") is True
+            # Disable and Enable
+            await dip.call_method(ua.NodeId(ua.ObjectIds.ConditionType_Disable))
+            assert await read("EnabledState/Id") is False
+            with pytest.raises(ua.UaStatusCodeError) as off:
+                await dip.call_method(ua.NodeId(ua.ObjectIds.ConditionType_Disable))
+            assert off.value.code == ua.StatusCodes.BadConditionAlreadyDisabled
+            await dip.call_method(ua.NodeId(ua.ObjectIds.ConditionType_Enable))
+            assert await read("EnabledState/Id") is True
+            # nothing is retained now: a second refresh replays no dip
+            handler2.events.clear()
+            await op.nodes.server.call_method(
+                ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh),
+                ua.Variant(sub2.subscription_id, ua.VariantType.UInt32),
+            )
+            await asyncio.sleep(0.5)
+            assert not any(e.ConditionName == "dip" and e.Retain for e in handler2.events)
+        finally:
+            await op.disconnect()

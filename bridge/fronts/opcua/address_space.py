@@ -18,6 +18,7 @@ from asyncua.common.instantiate_util import instantiate
 
 from bridge.model import DeviceState
 
+from .alarm_nodes import EXCLUSIVE_LIMIT, OFF_NORMAL, ConditionNodes, build_conditions
 from .catalogue import (
     CIRCUIT_AGGREGATES,
     CIRCUIT_CONDITIONS,
@@ -25,6 +26,7 @@ from .catalogue import (
     CIRCUIT_MEASUREMENTS,
     CIRCUIT_METHODS,
     CIRCUIT_SPECTRA,
+    CONDITION_KINDS,
     DEVICE_CONDITIONS,
     DEVICE_METHODS,
     DEVICE_PROPERTIES,
@@ -63,6 +65,7 @@ class Nodes:
     emitters: dict[tuple[str, int], Any] = field(default_factory=dict)  # (device, circuit or 0) -> object
     conditions: dict[tuple[str, int, str], Condition] = field(default_factory=dict)
     by_condition_node: dict[ua.NodeId, Condition] = field(default_factory=dict)
+    condition_nodes: dict[tuple[str, int, str], ConditionNodes] = field(default_factory=dict)
 
 
 async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
@@ -264,7 +267,7 @@ class AddressSpace:
         for browse, key, _description in LIMIT_PROPERTIES:
             nodes.add_limit(ua.NodeId(f"{name}.AlarmLimits.{browse}", idx), name, 0, key)
         await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
-        await self._generates(obj, ua.NodeId(ua.ObjectIds.AlarmConditionType))
+        await self._generates(obj, OFF_NORMAL, EXCLUSIVE_LIMIT)
         nodes.emitters[(name, 0)] = obj
         await self._add_conditions(obj, name, name, 0, DEVICE_CONDITIONS)
         folder = s.get_node(ua.NodeId(f"{name}.Circuits", idx))
@@ -289,7 +292,7 @@ class AddressSpace:
             nodes.relays[relay_id] = (name, cs.index)
             self._link_methods(prefix, name, cs.index, CIRCUIT_METHODS)
             await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
-            await self._generates(cobj, ua.NodeId(ua.ObjectIds.AlarmConditionType), self.voltage_event_type.nodeid)
+            await self._generates(cobj, OFF_NORMAL, EXCLUSIVE_LIMIT, self.voltage_event_type.nodeid)
             nodes.emitters[(name, cs.index)] = cobj
             await self._add_conditions(cobj, prefix, name, cs.index, CIRCUIT_CONDITIONS)
 
@@ -302,12 +305,16 @@ class AddressSpace:
     async def _add_conditions(
         self, parent: Any, prefix: str, device: str, circuit: int, alarms: tuple[str, ...]
     ) -> None:
-        """One node per alarm: the ConditionId its events carry and Acknowledge/Confirm address."""
+        """One condition instance per alarm (OffNormalAlarmType or ExclusiveLimitAlarmType), in the
+        source's Alarms folder, with HasCondition from the source."""
         folder = await parent.add_folder(ua.NodeId(f"{prefix}.Alarms", self.idx), ua.QualifiedName("Alarms", self.idx))
-        for alarm in alarms:
-            node = await folder.add_object(
-                ua.NodeId(f"{prefix}.Alarms.{alarm}", self.idx), ua.QualifiedName(alarm, self.idx)
-            )
-            cond = Condition(device=device, circuit=circuit, alarm=alarm, node=node.nodeid)
+        inputs = [(a, CONDITION_KINDS[a], ua.NodeId(f"{prefix}.{CONDITION_KINDS[a].input}", self.idx)) for a in alarms]
+        where = f"{device} circuit {circuit}" if circuit else device
+        built = build_conditions(
+            self.server.iserver.node_mgt_service, self.idx, folder.nodeid, parent.nodeid, where, prefix, inputs
+        )
+        for alarm, cn in built.items():
+            cond = Condition(device=device, circuit=circuit, alarm=alarm, node=cn.node)
             self.nodes.conditions[(device, circuit, alarm)] = cond
-            self.nodes.by_condition_node[node.nodeid] = cond
+            self.nodes.by_condition_node[cn.node] = cond
+            self.nodes.condition_nodes[(device, circuit, alarm)] = cn

@@ -107,6 +107,7 @@ DEVICE_VARIABLES = (
     ("StreamRestarts", "UInt32"),
     ("SramDroppedBlocks", "UInt32"),
     ("ClockOffset", "Double"),
+    ("Frequency", "Double"),
 )
 # circuit object: counters (browse name -> CircuitState attribute), all UInt32
 CIRCUIT_COUNTERS = (
@@ -146,7 +147,6 @@ DEVICE_METHODS = (
     Method("SetMaintenanceLock", ("UInt32", "Boolean"), description="circuit, locked"),
 )
 
-# alarms with a condition node: per device, and per circuit
 # <Device>/AlarmLimits: writable (admin) properties -> [pq] key; written through the command path,
 # persisted and applied at once. Voltage limits are shares of the declared voltage.
 LIMIT_PROPERTIES = (
@@ -166,7 +166,38 @@ VOLTAGE_EVENT_FIELDS = (
     ("Duration", "Double"),  # seconds
     ("ExtremeVoltage", "Double"),  # residual voltage of a dip or interruption, peak of a swell (V)
 )
-DEVICE_CONDITIONS = ("offline", "sram_loss", "stream_restart", "frequency")
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionKind:
+    """How an alarm is modelled as an OPC UA Part 9 condition instance.
+
+    ``limit`` is the ExclusiveLimitAlarmType state it is in while active ("Low", "LowLow", "High";
+    "band" for the frequency alarm: Low or High by the measured value); None makes it an
+    OffNormalAlarmType (a state that is not normal). ``input`` is the browse name of the variable it
+    watches (on the circuit, or on the device for device alarms); ``condition_class`` the standard
+    ConditionClass: process (the mains), system (the link) or maintenance (the relay)."""
+
+    limit: str | None
+    input: str
+    condition_class: str
+
+
+# alarms with a condition instance: per device, and per circuit
+CONDITION_KINDS = {
+    "offline": ConditionKind(None, "Connected", "system"),
+    "sram_loss": ConditionKind(None, "SramDroppedBlocks", "system"),
+    "stream_restart": ConditionKind(None, "StreamRestarts", "system"),
+    "fault": ConditionKind(None, "FaultCodes", "system"),
+    "frequency": ConditionKind("band", "Frequency", "process"),
+    "dip": ConditionKind("Low", "Voltage", "process"),
+    "interruption": ConditionKind("LowLow", "Voltage", "process"),
+    "swell": ConditionKind("High", "Voltage", "process"),
+    "overcurrent": ConditionKind("High", "Current", "process"),
+    "relay_mismatch": ConditionKind(None, "Relay", "maintenance"),
+    "relay_wear": ConditionKind(None, "RelayOperations", "maintenance"),
+}
+DEVICE_CONDITIONS = ("offline", "sram_loss", "stream_restart", "fault", "frequency")
 CIRCUIT_CONDITIONS = ("dip", "swell", "interruption", "overcurrent", "relay_mismatch", "relay_wear")
 
 ALARM_SEVERITY = {

@@ -22,6 +22,9 @@ class Answer(enum.Enum):
     ALREADY_ACKED = "already acknowledged"
     NOT_ACKED = "not acknowledged yet: acknowledge before confirming"
     ALREADY_CONFIRMED = "already confirmed"
+    ALREADY_ENABLED = "already enabled"
+    ALREADY_DISABLED = "already disabled"
+    DISABLED = "the condition is disabled"
 
 
 @dataclass(slots=True)
@@ -34,13 +37,17 @@ class Condition:
     acked: bool = True
     confirmed: bool = True
     message: str = ""
+    enabled: bool = True
+    comment: str = ""  # the last comment given with Acknowledge, Confirm or AddComment
+    user: str = ""  # who gave it (ClientUserId)
+    limit_state: str = ""  # an active limit alarm's ExclusiveLimitStateMachine state ("Low", "High" ...)
     seen_count: int = 0  # activations of the model's alarm already reported
     event_ids: set[bytes] = field(default_factory=set)
 
     @property
     def retained(self) -> bool:
-        """Retain: clients must keep showing it (active, or not yet acknowledged)."""
-        return self.active or not self.acked
+        """Retain: clients must keep showing it (active, or not yet acknowledged); never while disabled."""
+        return self.enabled and (self.active or not self.acked)
 
     @property
     def where(self) -> str:
@@ -75,15 +82,25 @@ class Condition:
         """An event of the current occurrence went out: clients may acknowledge with its id."""
         self.event_ids.add(event_id)
 
-    def acknowledge(self, event_id: object) -> Answer:
+    def _noted(self, comment: str, user: str) -> Answer:
+        if comment:
+            self.comment = comment
+        self.user = user
+        return Answer.OK
+
+    def acknowledge(self, event_id: object, comment: str = "", user: str = "") -> Answer:
+        if not self.enabled:
+            return Answer.DISABLED
         if event_id not in self.event_ids:
             return Answer.UNKNOWN_EVENT
         if self.acked:
             return Answer.ALREADY_ACKED
         self.acked = True
-        return Answer.OK
+        return self._noted(comment, user)
 
-    def confirm(self, event_id: object) -> Answer:
+    def confirm(self, event_id: object, comment: str = "", user: str = "") -> Answer:
+        if not self.enabled:
+            return Answer.DISABLED
         if event_id not in self.event_ids:
             return Answer.UNKNOWN_EVENT
         if not self.acked:
@@ -91,4 +108,20 @@ class Condition:
         if self.confirmed:
             return Answer.ALREADY_CONFIRMED
         self.confirmed = True
+        return self._noted(comment, user)
+
+    def add_comment(self, event_id: object, comment: str, user: str = "") -> Answer:
+        if not self.enabled:
+            return Answer.DISABLED
+        if event_id not in self.event_ids:
+            return Answer.UNKNOWN_EVENT
+        self.comment = comment
+        return self._noted(comment, user)
+
+    def set_enabled(self, enabled: bool) -> Answer:
+        """Enable or Disable (Part 9): a disabled condition reports once that it is, then nothing
+        until it is enabled again, when it reports its current state."""
+        if enabled == self.enabled:
+            return Answer.ALREADY_ENABLED if enabled else Answer.ALREADY_DISABLED
+        self.enabled = enabled
         return Answer.OK

@@ -24,6 +24,7 @@ from bridge.model import Change, DeviceState, ModelView
 from .address_space import AddressSpace
 from .events import AlarmEvents
 from .history import MeasurementHistory
+from .interop import install_standard_event_filters
 from .methods import CommandHandlers
 from .security import (
     APPLICATION_URI,
@@ -74,6 +75,7 @@ class OpcUaFront:
 
     async def start(self) -> None:
         install_session_hooks()
+        install_standard_event_filters()
         await self.build()
         s = self.server
         policies = [

@@ -199,6 +199,8 @@ class ValueWriter:
         await put(v[(name, "LostBlocks")], dev.link.lost_blocks, uint32)
         await put(v[(name, "StreamRestarts")], dev.link.stream_restarts, uint32)
         await put(v[(name, "SramDroppedBlocks")], dev.link.sram_dropped_blocks, uint32)
+        if dev.snapshot is not None:
+            await put(v[(name, "Frequency")], dev.snapshot.freq_hz, double, status_of(device_quality(dev)), src, now)
         if dev.link.clock_offset_s is not None:
             await put(v[(name, "ClockOffset")], round(dev.link.clock_offset_s, 3), double)
         st = dev.status
