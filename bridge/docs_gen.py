@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from device.protocol.faults import BLOCKS, FAULT_DICTIONARY, UNKNOWN_FAULT
+
 from .commands.authorise import MINIMUM_ROLE, Action
 from .config import Config
 from .fronts.modbus.register_map import TYPES, builtin_map_names, export_map, load_map
@@ -34,7 +36,7 @@ def register_maps_md() -> str:
 
 
 # quantities that form a series (a harmonic spectrum, the event log): one row each, N for the index
-_SERIES = re.compile(r"^(circuit\.[vi]_h|device\.event)(\d+)(\.\w+)?$")
+_SERIES = re.compile(r"^(circuit\.[vi]_h|device\.event|device\.fault|device\.selftest)(\d+)(\.\w+)?$")
 
 
 def quantities_md() -> str:
@@ -153,7 +155,21 @@ def roles_md() -> str:
     return "\n".join(rows) + "\n"
 
 
+def faults_md() -> str:
+    blocks = ", ".join(f"{n} {b}" for b, n in BLOCKS.items())
+    rows = [
+        f"Block numbers (Modbus): {blocks}. A code not listed reads number {UNKNOWN_FAULT} with the device's own text.",
+        "",
+        "| number | code | block | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in FAULT_DICTIONARY:
+        rows.append(f"| {f.number} | `{f.code}` | {f.block} | {f.text} |")
+    return "\n".join(rows) + "\n"
+
+
 GENERATORS = {
+    "protocol.md": {"faults": faults_md},
     "architecture.md": {"changes": changes_md, "roles": roles_md},
     "register-maps.md": {"maps": register_maps_md, "quantities": quantities_md, "types": types_md},
     "configuration.md": {"config": config_md},

@@ -10,6 +10,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asyncua import Client, ua
@@ -183,3 +184,57 @@ async def test_a_limit_changed_at_run_time_makes_a_shallow_sag_a_dip_on_every_fr
                 assert await mb.read(4, 1, 200, 2) == [0, 10]
             rc, out = await _cli("limits", "board1", "--reset", *token)
             assert rc == 0 and json.loads(out)["after"]["dip"] == 0.8, out
+
+
+def _text(regs: list[int]) -> str:
+    return b"".join(r.to_bytes(2, "big") for r in regs).rstrip(b"\0").decode()
+
+
+async def test_device_faults_are_structured_values_on_both_fronts(tmp_path: Path) -> None:
+    """The scenario injects a Wi-Fi fault and a stuck relay 4: active faults and the self-test's
+    findings read as (number, block, code) on Modbus and as parallel arrays on OPC UA, with the
+    dictionary's meaning; the device's fault condition is active."""
+    config, ports = bridge_config(tmp_path)
+    doc = config.model_dump()
+    doc["opcua"].update(enabled=True, allow_none_security=True, allow_anonymous=True)
+    config = Config.model_validate(doc)
+    scenario = ROOT / "tests/scenarios/faulty.yaml"
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.online and dev.status is not None and dev.status.fault_codes, 20, "a STATUS")
+        assert set(dev.status.fault_codes) == {"WIFI_TIMEOUT", "RELAY04_STUCK"}  # type: ignore[union-attr]
+        async with RawModbus(ports["modbus"]) as mb:
+            got = {}
+            for n in range(2):
+                regs = await mb.read(4, 1, 400 + 12 * n, 12)
+                assert isinstance(regs, list)
+                got[_text(regs[2:])] = (regs[0], regs[1])
+            assert got == {"WIFI_TIMEOUT": (4, 3), "RELAY04_STUCK": (104, 8)}
+            assert await mb.read(4, 1, 400 + 12 * 2, 2) == [0, 0]  # slot 3: none
+            assert await mb.read(2, 1, 0, 1) == [1]  # connected
+            # the self-test, started by a holding-register write, reports the same with the device's text
+            body = await mb.request(1, bytes([6, 0, 0, 0, 1]))
+            assert body[0] == 6, body
+            await wait_for(lambda: dev.last_self_test is not None, 10, "the self-test")
+            regs = await mb.read(4, 1, 500, 24)
+            assert isinstance(regs, list)
+            found = {_text(regs[12 * n + 2 : 12 * n + 12]): regs[12 * n] for n in range(2)}
+            assert found == {"WIFI_TIMEOUT": 4, "RELAY04_STUCK": 104}
+        await asyncio.sleep(0.3)
+        async with Client(config.opcua.endpoint, timeout=10) as c:
+            idx = await c.get_namespace_index(NS)
+            board = await c.nodes.objects.get_child([f"{idx}:OpenStrom", f"{idx}:board1"])
+
+            async def read(name: str) -> Any:
+                return await (await board.get_child([f"{idx}:{name}"])).read_value()
+
+            codes, blocks, texts = await read("FaultCodes"), await read("FaultBlocks"), await read("FaultTexts")
+            faults = dict(zip(codes, zip(blocks, texts, strict=True), strict=True))
+            assert faults["WIFI_TIMEOUT"] == ("wifi", "the Wi-Fi module did not answer")
+            assert faults["RELAY04_STUCK"] == ("relay", "relay 4 contact does not follow its coil")
+            tested = dict(zip(await read("SelfTestCodes"), await read("SelfTestTexts"), strict=True))
+            assert tested["WIFI_TIMEOUT"] == "Wi-Fi module did not answer AT within 500 ms"  # the device's own
+            fault = await board.get_child([f"{idx}:Alarms", f"{idx}:fault"])
+            assert await fault.read_type_definition() == ua.NodeId(ua.ObjectIds.OffNormalAlarmType)
+            assert await (await fault.get_child(["0:ActiveState", "0:Id"])).read_value() is True

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from device.protocol.faults import BLOCKS, FaultCode, describe
+
 from .quality import device_quality
 from .state import CIRCUIT_ALARMS, EVENT_KINDS, EVENT_LOG_SIZE, CircuitState, DeviceState, VoltageEventRecord
 
@@ -203,6 +205,54 @@ _q(
     lambda d, c: None if d.status is None else len(d.status.fault_codes),
 )
 _q("device.aux", "", "bool", "ZigBee auxiliary output; write to switch", lambda d, c: d.aux_on, writable=True)
+
+FAULT_SLOTS = 8  # active faults and self-test faults shown on register fronts
+
+
+def active_faults(dev: DeviceState) -> list[FaultCode]:
+    """The faults of the newest STATUS, with the dictionary's block and text."""
+    return [] if dev.status is None else [describe(code) for code in dev.status.fault_codes]
+
+
+def self_test_faults(dev: DeviceState) -> list[FaultCode]:
+    """The faults the last self-test found, as the device described them."""
+    return [describe(f["code"], f.get("block", ""), f.get("text", "")) for f in dev.last_self_test or ()]
+
+
+def _fault(
+    k: int, which: Callable[[DeviceState], list[FaultCode]], fn: Callable[[FaultCode], Value]
+) -> Callable[[DeviceState, int], Value]:
+    def read(dev: DeviceState, c: int) -> Value:
+        found = which(dev)
+        return fn(found[k - 1]) if k <= len(found) else (None if fn is _fault_code else 0)
+
+    return read
+
+
+def _fault_code(f: FaultCode) -> Value:
+    return f.code
+
+
+for _k in range(1, FAULT_SLOTS + 1):
+    for _prefix, _which, _what in (
+        ("fault", active_faults, "active device fault"),
+        ("selftest", self_test_faults, "fault of the last self-test"),
+    ):
+        _q(
+            f"device.{_prefix}{_k}.number",
+            "",
+            "int",
+            f"{_what} {_k}: its number in the fault dictionary (0 = none, 65534 = not in the dictionary)",
+            _fault(_k, _which, lambda f: f.number),
+        )
+        _q(
+            f"device.{_prefix}{_k}.block",
+            "",
+            "int",
+            f"{_what} {_k}: the device block, " + ", ".join(f"{n} {b}" for b, n in BLOCKS.items()) + " (0 other)",
+            _fault(_k, _which, lambda f: BLOCKS.get(f.block, 0)),
+        )
+        _q(f"device.{_prefix}{_k}.code", "", "str", f"{_what} {_k}: its code", _fault(_k, _which, _fault_code))
 _q(
     "device.self_test",
     "",

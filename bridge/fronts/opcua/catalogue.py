@@ -109,6 +109,9 @@ DEVICE_VARIABLES = (
     ("ClockOffset", "Double"),
     ("Frequency", "Double"),
 )
+# device object: faults as parallel String arrays (element k of each is fault k): the active ones
+# (from STATUS, described by the fault dictionary) and those the last self-test found
+DEVICE_FAULT_ARRAYS = ("FaultCodes", "FaultBlocks", "FaultTexts", "SelfTestCodes", "SelfTestBlocks", "SelfTestTexts")
 # circuit object: counters (browse name -> CircuitState attribute), all UInt32
 CIRCUIT_COUNTERS = (
     ("RelayOperations", "relay_operations"),

@@ -10,7 +10,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from bridge.model import DeviceState, Level, Quality, device_quality, relay_quality
-from bridge.model.quantities import QUANTITIES
+from bridge.model.quantities import QUANTITIES, active_faults, self_test_faults
 
 from .address_space import Nodes
 from .catalogue import (
@@ -208,6 +208,10 @@ class ValueWriter:
             await put(v[(name, "SramFill")], 100.0 * st.sram_fill_blocks / st.sram_capacity_blocks, double)
         if dev.aux_on is not None:
             await put(v[(name, "AuxOutput")], dev.aux_on, ua.VariantType.Boolean)
+        for prefix, faults in (("Fault", active_faults(dev)), ("SelfTest", self_test_faults(dev))):
+            for suffix, attr in (("Codes", "code"), ("Blocks", "block"), ("Texts", "text")):
+                texts = [getattr(f, attr) for f in faults]
+                await put(v[(name, f"{prefix}{suffix}")], texts, ua.VariantType.String)
         if dev.hello is not None:
             for browse, attr in DEVICE_PROPERTIES:
                 if browse != "SerialNumber":  # the configured serial, written when the node is made
