@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ class BridgeApp:
         self._servers: list[Any] = []
         self.opcua: Any = None
         self._safe_state_done: set[str] = set()
+        self._wired: set[str] = set()  # devices told their relay wiring in this connection
+        self._commands_running: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         cfg = self.config
@@ -143,9 +146,20 @@ class BridgeApp:
         return path if path.is_absolute() else self.base_dir / path
 
     def _on_link(self, device: DeviceState, what: Change) -> None:
-        if device.online and device.name not in self._safe_state_done:
+        if not device.online:
+            self._wired.discard(device.name)
+            return
+        if device.name not in self._safe_state_done:
             self._safe_state_done.add(device.name)
-            asyncio.get_running_loop().create_task(self.commands.apply_safe_state(device.name))
+            self._spawn(self.commands.apply_safe_state(device.name))
+        if device.name not in self._wired:  # every connect: the device may have been replaced or reset
+            self._wired.add(device.name)
+            self._spawn(self.commands.apply_wiring(device.name))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._commands_running.add(task)  # held until done: the loop keeps weak references only
+        task.add_done_callback(self._commands_running.discard)
 
     async def _commit_loop(self) -> None:
         interval = self.config.bridge.commit_interval_s

@@ -220,6 +220,9 @@ class RelayPolicy(_Model):
     select_before_operate: bool | None = None
     safe_state: Literal["keep", "on", "off"] | None = None
     wear_alarm_operations: int | None = Field(None, ge=1)
+    wiring: Literal["NO", "NC"] | None = Field(
+        None, description="NO or NC: sent to the device at every connect (unset: the device's own setting)"
+    )
 
 
 class CommandsSection(_Model):

@@ -238,3 +238,35 @@ async def test_device_faults_are_structured_values_on_both_fronts(tmp_path: Path
             fault = await board.get_child([f"{idx}:Alarms", f"{idx}:fault"])
             assert await fault.read_type_definition() == ua.NodeId(ua.ObjectIds.OffNormalAlarmType)
             assert await (await fault.get_child(["0:ActiveState", "0:Id"])).read_value() is True
+
+
+async def test_nc_wiring_from_the_configuration_changes_what_the_relay_coil_does(tmp_path: Path) -> None:
+    """Relay 2 is wired NC in the configuration: the bridge tells the device at connect, the device
+    reports it, and the coil reads energised exactly when the load is off; relay 1 stays NO. The
+    Modbus coil keeps meaning "load energised" whatever the wiring."""
+    config, ports = bridge_config(
+        tmp_path,
+        devices=[
+            {"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1, "relays": [{"circuit": 2, "wiring": "NC"}]}
+        ],
+    )
+    scenario = ROOT / "device/simulator/scenarios/plant.yaml"
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(
+            lambda: dev.status is not None and dev.status.relay_wiring[1] == "NC", 20, "the device wired NC"
+        )
+        assert dev.status is not None and dev.status.relay_wiring[0] == "NO"
+        async with RawModbus(ports["modbus"]) as mb:
+            assert await mb.read(4, 1, 1069, 1) == [0] and await mb.read(4, 1, 1169, 1) == [1]  # wiring
+            assert await mb.read(1, 1, 0, 2) == [1, 1]  # both loads energised
+            assert await mb.read(2, 1, 109, 1) == [1]  # NO: coil energised with the load
+            assert await mb.read(2, 1, 119, 1) == [0]  # NC: load on with the coil released
+            body = await mb.request(1, bytes([5, 0, 1, 0, 0]))  # load 2 off
+            assert body[0] == 5, body
+            assert dev.circuits[1].relay_on is False
+            assert await mb.read(2, 1, 119, 1) == [1]  # NC: the coil now holds the contact open
+            await wait_for(
+                lambda: dev.snapshot is not None and abs(dev.snapshot.circuits[1].p_w) < 1.0, 10, "circuit 2 off"
+            )

@@ -34,6 +34,7 @@ class Action(enum.Enum):
     CALIBRATE = "calibrate a channel"
     MAINTENANCE_LOCK = "set or release a maintenance lock"
     CHANGE_LIMITS = "change alarm limits"
+    SET_WIRING = "set a relay's NO/NC wiring"
 
 
 MINIMUM_ROLE: dict[Action, Role] = {
@@ -46,6 +47,7 @@ MINIMUM_ROLE: dict[Action, Role] = {
     Action.CALIBRATE: Role.ADMIN,
     Action.MAINTENANCE_LOCK: Role.ADMIN,
     Action.CHANGE_LIMITS: Role.ADMIN,
+    Action.SET_WIRING: Role.ADMIN,
 }
 
 

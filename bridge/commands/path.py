@@ -28,6 +28,7 @@ from device.protocol import (
     Calibrate,
     CommandResult,
     RelayCommand,
+    RelayWiring,
     SelfTestRequest,
     SelfTestResult,
     Status,
@@ -434,6 +435,39 @@ class CommandPath:
             }
 
         return await self._audited("calibrate", Action.CALIBRATE, origin, run, device=device, circuit=circuit)
+
+    async def apply_wiring(self, device: str) -> None:
+        """At every connect: tell the device the NO/NC wiring the configuration gives its relays,
+        where its STATUS says otherwise. Each change is audited; a refusal raises the relay's
+        mismatch alarm."""
+        port = self._port(device)
+        wanted = {r.circuit: r.wiring for r in port.state.config.relays if r.wiring is not None}
+        if not wanted:
+            return
+        timeout = self.config.commands.timeout_s
+        status = port.state.status or await port.wait_status(lambda st: True, timeout)
+        origin = Origin(front="config", role=Role.ADMIN)
+        for circuit, wiring in sorted(wanted.items()):
+            if circuit <= len(status.relay_wiring) and status.relay_wiring[circuit - 1] == wiring:
+                continue
+
+            async def run(circuit: int = circuit, wiring: str = wiring) -> None:
+                answer = await self._request(
+                    port,
+                    lambda cid: RelayWiring(command_id=cid, circuit=circuit, wiring=wiring),
+                    timeout,
+                    "acknowledge the relay wiring",
+                )
+                assert isinstance(answer, CommandResult)
+                if not answer.ok:
+                    text = f"device {device} refused {wiring} wiring for relay {circuit}: {answer.text}"
+                    port.record(RelayFeedback(circuit, True, text))
+                    raise CommandFailed(text, code=answer.code)
+
+            with contextlib.suppress(BridgeError):  # audited; a refusal shows as the relay's alarm
+                await self._audited(
+                    "relay-wiring", Action.SET_WIRING, origin, run, device=device, circuit=circuit, wiring=wiring
+                )
 
     async def apply_safe_state(self, device: str) -> None:
         """After a bridge restart, when a device first connects: ask each relay for its configured

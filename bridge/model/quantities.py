@@ -139,6 +139,28 @@ _q(
     _circuit(lambda c: c.relay_on),
     writable=True,
 )
+
+
+def wiring_of(dev: DeviceState, c: int) -> str | None:
+    """A relay's NO/NC wiring as the device's newest STATUS reports it."""
+    st = dev.status
+    return None if st is None or c > len(st.relay_wiring) else st.relay_wiring[c - 1]
+
+
+def coil_of(dev: DeviceState, c: int) -> bool | None:
+    """Whether the relay's coil is energised: with the load for NO wiring, against it for NC."""
+    wiring, on = wiring_of(dev, c), dev.circuits[c - 1].relay_on
+    return None if wiring is None or on is None else on != (wiring == "NC")
+
+
+_q(
+    "circuit.relay_wiring",
+    "",
+    "int",
+    "relay wiring: 0 NO (load on while the coil is energised), 1 NC (load on while it is not)",
+    lambda d, c: None if wiring_of(d, c) is None else int(wiring_of(d, c) == "NC"),
+)
+_q("circuit.relay_coil", "", "bool", "relay coil energised (the relay coil, not the load)", coil_of)
 _q(
     "circuit.relay_operations",
     "",

@@ -36,6 +36,7 @@ class MessageType(enum.IntEnum):
     SELF_TEST = 0x23
     CALIBRATE = 0x24
     TIME_SYNC = 0x25
+    RELAY_WIRING = 0x26
     HEARTBEAT = 0x30
     ERROR = 0x3F
 
@@ -294,6 +295,25 @@ class Calibrate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RelayWiring:
+    """How a relay is wired: "NO" (the load is energised while the coil is) or "NC" (while it is not).
+    RELAY's ``on`` always means the load energised; the device drives the coil accordingly, and a
+    de-energised board leaves an NC circuit's load on."""
+
+    TYPE: ClassVar[MessageType] = MessageType.RELAY_WIRING
+    DIRECTION: ClassVar[Direction] = Direction.BRIDGE_TO_DEVICE
+
+    command_id: int
+    circuit: int
+    wiring: str
+
+    def __post_init__(self) -> None:
+        _check_u32(self.command_id, "RELAY_WIRING command_id")
+        _check_circuit(self.circuit, "RELAY_WIRING")
+        _check(self.wiring in ("NO", "NC"), f"RELAY_WIRING wiring {self.wiring!r} is not NO or NC", "wiring")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeSync:
     TYPE: ClassVar[MessageType] = MessageType.TIME_SYNC
     DIRECTION: ClassVar[Direction] = Direction.BRIDGE_TO_DEVICE
@@ -333,6 +353,7 @@ Message = (
     | SelfTestRequest
     | Calibrate
     | TimeSync
+    | RelayWiring
     | Heartbeat
     | ErrorMessage
 )
@@ -351,6 +372,7 @@ MESSAGE_CLASSES: dict[MessageType, type[Any]] = {
         SelfTestRequest,
         Calibrate,
         TimeSync,
+        RelayWiring,
         Heartbeat,
         ErrorMessage,
     )

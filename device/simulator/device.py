@@ -22,6 +22,7 @@ from device.protocol import (
     Hello,
     Message,
     RelayCommand,
+    RelayWiring,
     Samples,
     SelfTestRequest,
     SelfTestResult,
@@ -81,7 +82,7 @@ class SimulatedDevice:
         self.first_block = first_block
         self.clock_ns = clock_start_ns
         self._clock_jump = clock_jump
-        self.wiring = tuple(scenario.circuit(c).wiring for c in range(1, CIRCUITS + 1))
+        self.wiring: tuple[str, ...] = tuple(scenario.circuit(c).wiring for c in range(1, CIRCUITS + 1))
         self.circuit_on = [scenario.circuit(c).on for c in range(1, CIRCUITS + 1)]
         self.relay_operations = [0] * CIRCUITS
         self.aux_on = False
@@ -237,6 +238,16 @@ class SimulatedDevice:
                 table = self.v_lsb if msg.channel == "v" else self.i_lsb
                 table[msg.circuit - 1] = msg.lsb
                 return [CommandResult(command_id=msg.command_id, ok=True, code="ok", text="calibration stored")]
+            case RelayWiring():
+                wiring: list[str] = list(self.wiring)
+                wiring[msg.circuit - 1] = msg.wiring
+                self.wiring = tuple(wiring)
+                self.status_dirty = True
+                return [
+                    CommandResult(
+                        command_id=msg.command_id, ok=True, code="ok", text=f"relay {msg.circuit} {msg.wiring}"
+                    )
+                ]
             case TimeSync():
                 now = self.clock_ns + round(self.sim_time_s * 1e9)
                 self.clock_ns += msg.unix_time_ns - now

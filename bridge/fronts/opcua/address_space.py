@@ -25,6 +25,7 @@ from .catalogue import (
     CIRCUIT_COUNTERS,
     CIRCUIT_MEASUREMENTS,
     CIRCUIT_METHODS,
+    CIRCUIT_RELAY_STATE,
     CIRCUIT_SPECTRA,
     CONDITION_KINDS,
     DEVICE_CONDITIONS,
@@ -194,6 +195,14 @@ class AddressSpace:
             )
             await v.set_modelling_rule(True)
         await self._limit_property(ct, "OpenStromCircuitType", OVERCURRENT_LIMIT, "overcurrent alarm limit (A)")
+        for name, kind in CIRCUIT_RELAY_STATE:
+            v = await ct.add_variable(
+                ua.NodeId(f"OpenStromCircuitType.{name}", idx),
+                ua.QualifiedName(name, idx),
+                _INITIAL.get(kind, ""),
+                getattr(ua.VariantType, kind),
+            )
+            await v.set_modelling_rule(True)
         return ct
 
     async def _limit_property(self, parent: Any, prefix: str, name: str, description: str) -> None:
@@ -293,7 +302,7 @@ class AddressSpace:
                 )
             for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_SPECTRA, *CIRCUIT_AGGREGATES):
                 nodes.values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
-            for counter, _attr in CIRCUIT_COUNTERS:
+            for counter in (*(n for n, _ in CIRCUIT_COUNTERS), *(n for n, _ in CIRCUIT_RELAY_STATE)):
                 nodes.values[(name, cs.index, counter)] = ua.NodeId(f"{prefix}.{counter}", idx)
             nodes.add_limit(ua.NodeId(f"{prefix}.{OVERCURRENT_LIMIT}", idx), name, cs.index, "overcurrent_a")
             relay_id = ua.NodeId(f"{prefix}.Relay", idx)

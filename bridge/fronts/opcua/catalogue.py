@@ -112,6 +112,8 @@ DEVICE_VARIABLES = (
 # device object: faults as parallel String arrays (element k of each is fault k): the active ones
 # (from STATUS, described by the fault dictionary) and those the last self-test found
 DEVICE_FAULT_ARRAYS = ("FaultCodes", "FaultBlocks", "FaultTexts", "SelfTestCodes", "SelfTestBlocks", "SelfTestTexts")
+# circuit object: the relay's wiring ("NO"/"NC", String) and its coil (Boolean), as the device reports
+CIRCUIT_RELAY_STATE = (("RelayWiring", "String"), ("RelayCoil", "Boolean"))
 # circuit object: counters (browse name -> CircuitState attribute), all UInt32
 CIRCUIT_COUNTERS = (
     ("RelayOperations", "relay_operations"),

@@ -10,7 +10,7 @@ from typing import Any
 from asyncua import Server, ua
 
 from bridge.model import DeviceState, Level, Quality, device_quality, relay_quality
-from bridge.model.quantities import QUANTITIES, active_faults, self_test_faults
+from bridge.model.quantities import QUANTITIES, active_faults, coil_of, self_test_faults, wiring_of
 
 from .address_space import Nodes
 from .catalogue import (
@@ -117,6 +117,13 @@ class ValueWriter:
                 now,
                 now,
             )
+            wiring, coil = wiring_of(dev, c), coil_of(dev, c)
+            if wiring is not None:
+                await self.put(
+                    self.nodes.values[(name, c, "RelayWiring")], wiring, ua.VariantType.String, GOOD, now, now
+                )
+            if coil is not None:
+                await self.put(self.nodes.values[(name, c, "RelayCoil")], coil, ua.VariantType.Boolean, GOOD, now, now)
             for counter, attr in CIRCUIT_COUNTERS:
                 await self.put(
                     self.nodes.values[(name, c, counter)], getattr(cs, attr), ua.VariantType.UInt32, GOOD, now, now
