@@ -194,6 +194,10 @@ class OpcUaSection(_Model):
     trust_all_clients: bool = Field(False, description="accept any client certificate (commissioning only)")
     users: tuple[OpcUaUser, ...] = ()
     history_retention_days: float = Field(7.0, gt=0, le=3650)
+    historized: tuple[str, ...] = Field(
+        ("Voltage", "Current", "ActivePower", "ActiveEnergyImport"),
+        description="circuit measurements (OPC UA browse names) kept for HistoryRead, raw and processed",
+    )
     max_sessions: int = Field(
         50, ge=1, le=1000, description="OPC UA connections at once (asyncua refuses more at connect)"
     )

@@ -254,9 +254,7 @@ async def test_nc_wiring_from_the_configuration_changes_what_the_relay_coil_does
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
     async with running_bridge(config, tmp_path) as app, sim:
         dev = app.model.devices["board1"]
-        await wait_for(
-            lambda: dev.status is not None and dev.status.relay_wiring[1] == "NC", 20, "the device wired NC"
-        )
+        await wait_for(lambda: dev.status is not None and dev.status.relay_wiring[1] == "NC", 20, "the device wired NC")
         assert dev.status is not None and dev.status.relay_wiring[0] == "NO"
         async with RawModbus(ports["modbus"]) as mb:
             assert await mb.read(4, 1, 1069, 1) == [0] and await mb.read(4, 1, 1169, 1) == [1]  # wiring

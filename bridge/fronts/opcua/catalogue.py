@@ -51,20 +51,19 @@ class Measurement:
     low: float
     high: float
     description: str
-    historized: bool = False
 
 
 CIRCUIT_MEASUREMENTS = (
-    Measurement("Voltage", "v_rms", "V", 0.0, 400.0, "RMS voltage, 10/12-cycle window", True),
-    Measurement("Current", "i_rms", "A", 0.0, 70.0, "RMS current", True),
-    Measurement("ActivePower", "p_w", "W", -16000.0, 16000.0, "active power, + import", True),
+    Measurement("Voltage", "v_rms", "V", 0.0, 400.0, "RMS voltage, 10/12-cycle window"),
+    Measurement("Current", "i_rms", "A", 0.0, 70.0, "RMS current"),
+    Measurement("ActivePower", "p_w", "W", -16000.0, 16000.0, "active power, + import"),
     Measurement("ReactivePower", "q_var", "var", -16000.0, 16000.0, "fundamental reactive power Q1, + inductive"),
     Measurement("ApparentPower", "s_va", "VA", 0.0, 16000.0, "apparent power"),
     Measurement("PowerFactor", "pf", "", -1.0, 1.0, "P/S, signed like P"),
     Measurement("PhaseAngle", "angle_deg", "deg", -180.0, 180.0, "atan2(Q1, P1), + current lags"),
     Measurement("ThdVoltage", "thd_v", "%", 0.0, 100.0, "voltage THD, orders 2..40"),
     Measurement("ThdCurrent", "thd_i", "%", 0.0, 1000.0, "current THD, orders 2..40"),
-    Measurement("ActiveEnergyImport", "import_wh", "Wh", 0.0, 1e12, "active energy imported", True),
+    Measurement("ActiveEnergyImport", "import_wh", "Wh", 0.0, 1e12, "active energy imported"),
     Measurement("ActiveEnergyExport", "export_wh", "Wh", 0.0, 1e12, "active energy exported"),
     Measurement("ReactiveEnergyInductive", "q_ind_varh", "varh", 0.0, 1e12, "reactive energy, inductive"),
     Measurement("ReactiveEnergyCapacitive", "q_cap_varh", "varh", 0.0, 1e12, "reactive energy, capacitive"),

@@ -34,7 +34,7 @@ from .security import (
     install_session_hooks,
     intercept,
 )
-from .values import HISTORIZED_FIELDS, ValueWriter
+from .values import ValueWriter, historized_fields
 
 log = get_logger("bridge.opcua")
 
@@ -45,6 +45,7 @@ class OpcUaFront:
         self.model = model
         self.state_dir = state_dir
         self.endpoint = config.opcua.endpoint
+        self._historized = historized_fields(config.opcua.historized)
         self.users = ConfigUsers(config)
         self.server = Server(user_manager=self.users)  # type: ignore[arg-type]
         self.space = AddressSpace(
@@ -121,7 +122,7 @@ class OpcUaFront:
         return [
             nid
             for (dev, _c, field), nid in self.space.nodes.values.items()
-            if field in HISTORIZED_FIELDS and (device is None or dev == device)
+            if field in self._historized and (device is None or dev == device)
         ]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from bridge.errors import ConfigError
 from bridge.model import DeviceState, Level, Quality, device_quality, relay_quality
 from bridge.model.quantities import QUANTITIES, active_faults, coil_of, self_test_faults, wiring_of
 
@@ -29,7 +30,18 @@ UNCERTAIN_LAST = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
 BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
 WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 _STATUS = {Level.GOOD: GOOD, Level.UNCERTAIN: UNCERTAIN_LAST, Level.BAD: BAD_NO_COMM}
-HISTORIZED_FIELDS = frozenset(m.field for m in CIRCUIT_MEASUREMENTS if m.historized)
+HISTORIZABLE = {m.browse_name: m.field for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY)}
+
+
+def historized_fields(browse_names: tuple[str, ...]) -> frozenset[str]:
+    """The model fields of the measurements ``opcua.historized`` names; an unknown name is a
+    configuration error naming the key and the names it may hold."""
+    unknown = [b for b in browse_names if b not in HISTORIZABLE]
+    if unknown:
+        raise ConfigError(
+            f"opcua.historized: unknown measurement {', '.join(map(repr, unknown))} (known: {', '.join(HISTORIZABLE)})"
+        )
+    return frozenset(HISTORIZABLE[b] for b in browse_names)
 
 
 def status_of(q: Quality) -> ua.StatusCode:

@@ -1,0 +1,113 @@
+"""Processed history (Part 13 Average, Minimum, Maximum, Count, Start, End) against hand-computed
+values, and over a real asyncua client against the bridge's stored history."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from asyncua import Client, ua
+
+from bridge.config import Config
+from bridge.fronts.opcua.processed import AGGREGATES, intervals, process
+from device.simulator.process import SimulatorProcess
+from tests.harness import ROOT, bridge_config, running_bridge, wait_for
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+GOOD, UNCERTAIN = ua.StatusCodes.Good, ua.StatusCodes.UncertainLastUsableValue
+
+
+def _at(s: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=s)
+
+
+def _fn(name: str):  # type: ignore[no-untyped-def]
+    return next(f for f in AGGREGATES.values() if f.name == name)
+
+
+ROWS = [(_at(0.5), GOOD, 10.0), (_at(1.5), GOOD, 20.0), (_at(2.5), GOOD, 60.0), (_at(10.5), UNCERTAIN, 5.0),
+        (_at(11.0), GOOD, 7.0)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "third"),
+    [("Average", 30.0, 7.0), ("Minimum", 10.0, 7.0), ("Maximum", 60.0, 7.0), ("Count", 3, 1), ("Start", 10.0, 7.0),
+     ("End", 60.0, 7.0)],
+)  # fmt: skip
+def test_each_interval_aggregates_its_good_values(name: str, first: float, third: float) -> None:
+    spans = intervals(_at(0), _at(12), 4.0)  # [0, 4), [4, 8), [8, 12)
+    out = process(ROWS, spans, _fn(name))
+    assert [d.SourceTimestamp for d in out] == [_at(0), _at(4), _at(8)]
+    assert out[0].Value.Value == pytest.approx(first) and out[0].StatusCode.value == GOOD | 0x401
+    assert out[1].StatusCode.value == ua.StatusCodes.BadNoData and out[1].Value.Value is None
+    # the uncertain value is left out and makes the interval's status uncertain
+    assert out[2].Value.Value == pytest.approx(third)
+    assert out[2].StatusCode.value == ua.StatusCodes.UncertainDataSubNormal | 0x401
+
+
+def test_interval_zero_is_the_whole_range_and_too_many_intervals_are_refused() -> None:
+    assert intervals(_at(0), _at(12), 0) == [(_at(0), _at(12))]
+    assert process(ROWS, intervals(_at(0), _at(12), 0), _fn("Average"))[0].Value.Value == pytest.approx(97 / 4)
+    assert intervals(_at(0), _at(10), 4.0)[-1] == (_at(8), _at(10))  # the last one is short
+    with pytest.raises(ValueError, match="at most"):
+        intervals(_at(0), _at(86400 * 30), 1.0)
+
+
+@pytest.mark.e2e
+async def test_processed_reads_over_opcua(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path)
+    doc = config.model_dump()
+    doc["opcua"].update(
+        enabled=True, allow_none_security=True, allow_anonymous=True, historized=["ActivePower", "Frequency"]
+    )
+    config = Config.model_validate(doc)
+    steady = ROOT / "tests/scenarios/steady.yaml"  # a 2000 W heater on circuit 1, nothing else happens
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(steady), "--speed", "2"])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 30, 30, "windows")
+        await asyncio.sleep(0.5)
+        async with Client(config.opcua.endpoint, timeout=10) as c:
+            idx = await c.get_namespace_index(NS)
+            path = [f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:Circuits", f"{idx}:Circuit01"]
+            power = await c.nodes.objects.get_child([*path, f"{idx}:ActivePower"])
+            voltage = await c.nodes.objects.get_child([*path, f"{idx}:Voltage"])
+            start = dt.datetime(2026, 9, 1, tzinfo=dt.UTC)  # before the simulator's clock start
+            end = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+            details = ua.ReadProcessedDetails(
+                StartTime=start,
+                EndTime=end,
+                ProcessingInterval=0,
+                AggregateType=[ua.NodeId(ua.ObjectIds.AggregateFunction_Average)] * 2,
+            )
+            params = ua.HistoryReadParameters(
+                HistoryReadDetails=details,
+                TimestampsToReturn=ua.TimestampsToReturn.Source,
+                NodesToRead=[ua.HistoryReadValueId(NodeId=n.nodeid) for n in (power, voltage)],
+            )
+            res = await c.uaclient.history_read(params)
+            avg = res[0].HistoryData.DataValues
+            assert len(avg) == 1 and avg[0].StatusCode.is_good()
+            assert avg[0].Value.Value == pytest.approx(2000.0, rel=5e-4)  # the heater, analytic
+            # Voltage is not in opcua.historized this time
+            assert res[1].StatusCode.value == ua.StatusCodes.BadHistoryOperationUnsupported
+            details.AggregateType = [ua.NodeId(ua.ObjectIds.AggregateFunction_TimeAverage2)]
+            params.NodesToRead = params.NodesToRead[:1]
+            res = await c.uaclient.history_read(params)
+            assert res[0].StatusCode.value == ua.StatusCodes.BadAggregateNotSupported
+            for agg, rel in (
+                (ua.ObjectIds.AggregateFunction_Minimum, 5e-4),
+                (ua.ObjectIds.AggregateFunction_Maximum, 5e-4),
+            ):
+                details.AggregateType = [ua.NodeId(agg)]
+                res = await c.uaclient.history_read(params)
+                assert res[0].HistoryData.DataValues[0].Value.Value == pytest.approx(2000.0, rel=rel)
+            details.AggregateType = [ua.NodeId(ua.ObjectIds.AggregateFunction_Count)]
+            res = await c.uaclient.history_read(params)
+            raw = await power.read_raw_history(start, end)
+            assert res[0].HistoryData.DataValues[0].Value.Value == len(raw) >= 3
+
+
+NS = "urn:openstrom:bridge"
