@@ -194,6 +194,7 @@ class OpcUaSection(_Model):
     trust_all_clients: bool = Field(False, description="accept any client certificate (commissioning only)")
     users: tuple[OpcUaUser, ...] = ()
     history_retention_days: float = Field(7.0, gt=0, le=3650)
+    energy_model: bool = Field(True, description="each circuit also as an OPC 34100 (ECM) EnergyMeasurementType object")
     historized: tuple[str, ...] = Field(
         ("Voltage", "Current", "ActivePower", "ActiveEnergyImport"),
         description="circuit measurements (OPC UA browse names) kept for HistoryRead, raw and processed",

@@ -21,7 +21,14 @@ from device.protocol.faults import BLOCKS, FAULT_DICTIONARY, UNKNOWN_FAULT
 from .commands.authorise import MINIMUM_ROLE, Action
 from .config import Config
 from .fronts.modbus.register_map import TYPES, builtin_map_names, export_map, load_map
-from .fronts.opcua.catalogue import CIRCUIT_AGGREGATES, CIRCUIT_MEASUREMENTS, CIRCUIT_SPECTRA, FREQUENCY, UNITS
+from .fronts.opcua.catalogue import (
+    CIRCUIT_AGGREGATES,
+    CIRCUIT_MEASUREMENTS,
+    CIRCUIT_SPECTRA,
+    ECM_MEASUREMENTS,
+    FREQUENCY,
+    UNITS,
+)
 from .model.changes import Change
 from .model.quantities import QUANTITIES
 
@@ -155,6 +162,15 @@ def roles_md() -> str:
     return "\n".join(rows) + "\n"
 
 
+def ecm_md() -> str:
+    rows = ["| MeasurementID | BrowseName | DataType | unit | from | reached by |", "|---|---|---|---|---|---|"]
+    for m in ECM_MEASUREMENTS:
+        by = "HasStatisticComponent" if m.statistic else "HasComponent"
+        member = " (IEnergyProfileE2Type)" if m.e2 else ""
+        rows.append(f"| {m.measurement_id} | {m.browse_name} | {m.vtype} | {m.unit} | `{m.source}` | {by}{member} |")
+    return "\n".join(rows) + "\n"
+
+
 def faults_md() -> str:
     blocks = ", ".join(f"{n} {b}" for b, n in BLOCKS.items())
     rows = [
@@ -173,7 +189,7 @@ GENERATORS = {
     "architecture.md": {"changes": changes_md, "roles": roles_md},
     "register-maps.md": {"maps": register_maps_md, "quantities": quantities_md, "types": types_md},
     "configuration.md": {"config": config_md},
-    "opcua.md": {"measurements": opcua_md},
+    "opcua.md": {"measurements": opcua_md, "ecm": ecm_md},
 }
 
 

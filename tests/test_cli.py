@@ -124,7 +124,9 @@ def test_nodeset_export(tmp_path: Path) -> None:
     root = ET.parse(tmp_path / "ns.xml").getroot()
     ns = {"u": "http://opcfoundation.org/UA/2011/03/UANodeSet.xsd"}
     uris = [u.text for u in root.findall("u:NamespaceUris/u:Uri", ns)]
-    assert uris == ["urn:openstrom:bridge"]
+    # ours first; the energy model's instances use the OPC 34100 (ECM) and OPC 10000-200 (IA) types
+    assert uris[0] == "urn:openstrom:bridge"
+    assert set(uris) <= {"urn:openstrom:bridge", "http://opcfoundation.org/UA/ECM/", "http://opcfoundation.org/UA/IA/"}
     names = {n.get("BrowseName") for n in root.iter() if n.get("BrowseName")}
     assert {"1:OpenStromDeviceType", "1:OpenStromCircuitType", "1:Circuit01", "1:ActivePower", "1:Relay"} <= names
 

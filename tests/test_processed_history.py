@@ -111,3 +111,68 @@ async def test_processed_reads_over_opcua(tmp_path: Path) -> None:
 
 
 NS = "urn:openstrom:bridge"
+
+
+ECM = "http://opcfoundation.org/UA/ECM/"
+
+
+@pytest.mark.e2e
+async def test_circuits_are_opc_34100_energy_measurements(tmp_path: Path) -> None:
+    """A client browses the ECM namespace: every circuit is an EnergyMeasurementType with the E2
+    profile interface and its values as EnergyMeasurementValueType with the standard MeasurementIDs."""
+    config, ports = bridge_config(tmp_path)
+    doc = config.model_dump()
+    doc["opcua"].update(enabled=True, allow_none_security=True, allow_anonymous=True)
+    config = Config.model_validate(doc)
+    steady = ROOT / "tests/scenarios/steady.yaml"
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(steady), "--speed", "2"])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 5, 30, "windows")
+        await asyncio.sleep(0.5)
+        async with Client(config.opcua.endpoint, timeout=10) as c:
+            idx, ecm = await c.get_namespace_index(NS), await c.get_namespace_index(ECM)
+            ia = await c.get_namespace_index("http://opcfoundation.org/UA/IA/")
+            circuits = await c.nodes.objects.get_child([f"{idx}:OpenStrom", f"{idx}:board1", f"{idx}:Circuits"])
+            energy = [
+                await (await cn.get_child([f"{idx}:Energy"])).read_type_definition()
+                for cn in await circuits.get_children()
+            ]
+            assert energy == [ua.NodeId(1006, ecm)] * 10  # EnergyMeasurementType on every circuit
+            e1 = await circuits.get_child([f"{idx}:Circuit01", f"{idx}:Energy"])
+            interfaces = await e1.get_referenced_nodes(ua.ObjectIds.HasInterface)
+            assert [n.nodeid for n in interfaces] == [ua.NodeId(1009, ecm)]  # IEnergyProfileE2Type
+            power = await e1.get_child([f"{ecm}:AcActivePowerTotal"])
+            assert await power.read_type_definition() == ua.NodeId(2002, ecm)
+            dv = await power.read_data_value()
+            assert dv.Value.VariantType == ua.VariantType.Float and dv.Value.Value == pytest.approx(2000.0, rel=5e-4)
+            assert await (await power.get_child([f"{ecm}:MeasurementID"])).read_value() == 1412
+            eu = await (await power.get_child(["0:EngineeringUnits"])).read_value()
+            assert eu.UnitId == 0x575454 and eu.DisplayName.Text == "W"
+            assert await (await power.get_child([f"{ecm}:AccuracyDomain"])).read_value() == ua.NodeId(5027, ecm)
+            assert await (await power.get_child([f"{ecm}:AccuracyClass"])).read_value() == 5
+            ids = {}
+            for n in await e1.get_children():
+                if n.nodeid.Identifier.endswith("ApplicationTag"):
+                    continue
+                ids[(await n.read_browse_name()).Name] = await (
+                    await n.get_child([f"{ecm}:MeasurementID"])
+                ).read_value()
+            assert (
+                ids["AcVoltageL1N"] == 1100
+                and ids["AcCurrentL1"] == 1200
+                and ids["AcActiveEnergyTotalImportHp"] == 1002
+            )
+            # the counters hang on HasStatisticComponent, as the profiles define them
+            stats = await e1.get_referenced_nodes(ua.NodeId(4002, ia))
+            assert {(await n.read_browse_name()).Name for n in stats} >= {
+                "AcActiveEnergyTotalImportLp",
+                "AcActiveEnergyTotalExportLp",
+            }
+            voltage = await (await e1.get_child([f"{ecm}:AcVoltageL1N"])).read_value()
+            assert voltage == pytest.approx(230.0, rel=5e-4)
+            domain = await c.nodes.server.get_child(
+                ["0:ServerCapabilities", f"{ecm}:AccuracyDomains", f"{ecm}:ACCURACY_DOMAIN_IEC"]
+            )
+            classes = await (await domain.get_child(["0:EnumValues"])).read_value()
+            assert classes[5].DisplayName.Text == "ACCURACY_CLASS_5" and classes[5].Description.Text == "0,5"

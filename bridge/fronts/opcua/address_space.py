@@ -44,6 +44,7 @@ from .catalogue import (
     Method,
 )
 from .conditions import Condition
+from .ecm import EnergyModel
 
 MethodHandler = Callable[..., Awaitable[Any]]
 HandlerFactory = Callable[[str, int, str], MethodHandler]  # (device, circuit or 0, method name) -> handler
@@ -68,6 +69,7 @@ class Nodes:
     conditions: dict[tuple[str, int, str], Condition] = field(default_factory=dict)
     by_condition_node: dict[ua.NodeId, Condition] = field(default_factory=dict)
     condition_nodes: dict[tuple[str, int, str], ConditionNodes] = field(default_factory=dict)
+    ecm: dict[tuple[str, int], dict[str, ua.NodeId]] = field(default_factory=dict)  # OPC 34100 values
 
 
 async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
@@ -75,8 +77,9 @@ async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
 
 
 class AddressSpace:
-    def __init__(self, server: Server, handlers: HandlerFactory) -> None:
+    def __init__(self, server: Server, handlers: HandlerFactory, energy_model: bool = True) -> None:
         self.server = server
+        self.energy = EnergyModel(server) if energy_model else None
         self.handlers = handlers
         self.nodes = Nodes()
         self.idx = 0
@@ -92,6 +95,8 @@ class AddressSpace:
         self.circuit_type = await self._circuit_type()
         self.device_type = await self._device_type()
         self.voltage_event_type = await self._voltage_event_type()
+        if self.energy is not None:
+            await self.energy.build_types()
         self.root = await self.server.nodes.objects.add_folder(
             ua.NodeId("OpenStrom", self.idx), ua.QualifiedName("OpenStrom", self.idx)
         )
@@ -313,6 +318,10 @@ class AddressSpace:
             await self._generates(cobj, OFF_NORMAL, EXCLUSIVE_LIMIT, self.voltage_event_type.nodeid)
             nodes.emitters[(name, cs.index)] = cobj
             await self._add_conditions(cobj, prefix, name, cs.index, CIRCUIT_CONDITIONS)
+            if self.energy is not None:
+                nodes.ecm[(name, cs.index)] = self.energy.build_circuit(
+                    s.iserver.node_mgt_service, cobj.nodeid, prefix, idx, cs.name
+                )
 
     async def _generates(self, emitter: Any, *event_types: ua.NodeId) -> None:
         """GeneratesEvent references: clients see what an emitter sends, and the event history

@@ -14,6 +14,7 @@ from typing import Any
 
 from asyncua import ua
 
+from .batch import NodeBatch
 from .catalogue import ALARM_SEVERITY, ConditionKind
 
 OID = ua.ObjectIds
@@ -58,99 +59,6 @@ class ConditionNodes:
     static: dict[str, Any] = field(default_factory=dict)  # the values that never change (class, input)
 
 
-class _Batch:
-    """AddNodes and AddReferences items for one or more conditions, applied in one go."""
-
-    def __init__(self, idx: int) -> None:
-        self.idx = idx
-        self.nodes: list[ua.AddNodesItem] = []
-        self.refs: list[ua.AddReferencesItem] = []
-
-    def obj(self, nid: ua.NodeId, parent: ua.NodeId, name: str, type_id: ua.NodeId) -> None:
-        attrs = ua.ObjectAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        attrs.EventNotifier = 0
-        self._add(nid, parent, name, ua.NodeClass.Object, OID.HasComponent, type_id, attrs)
-
-    def var(
-        self,
-        nid: ua.NodeId,
-        parent: ua.NodeId,
-        name: str,
-        value: Any,
-        vtype: ua.VariantType,
-        *,
-        prop: bool = True,
-        type_id: int = OID.PropertyType,
-        ns: int = 0,
-    ) -> None:
-        attrs = ua.VariableAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        attrs.Value = ua.Variant(value, vtype)
-        attrs.DataType = ua.NodeId(_DATA_TYPES[vtype])
-        attrs.ValueRank = ua.ValueRank.Scalar
-        attrs.AccessLevel = attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
-        self._add(
-            nid,
-            parent,
-            name,
-            ua.NodeClass.Variable,
-            OID.HasProperty if prop else OID.HasComponent,
-            ua.NodeId(type_id),
-            attrs,
-            ns=ns,
-        )
-
-    def ref(self, source: ua.NodeId, ref_type: int, target: ua.NodeId, target_class: ua.NodeClass) -> None:
-        item = ua.AddReferencesItem()
-        item.SourceNodeId = source
-        item.ReferenceTypeId = ua.NodeId(ref_type)
-        item.IsForward = True
-        item.TargetNodeId = target
-        item.TargetNodeClass = target_class
-        self.refs.append(item)
-
-    def _add(
-        self,
-        nid: ua.NodeId,
-        parent: ua.NodeId,
-        name: str,
-        cls: ua.NodeClass,
-        ref_type: int,
-        type_id: ua.NodeId,
-        attrs: Any,
-        ns: int = 0,
-    ) -> None:
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = nid
-        item.BrowseName = ua.QualifiedName(name, ns)  # the standard's browse names live in namespace 0
-        item.NodeClass = cls
-        item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ref_type)
-        item.TypeDefinition = type_id
-        item.NodeAttributes = attrs
-        self.nodes.append(item)
-
-    def apply(self, node_mgt: Any) -> None:
-        for result in node_mgt.add_nodes(self.nodes):
-            result.StatusCode.check()
-        for status in node_mgt.add_references(self.refs):
-            status.check()
-
-
-_DATA_TYPES = {
-    _V.Boolean: OID.Boolean,
-    _V.UInt16: OID.UInt16,
-    _V.Double: OID.Double,
-    _V.String: OID.String,
-    _V.ByteString: OID.ByteString,
-    _V.DateTime: OID.UtcTime,
-    _V.NodeId: OID.NodeId,
-    _V.LocalizedText: OID.LocalizedText,
-    _V.StatusCode: OID.StatusCode,
-}
-
-
 def build_conditions(
     node_mgt: Any,
     idx: int,
@@ -162,7 +70,7 @@ def build_conditions(
 ) -> dict[str, ConditionNodes]:
     """Condition instances for ``alarms`` ((alarm, kind, input node)) of one source, under ``folder``;
     NodeIds ``<prefix>.Alarms.<alarm>`` and ``...<alarm>.<BrowsePath>``."""
-    batch = _Batch(idx)
+    batch = NodeBatch(idx)
     out = {
         alarm: _condition(batch, folder, source, where, f"{prefix}.Alarms.{alarm}", alarm, kind, inp)
         for alarm, kind, inp in alarms
@@ -172,7 +80,7 @@ def build_conditions(
 
 
 def _condition(
-    batch: _Batch,
+    batch: NodeBatch,
     folder: ua.NodeId,
     source: ua.NodeId,
     where: str,

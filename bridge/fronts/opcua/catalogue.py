@@ -40,6 +40,7 @@ UNITS = {
     "": Unit("C62", "", "one"),
     "Wh": Unit("WHR", "Wh", "watt hour"),
     "varh": Unit("", "varh", "volt ampere reactive hour"),
+    "VAh": Unit("", "VAh", "volt ampere hour"),
 }
 
 
@@ -218,3 +219,36 @@ ALARM_SEVERITY = {
     "frequency": 700,
     "fault": 700,
 }
+
+
+# OPC 34100 (ECM) measurements of every circuit's Energy object: the standard's MeasurementID and
+# BrowseName, where the value comes from, its unit and DataType
+@dataclass(frozen=True, slots=True)
+class EcmMeasurement:
+    measurement_id: int
+    browse_name: str
+    source: str  # CircuitValues field, or "freq_hz" for the window's frequency
+    unit: str  # key of catalogue.UNITS
+    vtype: str  # OPC UA built-in type: "Float" or "Double"
+    statistic: bool = False  # a counter (HasStatisticComponent)
+    e2: bool = False  # a member of IEnergyProfileE2Type
+
+
+ECM_MEASUREMENTS = (
+    EcmMeasurement(1412, "AcActivePowerTotal", "p_w", "W", "Float", e2=True),
+    EcmMeasurement(1001, "AcActiveEnergyTotalImportLp", "import_wh", "Wh", "Float", statistic=True, e2=True),
+    EcmMeasurement(1004, "AcActiveEnergyTotalExportLp", "export_wh", "Wh", "Float", statistic=True, e2=True),
+    EcmMeasurement(1002, "AcActiveEnergyTotalImportHp", "import_wh", "Wh", "Double", statistic=True),
+    EcmMeasurement(1005, "AcActiveEnergyTotalExportHp", "export_wh", "Wh", "Double", statistic=True),
+    EcmMeasurement(1011, "AcReactiveEnergyTotalImportHp", "q_ind_varh", "varh", "Double", statistic=True),
+    EcmMeasurement(1014, "AcReactiveEnergyTotalExportHp", "q_cap_varh", "varh", "Double", statistic=True),
+    EcmMeasurement(1020, "AcApparentEnergyTotalHp", "s_vah", "VAh", "Double", statistic=True),
+    EcmMeasurement(1100, "AcVoltageL1N", "v_rms", "V", "Float"),
+    EcmMeasurement(1200, "AcCurrentL1", "i_rms", "A", "Float"),
+    EcmMeasurement(1400, "AcActivePowerL1", "p_w", "W", "Float"),
+    EcmMeasurement(1500, "AcApparentPowerL1", "s_va", "VA", "Float"),
+    EcmMeasurement(1700, "AcPowerFactorL1", "pf", "", "Float"),
+    EcmMeasurement(1300, "AcFrequency", "freq_hz", "Hz", "Float"),
+    EcmMeasurement(1715, "AcTHDVoltageL1", "thd_v", "%", "Float"),
+    EcmMeasurement(1721, "AcTHDCurrentL1", "thd_i", "%", "Float"),
+)

@@ -49,7 +49,9 @@ class OpcUaFront:
         self.users = ConfigUsers(config)
         self.server = Server(user_manager=self.users)  # type: ignore[arg-type]
         self.space = AddressSpace(
-            self.server, lambda device, circuit, name: self.handlers.method(device, circuit, name)
+            self.server,
+            lambda device, circuit, name: self.handlers.method(device, circuit, name),
+            energy_model=config.opcua.energy_model,
         )
         self.handlers = CommandHandlers(commands, self.users, self.space.nodes, self._schedule)
         self.values = ValueWriter(self.server, self.space.nodes)

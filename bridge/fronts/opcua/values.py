@@ -20,6 +20,7 @@ from .catalogue import (
     CIRCUIT_MEASUREMENTS,
     CIRCUIT_SPECTRA,
     DEVICE_PROPERTIES,
+    ECM_MEASUREMENTS,
     FREQUENCY,
     HARMONIC_ORDERS,
 )
@@ -30,6 +31,7 @@ UNCERTAIN_LAST = ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)
 BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
 WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 _STATUS = {Level.GOOD: GOOD, Level.UNCERTAIN: UNCERTAIN_LAST, Level.BAD: BAD_NO_COMM}
+_ECM_TYPES = [(e, getattr(ua.VariantType, e.vtype)) for e in ECM_MEASUREMENTS]
 HISTORIZABLE = {m.browse_name: m.field for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY)}
 
 
@@ -174,6 +176,22 @@ class ValueWriter:
             )
             if history is not None and node in historized:
                 history.append((node, now, src, status.value, value))
+        ecm = self.nodes.ecm.get((dev.name, c))
+        if ecm is not None:
+            for e, vtype in _ECM_TYPES:
+                if cv is None or snap is None:
+                    value = 0.0
+                else:
+                    value = snap.freq_hz if e.source == "freq_hz" else float(getattr(cv, e.source))
+                await write(
+                    ecm[e.browse_name],
+                    SharedDataValue(
+                        ua.Variant(value, vtype),
+                        StatusCode=status,
+                        SourceTimestamp=src,
+                        ServerTimestamp=now,
+                    ),
+                )
         for m in CIRCUIT_SPECTRA:
             values = () if cv is None else getattr(cv, m.field)
             spectrum = [float(x) for x in values[:HARMONIC_ORDERS]]
