@@ -38,6 +38,7 @@ def _split(hostport: str) -> tuple[str, int]:
 class Endpoints:
     devices: str | None = None
     modbus: list[tuple[str, str, int]] = field(default_factory=list)  # (map, host, port)
+    rtu: list[tuple[str, str, int]] = field(default_factory=list)  # (map, serial port, baud rate)
     opcua: str | None = None
     http: str | None = None
 
@@ -52,7 +53,8 @@ class BridgeApp:
         self.store = Store(self.state_dir / "bridge.sqlite")
         self.hub = DeviceHub(config, self.model, self.store)
         self.commands = CommandPath(config, self.hub, self.store)
-        self.maps = {s.map: load_map(s.map, tuple(config.modbus.map_dirs)) for s in config.modbus.servers}
+        map_names = [s.map for s in config.modbus.servers] + [r.map for r in config.modbus.rtu]
+        self.maps = {name: load_map(name, tuple(config.modbus.map_dirs)) for name in map_names}
         pki_dir = Path(config.links.pki_dir) if config.links.pki_dir else self.state_dir / "link-pki"
         self.pki = PkiPaths(pki_dir if pki_dir.is_absolute() else base / pki_dir)
         self.endpoints = Endpoints()
@@ -97,6 +99,20 @@ class BridgeApp:
                         )
                         self._servers.append(server)
                         self.endpoints.modbus.append((srv.map, srv.host, srv.port))
+                    if cfg.modbus.rtu:
+                        from .fronts.modbus.rtu import start_rtu
+
+                    for line in cfg.modbus.rtu:
+                        rtu = await start_rtu(
+                            self.model,
+                            self.maps[line.map],
+                            self.commands,
+                            line,
+                            name=cfg.bridge.name,
+                            version=__version__,
+                        )
+                        self._servers.append(rtu)
+                        self.endpoints.rtu.append((line.map, line.port, line.baudrate))
                 if cfg.opcua.enabled:
                     from .fronts.opcua.server import OpcUaFront
 

@@ -112,6 +112,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             )
             continue
         print(f"modbus  {s.host}:{s.port}  map '{m.name}' ({len(m.points)} points, {m.word_order}-endian)")
+    for k, r in enumerate(config.modbus.rtu):
+        try:
+            m = load_map(r.map, tuple(config.modbus.map_dirs))
+        except ConfigError as exc:
+            problems.append(f"{line_of(path, ('modbus', 'rtu', str(k), 'map'))}: key 'modbus.rtu.{k}.map': {exc}")
+            continue
+        print(f"rtu     {r.port} {r.baudrate} 8{r.parity}{r.stopbits}  map '{m.name}' ({r.role})")
     state = Path(config.bridge.state_dir)
     state = state if state.is_absolute() else path.resolve().parent / state
     if (why := _writable(state)) is not None:
@@ -237,8 +244,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | None) -> Config:
+def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | None, rtu: str | None = None) -> Config:
     users = [{"name": "operator", "password_hash": user_hash, "role": "operator"}] if user_hash else []
+    # --rtu: the same map as a Modbus RTU slave on that serial device, the serial-line defaults (19200 8E1)
+    lines = [{"port": rtu, "map": "openstrom"}] if rtu else []
     return Config.model_validate(
         {
             "bridge": {"name": "OpenStrom Bridge demo", "state_dir": str(state_dir), "log_level": "warning"},
@@ -249,7 +258,8 @@ def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | Non
                     {"map": "openstrom", "host": host, "port": DEFAULT_MODBUS_PORT},
                     {"map": "sunspec", "host": host, "port": DEFAULT_SUNSPEC_PORT},
                     {"map": "openstrom", "host": host, "port": DEMO_SECURE_MODBUS_PORT, "tls": True},
-                ]
+                ],
+                "rtu": lines,
             },
             "opcua": {
                 "enabled": opcua,
@@ -272,7 +282,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(level="warning", json=False)
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="openstrom-demo-"))
     password = secrets.token_urlsafe(12)
-    config = demo_config(state_dir, args.host, opcua=not args.no_opcua, user_hash=hash_password(password))
+    config = demo_config(state_dir, args.host, opcua=not args.no_opcua, user_hash=hash_password(password), rtu=args.rtu)
     # what a plant makes once with `openstrom-bridge pki ...`: the CA, the device's and an operator's files
     init_pki(state_dir, [args.host] if args.host not in ("0.0.0.0", "") else [])
     dev_crt, dev_key, ca = issue_device(state_dir, "OS-SIM-0001", state_dir / "demo-device")
@@ -300,6 +310,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"(circuit 1 voltage: input registers 1000-1001, float32 big-endian)",
             f"  Modbus TCP  {host}:{DEFAULT_SUNSPEC_PORT}  map 'sunspec', unit 1  (SunSpec 'SunS' at holding 40000)",
             "               plain Modbus: reads from anywhere it listens, writes (relays) from this machine only",
+            *(
+                [f"  Modbus RTU  {args.rtu}  19200 8E1, map 'openstrom', unit 1 (read only: a line has no login)"]
+                if args.rtu
+                else []
+            ),
             f"  Modbus/TCP Security  {host}:{DEMO_SECURE_MODBUS_PORT}  map 'openstrom', mutual TLS; operator files:",
             f"               certificate {op_crt}  key {op_key}  CA {op_ca}",
         ]
@@ -340,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", help="simulator scenario file")
     d.add_argument("--state-dir", help="keep the demo's database here (default: a temporary folder)")
     d.add_argument("--no-opcua", action="store_true")
+    d.add_argument("--rtu", metavar="DEVICE", help="also serve Modbus RTU on this serial device (19200 8E1)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("map", help="register maps")

@@ -165,9 +165,45 @@ def _default_modbus_servers() -> tuple[ModbusServer, ...]:
     )
 
 
+class ModbusRtuServer(_Model):
+    """A Modbus RTU slave on a serial line (RS-485): the same maps as TCP, one unit ID per device."""
+
+    port: str = Field(description="serial device path, e.g. /dev/ttyUSB1 or /dev/ttyAMA0")
+    map: str = Field("openstrom", description="register map name (built-in or file stem in map_dirs)")
+    baudrate: int = Field(19200, ge=1200, le=921600, description="the Modbus serial-line default is 19 200")
+    parity: Literal["E", "O", "N"] = Field("E", description="even by default, as the serial-line spec says")
+    stopbits: Literal[1, 2] = 1
+    units: dict[Annotated[int, Field(ge=1, le=247)], str] = Field(
+        default_factory=dict,
+        description="unit ID -> device name on this line (default: each device's unit_id, as on TCP)",
+    )
+    role: Literal["viewer", "operator"] = Field(
+        "viewer",
+        description="what a master on this line may do: viewer reads only, operator also switches relays "
+        "(a serial line has no authentication: give it operator only where the wiring is the authority)",
+    )
+    word_order: Literal["big", "little"] | None = Field(None, description="override the map's word order")
+    offline: Literal["exception", "nan"] = Field("exception", description="as on the TCP servers")
+    silence_floor_s: float = Field(
+        0.0,
+        ge=0,
+        le=0.1,
+        description="least silence that ends a frame, beyond 3.5 characters: a USB adapter's latency timer "
+        "(e.g. 0.016) can split one frame into reads that far apart",
+    )
+    strict_timing: bool = Field(
+        True, description="discard a frame whose bytes are more than 1.5 characters apart (native UARTs)"
+    )
+
+    @property
+    def read_only(self) -> bool:
+        return self.role == "viewer"
+
+
 class ModbusSection(_Model):
     enabled: bool = True
     servers: tuple[ModbusServer, ...] = Field(default_factory=_default_modbus_servers)
+    rtu: tuple[ModbusRtuServer, ...] = Field((), description="Modbus RTU slaves on serial lines")
     map_dirs: tuple[str, ...] = Field((), description="extra folders with register-map YAML files")
 
     @model_validator(mode="after")
@@ -177,6 +213,11 @@ class ModbusSection(_Model):
             if (s.host, s.port) in seen:
                 raise ValueError(f"servers[{k}] uses {s.host}:{s.port} like servers[{seen[(s.host, s.port)]}]")
             seen[(s.host, s.port)] = k
+        lines: dict[str, int] = {}
+        for k, r in enumerate(self.rtu):
+            if r.port in lines:
+                raise ValueError(f"rtu[{k}] uses serial port {r.port} like rtu[{lines[r.port]}]")
+            lines[r.port] = k
         return self
 
 
@@ -357,6 +398,18 @@ class Config(_Model):
                         "server its own port (or distinct addresses)"
                     )
             seen.append((key, host, port))
+        return self
+
+    @model_validator(mode="after")
+    def _rtu_lines(self) -> Config:
+        names = {d.name for d in self.devices}
+        links = {s.port for s in self.links.serial}
+        for k, r in enumerate(self.modbus.rtu):
+            if r.port in links:
+                raise ValueError(f"modbus.rtu[{k}].port {r.port} is a device link's serial port (links.serial)")
+            for unit, name in r.units.items():
+                if name not in names:
+                    raise ValueError(f"modbus.rtu[{k}].units[{unit}]: no device named {name!r}")
         return self
 
     @model_validator(mode="after")

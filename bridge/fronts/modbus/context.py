@@ -8,13 +8,14 @@ answer only after the device confirmed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 
 from bridge.commands import MINIMUM_ROLE, Action, CommandPath, Origin
+from bridge.config import ModbusRtuServer
 from bridge.config import ModbusServer as ServerConfig
 from bridge.errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown, NotAuthorised
 from bridge.logs import get_logger
@@ -44,7 +45,13 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
     """The pymodbus datastore interface answered from the live model through a register map."""
 
     def __init__(
-        self, model: ModelView, rmap: RegisterMap, commands: CommandPath, cfg: ServerConfig, refusals: Refusals
+        self,
+        model: ModelView,
+        rmap: RegisterMap,
+        commands: CommandPath,
+        cfg: ServerConfig | ModbusRtuServer,
+        refusals: Refusals,
+        units: Mapping[int, str] | None = None,
     ) -> None:
         # deliberately not calling super().__init__: it builds simulator devices we do not use
         self.old_simulator = True
@@ -56,12 +63,15 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         self.offline_mode = cfg.offline
         self.read_only = cfg.read_only
         self.refusals = refusals
+        self.units = dict(units) if units else None  # an RTU line's own unit IDs
 
     def device_ids(self) -> list[int]:
+        if self.units is not None:
+            return sorted(self.units)
         return [d.config.unit_id for d in self.model.devices.values()]
 
     def _device(self, unit: int) -> Any:
-        dev = self.model.by_unit(unit)
+        dev = self.model.by_unit(unit) if self.units is None else self.model.devices.get(self.units.get(unit, ""))
         if dev is None:
             return ExcCodes.GATEWAY_PATH_UNAVIABLE  # pymodbus spells it so: 0x0A
         return dev
