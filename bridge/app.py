@@ -41,6 +41,7 @@ class Endpoints:
     rtu: list[tuple[str, str, int]] = field(default_factory=list)  # (map, serial port, baud rate)
     opcua: str | None = None
     http: str | None = None
+    http_ingest: str | None = None
 
 
 class BridgeApp:
@@ -77,6 +78,16 @@ class BridgeApp:
                     tg.create_task(serve_tcp(host, port, self.hub.handle, ev, tls), name="device-listener")
                     waits.append(ev.wait())
                     self.endpoints.devices = f"{host}:{port}" + (" (mutual TLS)" if tls else "")
+                if cfg.links.http_listen:
+                    from .link.http_ingest import HttpIngest, serve_http_ingest
+
+                    host, _, port_text = cfg.links.http_listen.rpartition(":")
+                    tls = self._http_tls() if cfg.links.tls_for(host) else None
+                    ingest = HttpIngest(cfg, self.hub.handle, self.hub.commit_all)
+                    ready = asyncio.Event()
+                    tg.create_task(serve_http_ingest(ingest, host, int(port_text), tls, ready), name="http-ingest")
+                    await ready.wait()
+                    self.endpoints.http_ingest = f"{'https' if tls else 'http'}://{host}:{port_text}/v1/packages"
                 for d in cfg.links.dial:
                     tls = self._link_tls(server=False) if cfg.links.tls_for(d.host, d.tls) else None
                     tg.create_task(dial_tcp(d.host, d.port, self.hub.handle, d.device, cfg.links.reconnect_max_s, tls))
@@ -146,6 +157,13 @@ class BridgeApp:
         self.pki.require()
         files = (self.pki.bridge_cert, self.pki.bridge_key, self.pki.ca_cert)
         return server_context(*files) if server else client_context(*files, check_hostname=False)
+
+    def _http_tls(self) -> ssl.SSLContext:
+        """HTTPS with the bridge's link certificate; a device's certificate is asked for, not required:
+        a device without one authenticates with its token."""
+        ctx = self._link_tls(server=True)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
 
     def _modbus_tls(self, srv: ModbusServerConfig) -> ssl.SSLContext:
         """Modbus/TCP Security: our certificate (the link PKI's by default) and the CA that client

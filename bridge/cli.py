@@ -233,6 +233,16 @@ def cmd_self_test(args: argparse.Namespace) -> int:
     return _api(args, "/api/self-test", {"device": args.device})
 
 
+def cmd_device_token(args: argparse.Namespace) -> int:
+    """A new HTTP ingest token for a device: the token for the device, its hash for the configuration."""
+    from .link.http_ingest import token_hash
+
+    token = secrets.token_urlsafe(32)
+    print(f"token for device {args.serial} (give it to the device; it is shown once): {token}")
+    print(f'configuration: [[devices]] serial_number = "{args.serial}"  http_token_sha256 = "{token_hash(token)}"')
+    return EXIT_OK
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from .fronts.opcua.passwords import hash_password
 
@@ -416,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (ki, kd, kc):
         sp.add_argument("--config", help="the bridge's configuration (its state_dir holds the CA)")
         sp.add_argument("--state-dir", help="the bridge's state_dir, instead of --config")
+
+    t = sub.add_parser("device-token", help="make an HTTP ingest token for a device without a TLS certificate")
+    t.add_argument("serial")
+    t.set_defaults(func=cmd_device_token)
 
     h = sub.add_parser("hash-password", help="hash a password for an OPC UA user in the configuration")
     h.add_argument("--password")

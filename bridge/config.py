@@ -78,6 +78,14 @@ class SerialLink(_Model):
 
 class LinksSection(_Model):
     listen: HostPort | None = Field(f"0.0.0.0:{DEFAULT_DEVICE_PORT}", description="where devices dial in")
+    http_listen: HostPort | None = Field(
+        None,
+        description="HTTP(S) package ingest for devices that can only POST (off by default; HTTPS beyond loopback)",
+    )
+    http_min_interval_s: float = Field(0.2, ge=0, le=60, description="least time between two POSTs of one device")
+    http_session_idle_s: float = Field(
+        30.0, gt=0, le=3600, description="a device's HTTP session ends when no POST came this long"
+    )
     dial: tuple[DialLink, ...] = ()
     serial: tuple[SerialLink, ...] = ()
     reconnect_max_s: float = Field(10.0, gt=0, le=600)
@@ -341,6 +349,12 @@ class Device(_Model):
     circuit_overcurrent_a: dict[
         Annotated[int, Field(ge=1, le=BOARD_CIRCUITS)], Annotated[float, Field(gt=0, le=200)]
     ] = Field(default_factory=dict, description="overcurrent threshold of single circuits, overriding overcurrent_a")
+    http_token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the device's HTTP ingest token, for devices without a TLS client certificate "
+        "(openstrom-bridge device-token makes one)",
+    )
     pq: PowerQualityLimits | None = Field(None, description="this device's limits instead of the bridge's [pq]")
 
     @field_validator("relays")
@@ -377,6 +391,9 @@ class Config(_Model):
         if self.links.listen:
             host, _, port = self.links.listen.rpartition(":")
             out.append(("links.listen", host, int(port)))
+        if self.links.http_listen:
+            host, _, port = self.links.http_listen.rpartition(":")
+            out.append(("links.http_listen", host, int(port)))
         if self.modbus.enabled:
             out += [(f"modbus.servers[{k}]", s.host, s.port) for k, s in enumerate(self.modbus.servers)]
         if self.opcua.enabled:

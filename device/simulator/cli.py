@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--connect", type=_hostport, metavar="HOST:PORT", help="dial a bridge (device dials in)")
     link.add_argument("--listen", type=_hostport, metavar="[HOST:]PORT", help="wait for the bridge to dial")
     link.add_argument("--serial", metavar="PATH", help="serial port (e.g. /dev/ttyUSB0 or a pty)")
+    link.add_argument("--http", metavar="URL", help="POST packages to a bridge's web-service ingest (.../v1/packages)")
+    p.add_argument("--token", help="the device's HTTP ingest token (for --http without a TLS certificate)")
+    p.add_argument("--post-interval", type=float, default=0.5, metavar="S", help="seconds between POSTs (--http)")
     p.add_argument("--baudrate", type=int, default=3_000_000)
     p.add_argument("--serial-number", default="OS-SIM-0001")
     p.add_argument("--scenario", metavar="FILE", help="YAML or TOML scenario (default: household board)")
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         connect=args.connect,
         listen=args.listen,
         serial=args.serial,
+        http=args.http,
+        token=args.token,
+        post_interval_s=args.post_interval,
         baudrate=args.baudrate,
         tls=tuple(Path(f) for f in tls_files) if all(tls_files) else None,  # type: ignore[arg-type]
     )

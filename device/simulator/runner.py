@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -25,12 +27,14 @@ from device.protocol import (
     ProtocolError,
     Role,
 )
+from device.protocol.package import Format, decode_package, encode_package
 
 from .device import SimulatedDevice
 
 WRITE_HIGH_WATER = 1 << 20  # bytes queued in the transport before we stop pushing blocks
 STATUS_INTERVAL_S = 1.0
 SERIAL_HELLO_INTERVAL_S = 2.0
+HTTP_MAX_BLOCKS = 16  # blocks in one package (~0.5 MB of JSON; a backlog after an outage goes in several)
 
 
 def log(message: str) -> None:
@@ -42,6 +46,9 @@ class LinkSpec:
     connect: tuple[str, int] | None = None
     listen: tuple[str, int] | None = None
     serial: str | None = None
+    http: str | None = None  # a bridge's package ingest URL (the seed's web-service path)
+    token: str | None = None  # the device's bearer token there, when it has no TLS certificate
+    post_interval_s: float = 0.5
     baudrate: int = 3_000_000
     tls: tuple[Path, Path, Path] | None = None  # (certificate, key, CA) for mutual TLS on TCP links
 
@@ -66,10 +73,14 @@ class Runner:
         self._sent_seq: int | None = None
         self._last_status = 0.0
         self._done = asyncio.Event()
+        self._outbox: list[Message] | None = None  # messages for the next POST (--http)
 
     # ---------------------------------------------------------------- sending
 
     def _write(self, msg: Message) -> None:
+        if self._outbox is not None:  # the web-service path: goes in the next POST
+            self._outbox.append(msg)
+            return
         if self._conn is None or self._writer is None:
             return
         self._writer.write(self._conn.send(msg))
@@ -226,8 +237,62 @@ class Runner:
             on_connected=lambda _n: log(f"serial line {path} open at {baudrate} baud"),
         )
 
+    async def _http(self, link: LinkSpec) -> None:
+        """The web-service path: every post interval one package of what a stream link would carry
+        (HELLO first in a session, the unsent blocks, STATUS when due, answers to commands); the
+        response's ACK frees SRAM, its commands are carried out and answered in the next POST. A
+        failed POST sends its blocks again (the bridge counts nothing twice)."""
+        import aiohttp  # only this mode needs an HTTP client
+
+        assert link.http is not None
+        fmt: Format = "xml" if self.encoding is Encoding.XML else "json"
+        headers = {"Content-Type": f"application/{fmt}"}
+        if link.token:
+            headers["Authorization"] = f"Bearer {link.token}"
+        if self.compress:
+            headers["Content-Encoding"] = "gzip"
+        ctx = client_context(*link.tls) if link.tls else None
+        hello_due, answers = True, list[Message]()
+        self._outbox = []
+        verify: ssl.SSLContext | bool = ctx if ctx is not None else True
+        backoff = Backoff(0.1, 5.0)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+            while True:
+                package: list[Any] = [self.device.hello()] if hello_due else []
+                package += answers + self._outbox
+                self._outbox.clear()
+                blocks = self.device.unsent_after(self.device.acked_seq)[:HTTP_MAX_BLOCKS]
+                package += blocks
+                now = time.monotonic()
+                if self.device.status_dirty or now - self._last_status >= STATUS_INTERVAL_S:
+                    self._last_status = now
+                    package.append(self.device.status())
+                body = encode_package(package, fmt)
+                if self.compress:
+                    body = gzip.compress(body, mtime=0)
+                try:
+                    async with http.post(link.http, data=body, headers=headers, ssl=verify) as resp:
+                        payload = await resp.read()
+                        if resp.status == 409:  # the bridge has no session for us (it restarted, or we were idle)
+                            hello_due = True
+                            continue
+                        if resp.status != 200:
+                            raise OSError(f"HTTP {resp.status}: {payload[:200]!r}")
+                    hello_due, answers = False, list[Message]()
+                    for msg in decode_package(payload, fmt):
+                        answers += self.device.handle(msg)  # type: ignore[arg-type]
+                    backoff.reset()
+                except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
+                    delay = backoff.failed()
+                    log(f"http post failed ({exc}); again in {delay:.1f} s")
+                    await asyncio.sleep(delay)
+                    continue
+                await asyncio.sleep(link.post_interval_s / self.speed)
+
     async def run(self, link: LinkSpec) -> None:
-        if link.connect:
+        if link.http:
+            link_coro = self._http(link)
+        elif link.connect:
             link_coro = self._dial(*link.connect, link.tls)
         elif link.listen:
             link_coro = self._listen(*link.listen, link.tls)
