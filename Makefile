@@ -28,6 +28,7 @@ bench: venv
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/opcua.py
+	$(BIN)/python bench/opcua_build.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/service.py --tls
 	$(BIN)/python bench/tls.py
