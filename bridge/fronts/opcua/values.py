@@ -196,12 +196,9 @@ class ValueWriter:
             values = () if cv is None else getattr(cv, m.field)
             spectrum = [float(x) for x in values[:HARMONIC_ORDERS]]
             spectrum += [math.nan] * (HARMONIC_ORDERS - len(spectrum))
-            await write(
-                self.nodes.values[(dev.name, c, m.field)],
-                SharedDataValue(
-                    ua.Variant(spectrum, double), StatusCode=status, SourceTimestamp=src, ServerTimestamp=now
-                ),
-            )
+            # measured in one window of analysis.harmonics_every and carried between: written when it
+            # changed (its SourceTimestamp is then the window it was measured in)
+            await self.put(self.nodes.values[(dev.name, c, m.field)], spectrum, double, status, src, now)
 
     async def _aggregates(
         self, dev: DeviceState, c: int, status: ua.StatusCode, src: dt.datetime, now: dt.datetime
