@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test soak bench lint docs clean
+.PHONY: venv run test soak bench lint docs proto clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,10 @@ lint: venv
 
 docs: venv
 	$(BIN)/python -m bridge.docs_gen
+
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -I bridge/fronts/mqtt --python_out=bridge/fronts/mqtt \
+		--pyi_out=bridge/fronts/mqtt bridge/fronts/mqtt/sparkplug_b.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

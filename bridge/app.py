@@ -42,6 +42,7 @@ class Endpoints:
     opcua: str | None = None
     http: str | None = None
     http_ingest: str | None = None
+    mqtt: str | None = None
 
 
 class BridgeApp:
@@ -62,6 +63,7 @@ class BridgeApp:
         self.ready = asyncio.Event()
         self._servers: list[Any] = []
         self.opcua: Any = None
+        self.mqtt: Any = None
         self._safe_state_done: set[str] = set()
         self._wired: set[str] = set()  # devices told their relay wiring in this connection
         self._commands_running: set[asyncio.Task[None]] = set()
@@ -130,6 +132,12 @@ class BridgeApp:
                     self.opcua = OpcUaFront(cfg, self.model, self.commands, self.state_dir)
                     await self.opcua.start()
                     self.endpoints.opcua = self.opcua.endpoint
+                if cfg.mqtt.enabled:
+                    from .fronts.mqtt.client import SparkplugFront
+
+                    self.mqtt = SparkplugFront(cfg, self.model, self.commands, self.state_dir)
+                    tg.create_task(self.mqtt.run(), name="mqtt")
+                    self.endpoints.mqtt = f"{cfg.mqtt.url} group {cfg.mqtt.group_id} node {cfg.mqtt.edge_node_id}"
                 if cfg.metrics.enabled:
                     from .fronts.http.server import serve_http
                     from .fronts.http.token import create_api_token

@@ -254,10 +254,20 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | None, rtu: str | None = None) -> Config:
+def demo_config(
+    state_dir: Path,
+    host: str,
+    *,
+    opcua: bool,
+    user_hash: str | None,
+    rtu: str | None = None,
+    mqtt_url: str | None = None,
+) -> Config:
     users = [{"name": "operator", "password_hash": user_hash, "role": "operator"}] if user_hash else []
     # --rtu: the same map as a Modbus RTU slave on that serial device, the serial-line defaults (19200 8E1)
     lines = [{"port": rtu, "map": "openstrom"}] if rtu else []
+    # --mqtt: the demo board on a broker as Sparkplug B edge node "demo"; relay DCMDs accepted, as its coils
+    mqtt = {"enabled": True, "url": mqtt_url, "edge_node_id": "demo", "command_role": "operator"} if mqtt_url else {}
     return Config.model_validate(
         {
             "bridge": {"name": "OpenStrom Bridge demo", "state_dir": str(state_dir), "log_level": "warning"},
@@ -277,6 +287,7 @@ def demo_config(state_dir: Path, host: str, *, opcua: bool, user_hash: str | Non
                 "users": users,
             },
             "metrics": {"listen": f"{host}:{DEFAULT_METRICS_PORT}"},
+            "mqtt": mqtt,
             "commands": {"min_interval_s": 1.0},
             "devices": [{"name": "demo", "serial_number": "OS-SIM-0001", "unit_id": 1}],
         }
@@ -292,7 +303,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(level="warning", json=False)
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="openstrom-demo-"))
     password = secrets.token_urlsafe(12)
-    config = demo_config(state_dir, args.host, opcua=not args.no_opcua, user_hash=hash_password(password), rtu=args.rtu)
+    config = demo_config(
+        state_dir,
+        args.host,
+        opcua=not args.no_opcua,
+        user_hash=hash_password(password),
+        rtu=args.rtu,
+        mqtt_url=args.mqtt,
+    )
     # what a plant makes once with `openstrom-bridge pki ...`: the CA, the device's and an operator's files
     init_pki(state_dir, [args.host] if args.host not in ("0.0.0.0", "") else [])
     dev_crt, dev_key, ca = issue_device(state_dir, "OS-SIM-0001", state_dir / "demo-device")
@@ -325,6 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 if args.rtu
                 else []
             ),
+            *([f"  Sparkplug B {args.mqtt}  spBv1.0/OpenStrom/+/demo (relay DCMDs accepted)"] if args.mqtt else []),
             f"  Modbus/TCP Security  {host}:{DEMO_SECURE_MODBUS_PORT}  map 'openstrom', mutual TLS; operator files:",
             f"               certificate {op_crt}  key {op_key}  CA {op_ca}",
         ]
@@ -366,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--state-dir", help="keep the demo's database here (default: a temporary folder)")
     d.add_argument("--no-opcua", action="store_true")
     d.add_argument("--rtu", metavar="DEVICE", help="also serve Modbus RTU on this serial device (19200 8E1)")
+    d.add_argument("--mqtt", metavar="URL", help="also publish Sparkplug B to this broker (e.g. mqtt://127.0.0.1:1883)")
     d.set_defaults(func=cmd_demo)
 
     m = sub.add_parser("map", help="register maps")

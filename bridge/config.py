@@ -261,6 +261,35 @@ class OpcUaSection(_Model):
     )
 
 
+class MqttSection(_Model):
+    """Northbound MQTT: the bridge as a Sparkplug B 3.0 edge node, each device a Sparkplug device."""
+
+    enabled: bool = False
+    url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        pattern=r"^mqtts?://[^/:\s]+(:\d{1,5})?/?$",
+        description="broker: mqtt://HOST[:PORT] (plain, loopback only) or mqtts://HOST[:PORT] (TLS)",
+    )
+    group_id: str = Field("OpenStrom", pattern=r"^[^/+#\s]{1,64}$", description="Sparkplug group id")
+    edge_node_id: str = Field("bridge", pattern=r"^[^/+#\s]{1,64}$", description="Sparkplug edge node id")
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = Field(None, description="CA of the broker's certificate (mqtts; default: the system's)")
+    tls_cert: str | None = Field(None, description="client certificate for the broker (mqtts)")
+    tls_key: str | None = None
+    command_role: RoleName = Field(
+        "viewer",
+        description="what a DCMD from the broker may do: viewer (nothing), operator (relays, aux, self-test)",
+    )
+
+    @model_validator(mode="after")
+    def _plain_on_loopback_only(self) -> MqttSection:
+        host = urlsplit(self.url).hostname or ""
+        if self.url.startswith("mqtt://") and not is_loopback(host):
+            raise ValueError(f"url {self.url}: plain MQTT to {host} is not allowed beyond loopback; use mqtts://")
+        return self
+
+
 class MetricsSection(_Model):
     enabled: bool = True
     listen: HostPort = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
@@ -380,6 +409,7 @@ class Config(_Model):
     modbus: ModbusSection = ModbusSection()
     opcua: OpcUaSection = OpcUaSection()
     metrics: MetricsSection = MetricsSection()
+    mqtt: MqttSection = MqttSection()
     commands: CommandsSection = CommandsSection()
     analysis: AnalysisSection = AnalysisSection()
     pq: PowerQualityLimits = PowerQualityLimits()

@@ -1,0 +1,188 @@
+"""The Sparkplug B front's MQTT side (aiomqtt): one session to the broker with NDEATH as its will,
+NBIRTH and a DBIRTH per online board, DDATA by exception on every model change, DDEATH when a board
+goes offline, Rebirth on NCMD, and DCMDs through the command path and the authoriser."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from bridge.commands import CommandPath, Origin, Role
+from bridge.config import Config
+from bridge.errors import BridgeError
+from bridge.logs import audit, get_logger
+from bridge.model import Change, DeviceState, ModelView
+
+from .sparkplug import EdgeNode, MetricDef, topic, wants_rebirth
+
+log = get_logger("bridge.mqtt")
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SparkplugFront:
+    def __init__(self, config: Config, model: ModelView, commands: CommandPath | None, state_dir: Path) -> None:
+        self.cfg = config.mqtt
+        self.model = model
+        self.commands = commands
+        self.bd_seq_file = state_dir / "mqtt-bdseq"
+        self.node = EdgeNode(self.cfg.group_id, self.cfg.edge_node_id, bd_seq=self._stored_bd_seq())
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self.role = Role.named(self.cfg.command_role)
+        self.connected = False
+
+    def _stored_bd_seq(self) -> int:
+        try:
+            return int(self.bd_seq_file.read_text().strip()) % 256
+        except (OSError, ValueError):
+            return 0
+
+    def _store_bd_seq(self) -> None:
+        self.bd_seq_file.write_text(str(self.node.bd_seq))
+
+    def _on_change(self, dev: DeviceState, what: Change) -> None:
+        self._dirty.add(dev.name)
+        self._wake.set()
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.cfg.url.startswith("mqtts://"):
+            return None
+        ctx = ssl.create_default_context(cafile=self.cfg.tls_ca)
+        if self.cfg.tls_cert and self.cfg.tls_key:
+            ctx.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+        return ctx
+
+    async def run(self) -> None:
+        """Connect, and again after every loss (each session a new bdSeq, as the spec says)."""
+        self.model.subscribe(self._on_change, {Change.SNAPSHOT, Change.LINK, Change.ALARM, Change.RELAY, Change.STATUS})
+        u = urlsplit(self.cfg.url)
+        tls = self._tls()
+        port = u.port or (8883 if tls else 1883)
+        delay = 0.5
+        while True:
+            will = aiomqtt.Will(
+                topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1, retain=False
+            )
+            try:
+                async with aiomqtt.Client(
+                    u.hostname or "127.0.0.1",
+                    port,
+                    username=self.cfg.username,
+                    password=self.cfg.password,
+                    tls_context=tls,
+                    will=will,
+                    identifier=f"openstrom-{self.node.group}-{self.node.node}",
+                    clean_session=True,
+                ) as client:
+                    delay = 0.5
+                    try:
+                        await self._session(client)
+                    except asyncio.CancelledError:
+                        # a clean stop: the broker drops the will on DISCONNECT, so say NDEATH ourselves
+                        with contextlib.suppress(Exception):
+                            async with asyncio.timeout(2):
+                                await client.publish(
+                                    topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1
+                                )
+                        raise
+            except aiomqtt.MqttError as exc:
+                self.connected = False
+                log.warning("mqtt broker unreachable; retrying", broker=self.cfg.url, error=str(exc), retry_s=delay)
+            self.node.bd_seq = (self.node.bd_seq + 1) % 256
+            self._store_bd_seq()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        g, n = self.node.group, self.node.node
+        await client.subscribe(topic(g, "NCMD", n), qos=1)
+        await client.subscribe(topic(g, "DCMD", n, "+"), qos=1)
+        await self._birth(client)
+        self.connected = True
+        log.info("sparkplug edge node online", broker=self.cfg.url, group=g, node=n, bd_seq=self.node.bd_seq)
+        messages = asyncio.ensure_future(self._messages(client))
+        try:
+            while not messages.done():
+                await self._publish_changes(client)
+                self._wake.clear()
+                waiter = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait([waiter, messages], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            messages.result()
+        finally:
+            messages.cancel()
+
+    async def _birth(self, client: aiomqtt.Client) -> None:
+        g, n = self.node.group, self.node.node
+        await client.publish(topic(g, "NBIRTH", n), self.node.nbirth(_ms()), qos=0)
+        for dev in self.model.devices.values():
+            if dev.online:
+                await client.publish(topic(g, "DBIRTH", n, dev.name), self.node.dbirth(dev, _ms()), qos=0)
+
+    async def _publish_changes(self, client: aiomqtt.Client) -> None:
+        g, n = self.node.group, self.node.node
+        dirty, self._dirty = self._dirty, set()
+        for name in sorted(dirty):
+            dev = self.model.devices.get(name)
+            if dev is None:
+                continue
+            now = _ms()
+            if not dev.online:
+                if name in self.node.born:
+                    await client.publish(topic(g, "DDEATH", n, name), self.node.ddeath(dev, now), qos=0)
+                continue
+            if name not in self.node.born:
+                await client.publish(topic(g, "DBIRTH", n, name), self.node.dbirth(dev, now), qos=0)
+                continue
+            source = int(dev.snapshot.time_s * 1000) if dev.snapshot is not None else now
+            data = self.node.ddata(dev, now, source)
+            if data is not None:
+                await client.publish(topic(g, "DDATA", n, name), data, qos=0)
+
+    async def _messages(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            parts = str(message.topic).split("/")
+            payload = bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b""
+            try:
+                if parts[2] == "NCMD" and wants_rebirth(payload):
+                    log.info("sparkplug rebirth asked")
+                    await self._birth(client)
+                elif parts[2] == "DCMD" and len(parts) == 5:
+                    await self._command(parts[4], payload)
+            except Exception as exc:  # a malformed command must not end the session
+                log.warning("sparkplug command not understood", topic=str(message.topic), error=repr(exc))
+
+    async def _command(self, device: str, payload: bytes) -> None:
+        origin = Origin(front="mqtt", user=self.cfg.username or "", client=self.cfg.url, role=self.role)
+        for d, value in self.node.command_targets(device, payload):
+            try:
+                await self._write(device, d, value, origin)
+            except BridgeError as exc:
+                log.warning("sparkplug command refused", device=device, metric=d.name, error=str(exc))
+        self._dirty.add(device)
+        self._wake.set()
+
+    async def _write(self, device: str, d: MetricDef, value: Any, origin: Origin) -> None:
+        if self.commands is None:
+            return
+        name = d.quantity.name
+        if name == "circuit.relay":
+            await self.commands.switch_relay(device, d.circuit, bool(value), origin)
+        elif name == "circuit.relay_select":
+            self.commands.select(device, d.circuit, int(value) == 1, origin)
+        elif name == "device.aux":
+            await self.commands.switch_aux(device, bool(value), origin)
+        elif name == "device.self_test" and value:
+            await self.commands.self_test(device, origin)
+        else:
+            audit("sparkplug command refused", device=device, metric=d.name, reason="not writable")

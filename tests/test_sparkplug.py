@@ -1,0 +1,134 @@
+"""The Sparkplug B edge node against a real broker process (Mosquitto) and a host application that
+subscribes with aiomqtt: births with the catalogue's metrics, DDATA by exception with aliases, a relay
+DCMD through the command path, Rebirth on NCMD, DDEATH when a board goes offline, NDEATH at a stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from bridge.fronts.mqtt.sparkplug_b_pb2 import Payload
+from device.simulator.process import SimulatorProcess
+from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@contextlib.asynccontextmanager
+async def mosquitto(tmp: Path) -> AsyncIterator[int]:
+    exe = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
+    if exe is None:
+        pytest.fail("the Sparkplug tests need a Mosquitto broker (.ci/run installs the mosquitto package)")
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = await asyncio.create_subprocess_exec(exe, "-c", str(conf), stderr=asyncio.subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mosquitto did not start"
+                await asyncio.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 5)
+
+
+class Host:
+    """A Sparkplug host application: every message on spBv1.0/#, decoded."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, Any]] = []
+
+    def of(self, kind: str, device: str | None = None) -> list[Any]:
+        return [p for t, p in self.got if t.split("/")[2] == kind and (device is None or t.endswith("/" + device))]
+
+    async def listen(self, client: aiomqtt.Client) -> None:
+        async for m in client.messages:
+            p = Payload()
+            p.ParseFromString(bytes(m.payload))  # type: ignore[arg-type]
+            self.got.append((str(m.topic), p))
+
+
+def _metric(p: Any, name: str) -> Any:
+    return next(m for m in p.metrics if m.name == name)
+
+
+async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path) -> None:
+    async with mosquitto(tmp_path) as port:
+        config, ports = bridge_config(
+            tmp_path,
+            mqtt={
+                "enabled": True,
+                "url": f"mqtt://127.0.0.1:{port}",
+                "edge_node_id": "bridge1",
+                "command_role": "operator",
+            },
+        )
+        host = Host()
+        async with aiomqtt.Client("127.0.0.1", port, identifier="host-app") as hc:
+            await hc.subscribe("spBv1.0/#", qos=1)
+            listener = asyncio.ensure_future(host.listen(hc))
+            sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT)])
+            try:
+                async with running_bridge(config, tmp_path) as app, sim:
+                    dev = app.model.devices["board1"]
+                    await wait_for(lambda: host.of("NBIRTH"), 20, "NBIRTH")
+                    nbirth = host.of("NBIRTH")[0]
+                    assert nbirth.seq == 0 and _metric(nbirth, "bdSeq").long_value >= 0
+                    assert _metric(nbirth, "Node Control/Rebirth").boolean_value is False
+                    await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "DBIRTH")
+                    await wait_for(lambda: len(host.of("DDATA", "board1")) >= 3, 20, "DDATA")
+                    births = host.of("DBIRTH", "board1")
+                    volts = _metric(births[-1], "Circuit01/v_rms")
+                    assert volts.datatype == 10 and volts.alias > 0  # Double, aliased
+                    assert volts.properties.keys[0] == "engUnit" and volts.properties.values[0].string_value == "V"
+                    # DDATA by alias only, and the live value analytic
+                    by_alias = {m.alias: m for p in host.of("DDATA", "board1") for m in p.metrics}
+                    assert all(not m.name for m in by_alias.values())
+                    assert by_alias[volts.alias].double_value == pytest.approx(230.0, rel=5e-4)
+                    seqs = [p.seq for t, p in host.got if "NDEATH" not in t]
+                    assert seqs == [k % 256 for k in range(len(seqs))]  # one sequence over the node's messages
+                    # a relay DCMD from the host goes through the command path
+                    relay = _metric(births[-1], "Circuit02/relay")
+                    cmd = Payload(timestamp=int(time.time() * 1000))
+                    cmd.metrics.add(name="Circuit02/relay", datatype=11, boolean_value=False)
+                    await hc.publish("spBv1.0/OpenStrom/DCMD/bridge1/board1", cmd.SerializeToString(), qos=1)
+                    await wait_for(lambda: dev.circuits[1].relay_on is False, 10, "relay 2 off")
+                    await wait_for(
+                        lambda: any(
+                            m.alias == relay.alias and m.boolean_value is False
+                            for p in host.of("DDATA", "board1")
+                            for m in p.metrics
+                        ),
+                        10,
+                        "the relay's DDATA",
+                    )
+                    # Rebirth on NCMD: a new NBIRTH (seq 0) and DBIRTH
+                    reb = Payload()
+                    reb.metrics.add(name="Node Control/Rebirth", datatype=11, boolean_value=True)
+                    await hc.publish("spBv1.0/OpenStrom/NCMD/bridge1", reb.SerializeToString(), qos=1)
+                    await wait_for(lambda: len(host.of("NBIRTH")) >= 2, 10, "the rebirth")
+                    await wait_for(lambda: len(host.of("DBIRTH", "board1")) >= 2, 10, "the device's rebirth")
+                    # the board goes offline: DDEATH
+                    await sim.stop()
+                    await wait_for(lambda: host.of("DDEATH", "board1"), 15, "DDEATH")
+                # the bridge stopped: NDEATH with the session's bdSeq
+                await wait_for(lambda: host.of("NDEATH"), 10, "NDEATH")
+                assert _metric(host.of("NDEATH")[-1], "bdSeq").long_value == _metric(nbirth, "bdSeq").long_value
+            finally:
+                listener.cancel()
