@@ -281,6 +281,14 @@ class MqttSection(_Model):
         "viewer",
         description="what a DCMD from the broker may do: viewer (nothing), operator (relays, aux, self-test)",
     )
+    primary_host_id: str | None = Field(
+        None,
+        pattern=r"^[^/+#\s]{1,64}$",
+        description="the Sparkplug primary host application: publish only while its STATE says online",
+    )
+    store_forward_max: int = Field(
+        100_000, ge=0, le=10_000_000, description="changes kept while the broker or the primary host is away"
+    )
 
     @model_validator(mode="after")
     def _plain_on_loopback_only(self) -> MqttSection:

@@ -24,12 +24,12 @@ pytestmark = pytest.mark.e2e
 
 
 @contextlib.asynccontextmanager
-async def mosquitto(tmp: Path) -> AsyncIterator[int]:
+async def mosquitto(tmp: Path, port: int | None = None) -> AsyncIterator[int]:
     exe = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
     if exe is None:
         pytest.fail("the Sparkplug tests need a Mosquitto broker (.ci/run installs the mosquitto package)")
-    port = free_port()
-    conf = tmp / "mosquitto.conf"
+    port = port or free_port()
+    conf = tmp / f"mosquitto-{port}.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     proc = await asyncio.create_subprocess_exec(exe, "-c", str(conf), stderr=asyncio.subprocess.DEVNULL)
     try:
@@ -132,3 +132,58 @@ async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path)
                 assert _metric(host.of("NDEATH")[-1], "bdSeq").long_value == _metric(nbirth, "bdSeq").long_value
             finally:
                 listener.cancel()
+
+
+async def test_store_and_forward_through_a_broker_outage_and_the_primary_host_state(tmp_path: Path) -> None:
+    """With a primary host configured the node is born only while the host's STATE says online; the
+    changes noted while the broker was down come after the rebirth as is_historical DDATA."""
+    port = free_port()
+    config, ports = bridge_config(
+        tmp_path,
+        mqtt={
+            "enabled": True,
+            "url": f"mqtt://127.0.0.1:{port}",
+            "edge_node_id": "bridge1",
+            "primary_host_id": "scada",
+        },
+    )
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT)])
+    state_topic = "spBv1.0/STATE/scada"
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.online and dev.snapshot is not None, 20, "online")
+        host = Host()
+        async with mosquitto(tmp_path, port), aiomqtt.Client("127.0.0.1", port, identifier="scada") as hc:
+            await hc.subscribe("spBv1.0/OpenStrom/#", qos=1)
+            listener = asyncio.ensure_future(host.listen(hc))
+            try:
+                await hc.publish(state_topic, b'{"online": false, "timestamp": 1}', qos=1, retain=True)
+                await asyncio.sleep(2.0)
+                assert not host.of("NBIRTH")  # the primary host is offline: no birth
+                await hc.publish(state_topic, b'{"online": true, "timestamp": 2}', qos=1, retain=True)
+                await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "births once the host is online")
+            finally:
+                listener.cancel()
+        # the broker is gone: the node keeps the changes
+        await wait_for(lambda: len(app.mqtt.backlog) >= 3, 20, "changes kept while the broker is away")
+        async with mosquitto(tmp_path, port):
+            host2 = Host()
+            async with aiomqtt.Client("127.0.0.1", port, identifier="scada2") as hc:
+                await hc.subscribe("spBv1.0/OpenStrom/#", qos=1)
+                listener = asyncio.ensure_future(host2.listen(hc))
+                try:
+                    await hc.publish(state_topic, b'{"online": true, "timestamp": 3}', qos=1, retain=True)
+                    await wait_for(lambda: host2.of("NBIRTH"), 30, "the rebirth after the outage")
+                    historical = [m for p in host2.of("DDATA", "board1") for m in p.metrics if m.is_historical]
+                    await wait_for(
+                        lambda: any(m.is_historical for p in host2.of("DDATA", "board1") for m in p.metrics),
+                        10,
+                        "historical DDATA",
+                    )
+                    historical = [m for p in host2.of("DDATA", "board1") for m in p.metrics if m.is_historical]
+                    assert historical and all(m.timestamp > 0 for m in historical)
+                    assert len(app.mqtt.backlog) == 0
+                    nb = [p for p in host2.of("NBIRTH")][-1]
+                    assert _metric(nb, "bdSeq").long_value != _metric(host.of("NBIRTH")[0], "bdSeq").long_value
+                finally:
+                    listener.cancel()

@@ -5,7 +5,9 @@ goes offline, Rebirth on NCMD, and DCMDs through the command path and the author
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import ssl
 import time
 from pathlib import Path
@@ -29,6 +31,10 @@ def _ms() -> int:
     return int(time.time() * 1000)
 
 
+class _HostOffline(Exception):
+    """The primary host application said it is offline."""
+
+
 class SparkplugFront:
     def __init__(self, config: Config, model: ModelView, commands: CommandPath | None, state_dir: Path) -> None:
         self.cfg = config.mqtt
@@ -40,6 +46,14 @@ class SparkplugFront:
         self._wake = asyncio.Event()
         self.role = Role.named(self.cfg.command_role)
         self.connected = False
+        self.publishing = False  # born, and the primary host (if any) online
+        self.host_online = asyncio.Event()
+        # store-and-forward: changes noted while not publishing, sent as historical DDATA after the
+        # next birth; bounded (the oldest go first when it is full)
+        self.backlog: collections.deque[tuple[str, int, list[tuple[MetricDef, Any]]]] = collections.deque(
+            maxlen=self.cfg.store_forward_max or None
+        )
+        self.dropped = 0
 
     def _stored_bd_seq(self) -> int:
         try:
@@ -65,6 +79,8 @@ class SparkplugFront:
     async def run(self) -> None:
         """Connect, and again after every loss (each session a new bdSeq, as the spec says)."""
         self.model.subscribe(self._on_change, {Change.SNAPSHOT, Change.LINK, Change.ALARM, Change.RELAY, Change.STATUS})
+        recorder = asyncio.ensure_future(self.record_while_away())
+        self._background = recorder  # held for the front's life
         u = urlsplit(self.cfg.url)
         tls = self._tls()
         port = u.port or (8883 if tls else 1883)
@@ -87,6 +103,13 @@ class SparkplugFront:
                     delay = 0.5
                     try:
                         await self._session(client)
+                    except _HostOffline:
+                        # leaving on purpose: the broker drops the will on DISCONNECT, so say NDEATH
+                        async with asyncio.timeout(2):
+                            await client.publish(
+                                topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1
+                            )
+                        raise
                     except asyncio.CancelledError:
                         # a clean stop: the broker drops the will on DISCONNECT, so say NDEATH ourselves
                         with contextlib.suppress(Exception):
@@ -95,6 +118,8 @@ class SparkplugFront:
                                     topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1
                                 )
                         raise
+            except _HostOffline:
+                self.connected = False
             except aiomqtt.MqttError as exc:
                 self.connected = False
                 log.warning("mqtt broker unreachable; retrying", broker=self.cfg.url, error=str(exc), retry_s=delay)
@@ -107,11 +132,22 @@ class SparkplugFront:
         g, n = self.node.group, self.node.node
         await client.subscribe(topic(g, "NCMD", n), qos=1)
         await client.subscribe(topic(g, "DCMD", n, "+"), qos=1)
-        await self._birth(client)
         self.connected = True
-        log.info("sparkplug edge node online", broker=self.cfg.url, group=g, node=n, bd_seq=self.node.bd_seq)
         messages = asyncio.ensure_future(self._messages(client))
         try:
+            if self.cfg.primary_host_id:
+                # births wait for the primary host's STATE (retained: it arrives at once when known)
+                self.host_online.clear()
+                await client.subscribe(f"spBv1.0/STATE/{self.cfg.primary_host_id}", qos=1)
+                online = asyncio.ensure_future(self.host_online.wait())
+                await asyncio.wait([online, messages], return_when=asyncio.FIRST_COMPLETED)
+                online.cancel()
+                if messages.done():
+                    messages.result()
+            await self._birth(client)
+            await self._replay(client)
+            self.publishing = True
+            log.info("sparkplug edge node online", broker=self.cfg.url, group=g, node=n, bd_seq=self.node.bd_seq)
             while not messages.done():
                 await self._publish_changes(client)
                 self._wake.clear()
@@ -120,7 +156,45 @@ class SparkplugFront:
                 waiter.cancel()
             messages.result()
         finally:
+            self.publishing = self.connected = False
             messages.cancel()
+
+    async def record_while_away(self) -> None:
+        """Store-and-forward: while not publishing, every change of a born device is kept (bounded)."""
+        while True:
+            await self._wake.wait()
+            if self.publishing:
+                await asyncio.sleep(0.05)  # the session publishes; look again later
+                continue
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            for name in sorted(dirty):
+                dev = self.model.devices.get(name)
+                if dev is None or name not in self.node.metrics or not dev.online:
+                    continue
+                changed = self.node.changes(dev)
+                if changed:
+                    if self.backlog.maxlen is not None and len(self.backlog) == self.backlog.maxlen:
+                        self.dropped += 1
+                    source = int(dev.snapshot.time_s * 1000) if dev.snapshot is not None else _ms()
+                    self.backlog.append((name, source, changed))
+
+    async def _replay(self, client: aiomqtt.Client) -> None:
+        g, n = self.node.group, self.node.node
+        if self.dropped:
+            log.warning("sparkplug store-and-forward was full: oldest changes dropped", dropped=self.dropped)
+            self.dropped = 0
+        sent = 0
+        while self.backlog:
+            name, source, changed = self.backlog.popleft()
+            if name not in self.node.born:
+                continue
+            data = self.node.ddata(changed, _ms(), source, historical=True)
+            if data is not None:
+                await client.publish(topic(g, "DDATA", n, name), data, qos=0)
+                sent += 1
+        if sent:
+            log.info("sparkplug stored changes sent as historical", messages=sent)
 
     async def _birth(self, client: aiomqtt.Client) -> None:
         g, n = self.node.group, self.node.node
@@ -145,7 +219,7 @@ class SparkplugFront:
                 await client.publish(topic(g, "DBIRTH", n, name), self.node.dbirth(dev, now), qos=0)
                 continue
             source = int(dev.snapshot.time_s * 1000) if dev.snapshot is not None else now
-            data = self.node.ddata(dev, now, source)
+            data = self.node.ddata(self.node.changes(dev), now, source)
             if data is not None:
                 await client.publish(topic(g, "DDATA", n, name), data, qos=0)
 
@@ -153,6 +227,9 @@ class SparkplugFront:
         async for message in client.messages:
             parts = str(message.topic).split("/")
             payload = bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b""
+            if parts[1] == "STATE":
+                self._state(payload)
+                continue
             try:
                 if parts[2] == "NCMD" and wants_rebirth(payload):
                     log.info("sparkplug rebirth asked")
@@ -161,6 +238,20 @@ class SparkplugFront:
                     await self._command(parts[4], payload)
             except Exception as exc:  # a malformed command must not end the session
                 log.warning("sparkplug command not understood", topic=str(message.topic), error=repr(exc))
+
+    def _state(self, payload: bytes) -> None:
+        """The primary host's STATE ({"online": bool, "timestamp": ms}): offline ends the session (the
+        edge node dies and births again when the host is back), as Sparkplug 3.0 asks."""
+        try:
+            online = bool(json.loads(payload.decode())["online"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            log.warning("sparkplug STATE not understood", payload=payload[:100].decode(errors="replace"))
+            return
+        if online:
+            self.host_online.set()
+        elif self.publishing:
+            log.warning("sparkplug primary host offline: the edge node goes offline until it returns")
+            raise _HostOffline
 
     async def _command(self, device: str, payload: bytes) -> None:
         origin = Origin(front="mqtt", user=self.cfg.username or "", client=self.cfg.url, role=self.role)

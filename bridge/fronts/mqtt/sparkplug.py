@@ -127,20 +127,31 @@ class EdgeNode:
         self.born.add(dev.name)
         return bytes(p.SerializeToString())
 
-    def ddata(self, dev: DeviceState, now_ms: int, source_ms: int) -> bytes | None:
-        """The metrics that changed since the last birth or data (report by exception), by alias;
-        None when nothing changed."""
+    def changes(self, dev: DeviceState) -> list[tuple[MetricDef, Value]]:
+        """The metrics that changed since the last birth or look (report by exception)."""
         last = self.published.setdefault(dev.name, {})
-        p = Payload(timestamp=now_ms)
+        out: list[tuple[MetricDef, Value]] = []
         for d in self.metrics.get(dev.name, ()):
             value = d.read(dev)
             if d.alias in last and _same(last[d.alias], value):
                 continue
             last[d.alias] = value
-            m = p.metrics.add(alias=d.alias, timestamp=source_ms, datatype=int(d.datatype))
-            _set_value(m, d.datatype, value)
-        if not p.metrics:
+            out.append((d, value))
+        return out
+
+    def ddata(
+        self, changed: list[tuple[MetricDef, Value]], now_ms: int, source_ms: int, *, historical: bool = False
+    ) -> bytes | None:
+        """DDATA of changed metrics, by alias; ``historical`` for values stored while the broker or
+        the primary host was away (a host never lets them overwrite live ones). None when empty."""
+        if not changed:
             return None
+        p = Payload(timestamp=now_ms)
+        for d, value in changed:
+            m = p.metrics.add(alias=d.alias, timestamp=source_ms, datatype=int(d.datatype))
+            if historical:
+                m.is_historical = True
+            _set_value(m, d.datatype, value)
         p.seq = self._next_seq()
         return bytes(p.SerializeToString())
 
