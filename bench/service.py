@@ -1,6 +1,6 @@
 """The whole bridge under load: CPU per device-second of signal, end to end, in separate processes.
 
-    .venv/bin/python bench/service.py [--devices 10] [--speed 1] [--seconds 20] [--no-opcua] [--tls]
+    .venv/bin/python bench/service.py [--devices 10] [--speed 1] [--seconds 20] [--no-opcua] [--tls] [--mqtt]
 
 Starts ``openstrom-bridge run`` (Modbus on both maps, OPC UA on, BLAS on one thread as the service
 runs it) and ``--devices`` simulator processes dialling in, each sending ``--speed`` times real time
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
-def write_config(tmp: Path, devices: int, opcua: bool, tls: bool) -> tuple[Path, dict[str, int]]:
+def write_config(
+    tmp: Path, devices: int, opcua: bool, tls: bool, mqtt_port: int | None = None
+) -> tuple[Path, dict[str, int]]:
     ports = {k: free_port() for k in ("device", "modbus", "sunspec", "opcua", "http")}
     doc = {
         "bridge": {"name": "bench", "state_dir": str(tmp / "state"), "log_level": "warning"},
@@ -72,6 +75,7 @@ def write_config(tmp: Path, devices: int, opcua: bool, tls: bool) -> tuple[Path,
         },
         "opcua": {"enabled": opcua, "endpoint": f"opc.tcp://127.0.0.1:{ports['opcua']}/openstrom"},
         "metrics": {"listen": f"127.0.0.1:{ports['http']}"},
+        "mqtt": {"enabled": mqtt_port is not None, "url": f"mqtt://127.0.0.1:{mqtt_port or 1883}"},
         "devices": [
             {"name": f"dev{k:02d}", "serial_number": f"OS-BENCH-{k:04d}", "unit_id": k} for k in range(1, devices + 1)
         ],
@@ -100,12 +104,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured interval (wall)")
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
     ap.add_argument("--no-opcua", action="store_true")
+    ap.add_argument("--mqtt", action="store_true", help="also the Sparkplug B front, to a local Mosquitto")
     ap.add_argument("--tls", action="store_true", help="device links over mutual TLS (certificates issued here)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="openstrom-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        config, ports = write_config(tmp, args.devices, not args.no_opcua, args.tls)
+        broker = None
+        mqtt_port = None
+        if args.mqtt:
+            mqtt_port = free_port()
+            (tmp / "mosquitto.conf").write_text(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n")
+            exe = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin") or "mosquitto"
+            broker = subprocess.Popen([exe, "-c", str(tmp / "mosquitto.conf")], stderr=subprocess.DEVNULL)
+        config, ports = write_config(tmp, args.devices, not args.no_opcua, args.tls, mqtt_port)
         tls_args: dict[int, list[str]] = {}
         if args.tls:
             init_pki(tmp / "state")
@@ -137,9 +149,10 @@ def main() -> None:
             time.sleep(args.seconds)
             m1, c1, s1, t1 = scrape(f"{metrics}/metrics"), cpu_seconds(bridge.pid), sims_cpu(), time.monotonic()
         finally:
-            for p in [*sims, bridge]:
+            procs = [*sims, bridge, *([broker] if broker is not None else [])]
+            for p in procs:
                 p.terminate()
-            for p in [*sims, bridge]:
+            for p in procs:
                 try:
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:
