@@ -136,7 +136,8 @@ async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path)
 
 async def test_store_and_forward_through_a_broker_outage_and_the_primary_host_state(tmp_path: Path) -> None:
     """With a primary host configured the node is born only while the host's STATE says online; the
-    changes noted while the broker was down come after the rebirth as is_historical DDATA."""
+    changes noted while the broker was down, kept across a bridge restart, come after the rebirth as
+    is_historical DDATA."""
     port = free_port()
     config, ports = bridge_config(
         tmp_path,
@@ -149,41 +150,45 @@ async def test_store_and_forward_through_a_broker_outage_and_the_primary_host_st
     )
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT)])
     state_topic = "spBv1.0/STATE/scada"
-    async with running_bridge(config, tmp_path) as app, sim:
-        dev = app.model.devices["board1"]
-        await wait_for(lambda: dev.online and dev.snapshot is not None, 20, "online")
-        host = Host()
-        async with mosquitto(tmp_path, port), aiomqtt.Client("127.0.0.1", port, identifier="scada") as hc:
-            await hc.subscribe("spBv1.0/OpenStrom/#", qos=1)
-            listener = asyncio.ensure_future(host.listen(hc))
-            try:
-                await hc.publish(state_topic, b'{"online": false, "timestamp": 1}', qos=1, retain=True)
-                await asyncio.sleep(2.0)
-                assert not host.of("NBIRTH")  # the primary host is offline: no birth
-                await hc.publish(state_topic, b'{"online": true, "timestamp": 2}', qos=1, retain=True)
-                await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "births once the host is online")
-            finally:
-                listener.cancel()
-        # the broker is gone: the node keeps the changes
-        await wait_for(lambda: len(app.mqtt.backlog) >= 3, 20, "changes kept while the broker is away")
-        async with mosquitto(tmp_path, port):
+    host = Host()
+    async with sim:
+        async with running_bridge(config, tmp_path) as app:
+            dev = app.model.devices["board1"]
+            await wait_for(lambda: dev.online and dev.snapshot is not None, 20, "online")
+            async with mosquitto(tmp_path, port), aiomqtt.Client("127.0.0.1", port, identifier="scada") as hc:
+                await hc.subscribe("spBv1.0/OpenStrom/#", qos=1)
+                listener = asyncio.ensure_future(host.listen(hc))
+                try:
+                    await hc.publish(state_topic, b'{"online": false, "timestamp": 1}', qos=1, retain=True)
+                    await asyncio.sleep(2.0)
+                    assert not host.of("NBIRTH")  # the primary host is offline: no birth
+                    await hc.publish(state_topic, b'{"online": true, "timestamp": 2}', qos=1, retain=True)
+                    await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "births once the host is online")
+                finally:
+                    listener.cancel()
+            # the broker is gone: the node keeps the changes, and they survive a restart of the bridge
+            await wait_for(lambda: len(app.mqtt.backlog) >= 3, 20, "changes kept while the broker is away")
+        async with running_bridge(config, tmp_path) as app:
+            kept = len(app.mqtt.backlog)
+            assert kept >= 3
+            dev = app.model.devices["board1"]
+            await wait_for(lambda: dev.online, 20, "the device again")
             host2 = Host()
-            async with aiomqtt.Client("127.0.0.1", port, identifier="scada2") as hc:
+            async with mosquitto(tmp_path, port), aiomqtt.Client("127.0.0.1", port, identifier="scada2") as hc:
                 await hc.subscribe("spBv1.0/OpenStrom/#", qos=1)
                 listener = asyncio.ensure_future(host2.listen(hc))
                 try:
                     await hc.publish(state_topic, b'{"online": true, "timestamp": 3}', qos=1, retain=True)
                     await wait_for(lambda: host2.of("NBIRTH"), 30, "the rebirth after the outage")
-                    historical = [m for p in host2.of("DDATA", "board1") for m in p.metrics if m.is_historical]
                     await wait_for(
-                        lambda: any(m.is_historical for p in host2.of("DDATA", "board1") for m in p.metrics),
+                        lambda: sum(m.is_historical for p in host2.of("DDATA", "board1") for m in p.metrics) > 0,
                         10,
                         "historical DDATA",
                     )
                     historical = [m for p in host2.of("DDATA", "board1") for m in p.metrics if m.is_historical]
-                    assert historical and all(m.timestamp > 0 for m in historical)
-                    assert len(app.mqtt.backlog) == 0
-                    nb = [p for p in host2.of("NBIRTH")][-1]
+                    assert all(m.timestamp > 0 and m.alias > 0 for m in historical)
+                    await wait_for(lambda: len(app.mqtt.backlog) == 0, 10, "the store emptied")
+                    nb = host2.of("NBIRTH")[-1]
                     assert _metric(nb, "bdSeq").long_value != _metric(host.of("NBIRTH")[0], "bdSeq").long_value
                 finally:
                     listener.cancel()

@@ -5,7 +5,6 @@ goes offline, Rebirth on NCMD, and DCMDs through the command path and the author
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import ssl
@@ -22,7 +21,8 @@ from bridge.errors import BridgeError
 from bridge.logs import audit, get_logger
 from bridge.model import Change, DeviceState, ModelView
 
-from .sparkplug import EdgeNode, MetricDef, topic, wants_rebirth
+from .backlog import Backlog
+from .sparkplug import EdgeNode, MetricDef, device_metrics, topic, wants_rebirth
 
 log = get_logger("bridge.mqtt")
 
@@ -49,10 +49,8 @@ class SparkplugFront:
         self.publishing = False  # born, and the primary host (if any) online
         self.host_online = asyncio.Event()
         # store-and-forward: changes noted while not publishing, sent as historical DDATA after the
-        # next birth; bounded (the oldest go first when it is full)
-        self.backlog: collections.deque[tuple[str, int, list[tuple[MetricDef, Any]]]] = collections.deque(
-            maxlen=self.cfg.store_forward_max or None
-        )
+        # next birth; bounded (the oldest go first when it is full) and kept across restarts
+        self.backlog = Backlog(state_dir / "mqtt-store-and-forward.sqlite", self.cfg.store_forward_max)
         self.dropped = 0
 
     def _stored_bd_seq(self) -> int:
@@ -170,14 +168,14 @@ class SparkplugFront:
             dirty, self._dirty = self._dirty, set()
             for name in sorted(dirty):
                 dev = self.model.devices.get(name)
-                if dev is None or name not in self.node.metrics or not dev.online:
+                if dev is None or not dev.online:
                     continue
+                if name not in self.node.metrics:  # never born in this run (started while away)
+                    self.node.metrics[name] = device_metrics(dev)
                 changed = self.node.changes(dev)
-                if changed:
-                    if self.backlog.maxlen is not None and len(self.backlog) == self.backlog.maxlen:
-                        self.dropped += 1
+                if changed and self.cfg.store_forward_max:
                     source = int(dev.snapshot.time_s * 1000) if dev.snapshot is not None else _ms()
-                    self.backlog.append((name, source, changed))
+                    self.dropped += self.backlog.append(name, source, [(d.alias, v) for d, v in changed])
 
     async def _replay(self, client: aiomqtt.Client) -> None:
         g, n = self.node.group, self.node.node
@@ -185,14 +183,15 @@ class SparkplugFront:
             log.warning("sparkplug store-and-forward was full: oldest changes dropped", dropped=self.dropped)
             self.dropped = 0
         sent = 0
-        while self.backlog:
-            name, source, changed = self.backlog.popleft()
-            if name not in self.node.born:
-                continue
-            data = self.node.ddata(changed, _ms(), source, historical=True)
-            if data is not None:
-                await client.publish(topic(g, "DDATA", n, name), data, qos=0)
-                sent += 1
+        for row_id, name, source, values in self.backlog.pending():
+            defs = {d.alias: d for d in self.node.metrics.get(name, ())}
+            changed = [(defs[a], v) for a, v in values if a in defs]
+            if name in self.node.born:  # a device not online now has its stored changes dropped with it
+                data = self.node.ddata(changed, _ms(), source, historical=True)
+                if data is not None:
+                    await client.publish(topic(g, "DDATA", n, name), data, qos=0)
+                    sent += 1
+            self.backlog.done(row_id)
         if sent:
             log.info("sparkplug stored changes sent as historical", messages=sent)
 
