@@ -101,20 +101,8 @@ class SparkplugFront:
                     delay = 0.5
                     try:
                         await self._session(client)
-                    except _HostOffline:
-                        # leaving on purpose: the broker drops the will on DISCONNECT, so say NDEATH
-                        async with asyncio.timeout(2):
-                            await client.publish(
-                                topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1
-                            )
-                        raise
-                    except asyncio.CancelledError:
-                        # a clean stop: the broker drops the will on DISCONNECT, so say NDEATH ourselves
-                        with contextlib.suppress(Exception):
-                            async with asyncio.timeout(2):
-                                await client.publish(
-                                    topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1
-                                )
+                    except (_HostOffline, asyncio.CancelledError):
+                        await self._say_death(client)  # leaving on purpose: a DISCONNECT drops the will
                         raise
             except _HostOffline:
                 self.connected = False
@@ -125,6 +113,11 @@ class SparkplugFront:
             self._store_bd_seq()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    async def _say_death(self, client: aiomqtt.Client) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await client.publish(topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         g, n = self.node.group, self.node.node
