@@ -88,8 +88,9 @@ async def _cli(*args: str) -> tuple[int, str]:
 
 async def test_a_limit_changed_at_run_time_makes_a_shallow_sag_a_dip_on_every_front(tmp_path: Path) -> None:
     """The file says dip below 80 %; an admin raises it to 90 % over OPC UA before the scenario's sag
-    to 85 % comes: the dip alarm shows on both fronts, the event lands in the Modbus event log and as
-    an OPC UA event (with HistoryRead), and the counters, the log and the limit survive a restart."""
+    to 85 % comes (12 s into the signal): the dip alarm shows on both fronts, the event lands in the
+    Modbus event log and as an OPC UA event (with HistoryRead), and the counters, the log and the
+    limit survive a restart."""
     config, ports = bridge_config(tmp_path, pq={"dip": 0.8})
     doc = config.model_dump()
     doc["opcua"].update(
@@ -107,12 +108,12 @@ async def test_a_limit_changed_at_run_time_makes_a_shallow_sag_a_dip_on_every_fr
     scenario = ROOT / "tests/scenarios/shallowdip.yaml"
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
     token = ["--api", f"127.0.0.1:{ports['http']}", "--token-file", str(tmp_path / "state" / "api-token")]
-    async with sim:
+    async with sim:  # (it dials until the bridge listens; the sag comes 12 s into its signal)
         async with running_bridge(config, tmp_path) as app:
             dev = app.model.devices["board1"]
             await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 2, 20, "windows")
             # the sag at 8 s is still to come (the device clock is set by TIME_SYNC: count windows, 0.2 s each)
-            assert dev.snapshot is not None and dev.snapshot.number < 25 and dev.circuits[0].dips == 0
+            assert dev.snapshot is not None and dev.snapshot.number < 45 and dev.circuits[0].dips == 0
             boss = await _connect(config, cert, key, "boss", "boss-secret")
             op = await _connect(config, cert, key, "op", "op-secret")
             try:
