@@ -362,17 +362,17 @@ def encode_payload(msg: Message, encoding: Encoding, *, compress: bool = False) 
     return flags, payload
 
 
-def _gunzip(payload: bytes) -> bytes:
-    # bounded: a gzip bomb must not allocate more than one maximal payload
+def gunzip(data: bytes, limit: int = MAX_PAYLOAD, what: str = "payload") -> bytes:
+    """Inflate at most ``limit`` bytes: a gzip bomb must not allocate more than one maximal message."""
     d = zlib.decompressobj(wbits=31)
     try:
-        out = d.decompress(payload, MAX_PAYLOAD)
+        out = d.decompress(data, limit)
     except zlib.error as exc:
-        raise RemoteProtocolError(f"gzip payload is corrupt: {exc}", code="gzip") from None
+        raise RemoteProtocolError(f"gzip {what} is corrupt: {exc}", code="gzip") from None
     if d.unconsumed_tail:
-        raise RemoteProtocolError(f"gzip payload inflates beyond {MAX_PAYLOAD} bytes", code="too-large")
+        raise RemoteProtocolError(f"gzip {what} inflates beyond {limit} bytes", code="too-large")
     if not d.eof:
-        raise RemoteProtocolError("gzip payload is truncated", code="gzip")
+        raise RemoteProtocolError(f"gzip {what} is truncated", code="gzip")
     return out
 
 
@@ -392,7 +392,7 @@ def _decode_payload(msg_type: int, flags: int, payload: bytes) -> Message:
     if flags & ~0x07:
         raise RemoteProtocolError(f"reserved flag bits set: 0x{flags:02X}", code="flags")
     if flags & FLAG_GZIP:
-        payload = _gunzip(payload)
+        payload = gunzip(payload)
     try:
         enc = Encoding(flags & 0x03)
     except ValueError:

@@ -18,11 +18,10 @@ is. Either may be gzip'd (HTTP ``Content-Encoding: gzip``). Sans-IO: bytes in, m
 from __future__ import annotations
 
 import json
-import zlib
 from typing import Literal
 from xml.etree import ElementTree as ET
 
-from .encoding import decode_payload, encode_payload
+from .encoding import decode_payload, encode_payload, gunzip
 from .errors import RemoteProtocolError
 from .framing import Encoding
 from .messages import MessageType
@@ -39,24 +38,11 @@ def _type_of(name: object, where: str) -> MessageType:
         raise RemoteProtocolError(f"{where}: unknown message type {name!r}", code="type") from None
 
 
-def gunzip(body: bytes) -> bytes:
-    d = zlib.decompressobj(wbits=31)
-    try:
-        out = d.decompress(body, MAX_PACKAGE_BYTES)
-    except zlib.error as exc:
-        raise RemoteProtocolError(f"gzip body is corrupt: {exc}", code="gzip") from None
-    if d.unconsumed_tail:
-        raise RemoteProtocolError(f"gzip body inflates beyond {MAX_PACKAGE_BYTES} bytes", code="too-large")
-    if not d.eof:
-        raise RemoteProtocolError("gzip body is truncated (no end of stream)", code="gzip")
-    return out
-
-
 def decode_package(body: bytes, fmt: Format, *, gzipped: bool = False) -> list[object]:
     """The messages of a package, in order. Errors name the message (``messages[3] (samples): ...``)
     and, for a body that does not parse, the line and column."""
     if gzipped:
-        body = gunzip(body)
+        body = gunzip(body, MAX_PACKAGE_BYTES, "body")
     if len(body) > MAX_PACKAGE_BYTES:
         raise RemoteProtocolError(f"package of {len(body)} bytes, at most {MAX_PACKAGE_BYTES}", code="too-large")
     items: list[tuple[MessageType, bytes, Encoding, str]] = []

@@ -194,27 +194,28 @@ class CommandHandlers:
         if self.commands is None:
             return ua.StatusCode(ua.StatusCodes.BadNotWritable)
         origin = self.users.origin()
-        try:
-            if circuit:
-                await self.commands.set_limits(device, origin, overcurrent_a={circuit: value})
-            else:
-                await self.commands.set_limits(device, origin, pq={key: value})
-        except NotAuthorised as exc:
-            log.warning("OPC UA limit change denied", user=origin.user, device=device, limit=key, error=str(exc))
-            return status_for(exc)
-        except BridgeError as exc:
-            return status_for(exc)
-        self.on_done(device)
-        return GOOD
+        if circuit:
+            run = self.commands.set_limits(device, origin, overcurrent_a={circuit: value})
+        else:
+            run = self.commands.set_limits(device, origin, pq={key: value})
+        return await self._written(device, origin, run, "OPC UA limit change denied", limit=key)
 
     async def _relay(self, device: str, circuit: int, on: bool) -> ua.StatusCode:
         if self.commands is None:
             return ua.StatusCode(ua.StatusCodes.BadNotWritable)
         origin = self.users.origin()
+        run = self.commands.switch_relay(device, circuit, on, origin)
+        return await self._written(device, origin, run, "OPC UA relay command denied", circuit=circuit)
+
+    async def _written(
+        self, device: str, origin: Origin, run: Awaitable[object], denied: str, **fields: object
+    ) -> ua.StatusCode:
+        """A client's write carried out through the command path, answered as a status code; a refusal
+        for the role is logged with who asked."""
         try:
-            await self.commands.switch_relay(device, circuit, on, origin)
+            await run
         except NotAuthorised as exc:
-            log.warning("OPC UA relay command denied", user=origin.user, device=device, circuit=circuit, error=str(exc))
+            log.warning(denied, user=origin.user, device=device, error=str(exc), **fields)
             return status_for(exc)
         except BridgeError as exc:
             return status_for(exc)
