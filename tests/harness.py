@@ -60,6 +60,13 @@ def bridge_config(tmp: Path, **overrides: Any) -> tuple[Config, dict[str, int]]:
     return Config.model_validate(doc), ports
 
 
+def with_opcua(config: Config, **fields: Any) -> Config:
+    """The configuration with OPC UA enabled and ``fields`` set in its section."""
+    doc = config.model_dump()
+    doc["opcua"].update(enabled=True, **fields)
+    return Config.model_validate(doc)
+
+
 @contextlib.asynccontextmanager
 async def running_bridge(config: Config, base: Path) -> AsyncIterator[BridgeApp]:
     app = BridgeApp(config, base_dir=base)

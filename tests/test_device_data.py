@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from asyncua import Client, ua
 
-from bridge.config import Config
 from bridge.fronts.opcua.passwords import hash_password
 from device.simulator.process import SimulatorProcess
-from tests.harness import ROOT, RawModbus, bridge_config, f32, running_bridge, wait_for
-from tests.test_opcua_e2e import Collector, _client_cert, _connect
+from tests.harness import ROOT, RawModbus, bridge_config, f32, running_bridge, wait_for, with_opcua
+from tests.test_opcua_e2e import Collector, _connect, trusted_client
 
 pytestmark = pytest.mark.e2e
 NS = "urn:openstrom:bridge"
@@ -43,9 +42,7 @@ def _check(measured: list[float], truth: list[float], rel: float, floor: float, 
 
 async def test_harmonic_spectra_on_modbus_and_opcua(tmp_path: Path) -> None:
     config, ports = bridge_config(tmp_path)
-    doc = config.model_dump()
-    doc["opcua"].update(enabled=True, allow_none_security=True, allow_anonymous=True)
-    config = Config.model_validate(doc)
+    config = with_opcua(config, allow_none_security=True, allow_anonymous=True)
     scenario = ROOT / "tests/scenarios/harmonics.yaml"
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario), "--speed", "2"])
     async with running_bridge(config, tmp_path) as app, sim:
@@ -92,19 +89,14 @@ async def test_a_limit_changed_at_run_time_makes_a_shallow_sag_a_dip_on_every_fr
     Modbus event log and as an OPC UA event (with HistoryRead), and the counters, the log and the
     limit survive a restart."""
     config, ports = bridge_config(tmp_path, pq={"dip": 0.8})
-    doc = config.model_dump()
-    doc["opcua"].update(
-        enabled=True,
+    config = with_opcua(
+        config,
         users=[
             {"name": "boss", "password_hash": hash_password("boss-secret"), "role": "admin"},
             {"name": "op", "password_hash": hash_password("op-secret"), "role": "operator"},
         ],
     )
-    config = Config.model_validate(doc)
-    cert, key = await _client_cert(tmp_path, "scada")
-    trusted = tmp_path / "state" / "pki" / "trusted"
-    trusted.mkdir(parents=True)
-    (trusted / "scada.der").write_bytes(cert.read_bytes())
+    cert, key = await trusted_client(tmp_path, "scada")
     scenario = ROOT / "tests/scenarios/shallowdip.yaml"
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
     token = ["--api", f"127.0.0.1:{ports['http']}", "--token-file", str(tmp_path / "state" / "api-token")]
@@ -197,9 +189,7 @@ async def test_device_faults_are_structured_values_on_both_fronts(tmp_path: Path
     findings read as (number, block, code) on Modbus and as parallel arrays on OPC UA, with the
     dictionary's meaning; the device's fault condition is active."""
     config, ports = bridge_config(tmp_path)
-    doc = config.model_dump()
-    doc["opcua"].update(enabled=True, allow_none_security=True, allow_anonymous=True)
-    config = Config.model_validate(doc)
+    config = with_opcua(config, allow_none_security=True, allow_anonymous=True)
     scenario = ROOT / "tests/scenarios/faulty.yaml"
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(scenario)])
     async with running_bridge(config, tmp_path) as app, sim:

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from bridge.config import Config
 from bridge.fronts.opcua.passwords import hash_password
 from device.simulator.process import SimulatorProcess
-from tests.harness import PLANT, bridge_config, running_bridge, wait_for
+from tests.harness import PLANT, bridge_config, running_bridge, wait_for, with_opcua
 
 pytestmark = pytest.mark.e2e
 NS = "urn:openstrom:bridge"
@@ -31,17 +31,22 @@ async def _client_cert(tmp: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+async def trusted_client(tmp: Path, name: str) -> tuple[Path, Path]:
+    """A client certificate the bridge's OPC UA trust list holds (certificate, key)."""
+    cert, key = await _client_cert(tmp, name)
+    trusted = tmp / "state" / "pki" / "trusted"
+    trusted.mkdir(parents=True, exist_ok=True)
+    (trusted / f"{name}.der").write_bytes(cert.read_bytes())
+    return cert, key
+
+
 def _config(tmp: Path) -> tuple[Config, dict[str, int]]:
     config, ports = bridge_config(tmp)
-    doc = config.model_dump()
-    doc["opcua"].update(
-        enabled=True,
-        users=[
-            {"name": "op", "password_hash": hash_password("op-secret"), "role": "operator"},
-            {"name": "viewer", "password_hash": hash_password("view-secret"), "role": "viewer"},
-        ],
-    )
-    return Config.model_validate(doc), ports
+    users = [
+        {"name": "op", "password_hash": hash_password("op-secret"), "role": "operator"},
+        {"name": "viewer", "password_hash": hash_password("view-secret"), "role": "viewer"},
+    ]
+    return with_opcua(config, users=users), ports
 
 
 async def _connect(
@@ -77,10 +82,7 @@ class Collector:
 
 async def test_secure_browse_read_subscribe_switch_alarm_history(tmp_path: Path) -> None:
     config, ports = _config(tmp_path)
-    cert, key = await _client_cert(tmp_path, "scada")
-    trusted = tmp_path / "state" / "pki" / "trusted"
-    trusted.mkdir(parents=True)
-    (trusted / "scada.der").write_bytes(cert.read_bytes())
+    cert, key = await trusted_client(tmp_path, "scada")
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT), "--speed", "2"])
     async with running_bridge(config, tmp_path) as app, sim:
         dev = app.model.devices["board1"]
@@ -289,10 +291,7 @@ def _of_type(evfilter: Any, type_id: int) -> Any:
 
 async def test_conditions_are_part9_instances_clients_browse_acknowledge_and_refresh(tmp_path: Path) -> None:
     config, ports = _config(tmp_path)
-    cert, key = await _client_cert(tmp_path, "scada")
-    trusted = tmp_path / "state" / "pki" / "trusted"
-    trusted.mkdir(parents=True)
-    (trusted / "scada.der").write_bytes(cert.read_bytes())
+    cert, key = await trusted_client(tmp_path, "scada")
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT), "--speed", "2"])
     async with running_bridge(config, tmp_path) as app, sim:
         dev = app.model.devices["board1"]

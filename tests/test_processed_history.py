@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
-from bridge.config import Config
 from bridge.fronts.opcua.processed import AGGREGATES, intervals, process
 from device.simulator.process import SimulatorProcess
-from tests.harness import ROOT, bridge_config, running_bridge, wait_for
+from tests.harness import ROOT, bridge_config, running_bridge, wait_for, with_opcua
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 GOOD, UNCERTAIN = ua.StatusCodes.Good, ua.StatusCodes.UncertainLastUsableValue
@@ -58,11 +57,7 @@ def test_interval_zero_is_the_whole_range_and_too_many_intervals_are_refused() -
 @pytest.mark.e2e
 async def test_processed_reads_over_opcua(tmp_path: Path) -> None:
     config, ports = bridge_config(tmp_path)
-    doc = config.model_dump()
-    doc["opcua"].update(
-        enabled=True, allow_none_security=True, allow_anonymous=True, historized=["ActivePower", "Frequency"]
-    )
-    config = Config.model_validate(doc)
+    config = with_opcua(config, allow_none_security=True, allow_anonymous=True, historized=["ActivePower", "Frequency"])
     steady = ROOT / "tests/scenarios/steady.yaml"  # a 2000 W heater on circuit 1, nothing else happens
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(steady), "--speed", "2"])
     async with running_bridge(config, tmp_path) as app, sim:
@@ -121,9 +116,7 @@ async def test_circuits_are_opc_34100_energy_measurements(tmp_path: Path) -> Non
     """A client browses the ECM namespace: every circuit is an EnergyMeasurementType with the E2
     profile interface and its values as EnergyMeasurementValueType with the standard MeasurementIDs."""
     config, ports = bridge_config(tmp_path)
-    doc = config.model_dump()
-    doc["opcua"].update(enabled=True, allow_none_security=True, allow_anonymous=True)
-    config = Config.model_validate(doc)
+    config = with_opcua(config, allow_none_security=True, allow_anonymous=True)
     steady = ROOT / "tests/scenarios/steady.yaml"
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(steady), "--speed", "2"])
     async with running_bridge(config, tmp_path) as app, sim:
