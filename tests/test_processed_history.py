@@ -99,9 +99,12 @@ async def test_processed_reads_over_opcua(tmp_path: Path) -> None:
                 details.AggregateType = [ua.NodeId(agg)]
                 res = await c.uaclient.history_read(params)
                 assert res[0].HistoryData.DataValues[0].Value.Value == pytest.approx(2000.0, rel=rel)
+            # Count against the raw rows of one closed interval (rows keep arriving, once a second)
+            last = (await power.read_raw_history(start, end))[-1].SourceTimestamp
             details.AggregateType = [ua.NodeId(ua.ObjectIds.AggregateFunction_Count)]
+            details.EndTime = last + dt.timedelta(milliseconds=1)
             res = await c.uaclient.history_read(params)
-            raw = await power.read_raw_history(start, end)
+            raw = await power.read_raw_history(start, last)
             assert res[0].HistoryData.DataValues[0].Value.Value == len(raw) >= 3
 
 
