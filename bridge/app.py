@@ -24,6 +24,7 @@ from .logs import get_logger
 from .model import Change, DeviceState, Model
 from .pki import PkiPaths
 from .session import DeviceHub
+from .shard import ShardPlan
 from .store import Store
 
 log = get_logger("bridge.app")
@@ -46,14 +47,15 @@ class Endpoints:
 
 
 class BridgeApp:
-    def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
-        self.config = config
+    def __init__(self, config: Config, *, base_dir: Path | None = None, shard_ordinal: int | None = None) -> None:
+        self.shards = ShardPlan(config, shard_ordinal)
+        config = self.config = self.shards.replica(config)
         base = self.base_dir = base_dir or Path.cwd()
         state_dir = Path(config.bridge.state_dir)
         self.state_dir = state_dir if state_dir.is_absolute() else base / state_dir
         self.model = Model(config)
         self.store = Store(self.state_dir / "bridge.sqlite")
-        self.hub = DeviceHub(config, self.model, self.store)
+        self.hub = DeviceHub(config, self.model, self.store, self.shards)
         self.commands = CommandPath(config, self.hub, self.store)
         map_names = [s.map for s in config.modbus.servers] + [r.map for r in config.modbus.rtu]
         self.maps = {name: load_map(name, tuple(config.modbus.map_dirs)) for name in map_names}
@@ -146,7 +148,8 @@ class BridgeApp:
                     ev = asyncio.Event()
                     token, files = create_api_token(self.state_dir, port)
                     log.info("control API token written", files=[str(f) for f in files])
-                    tg.create_task(serve_http(host, port, self.model, self.commands, token, ev), name="http")
+                    http = serve_http(host, port, self.model, self.commands, token, ev, self.ready)
+                    tg.create_task(http, name="http")
                     waits.append(ev.wait())
                     self.endpoints.http = f"{host}:{port}"
                 await asyncio.gather(*waits)
@@ -214,6 +217,7 @@ class BridgeApp:
                 self.store.prune(time.time() - self.config.opcua.history_retention_days * 86400)
 
     async def _shutdown(self) -> None:
+        self.ready.clear()  # /health/ready says 503 from here: take this replica out of its Services
         await self.hub.close_links()
         with contextlib.suppress(Exception):
             self.hub.commit_all()

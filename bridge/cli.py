@@ -34,11 +34,11 @@ DEMO_SECURE_MODBUS_PORT = 5802  # Modbus/TCP Security's 802 in production; the d
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_OFFLINE, EXIT_TIMEOUT, EXIT_DENIED = 0, 1, 2, 3, 4, 5, 6
 
 
-def _run_app(config: Config, base_dir: Path, on_ready: object = None) -> int:
+def _run_app(config: Config, base_dir: Path, on_ready: object = None, shard_ordinal: int | None = None) -> int:
     from .app import BridgeApp
 
     async def main() -> None:
-        app = BridgeApp(config, base_dir=base_dir)
+        app = BridgeApp(config, base_dir=base_dir, shard_ordinal=shard_ordinal)
         task = asyncio.create_task(app.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,7 +81,25 @@ def _flatten(exc: BaseException) -> list[BaseException]:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(level=config.bridge.log_level, json=args.json_logs)
-    return _run_app(config, Path(args.config).resolve().parent)
+    return _run_app(config, Path(args.config).resolve().parent, shard_ordinal=args.shard_ordinal)
+
+
+def cmd_shards(args: argparse.Namespace) -> int:
+    from .shard import ShardPlan
+
+    config = load_config(args.file)
+    plan = ShardPlan(config, 0)
+    table = plan.assignment(config.devices)
+    if args.json:
+        doc = {str(k): [{"name": d.name, "serial_number": d.serial_number} for d in ds] for k, ds in table.items()}
+        print(json.dumps({"count": plan.count, "shards": doc}, indent=2))
+        return 0
+    for k, ds in table.items():
+        print(f"shard {k}: {len(ds)} boards")
+        for d in ds:
+            how = "shard key" if d.shard is not None else "rendezvous hash"
+            print(f"  {d.name:<24} {d.serial_number:<24} ({how})")
+    return 0
 
 
 def _writable(folder: Path) -> str | None:
@@ -372,7 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the bridge with a configuration file")
     r.add_argument("--config", required=True, help="TOML or YAML configuration")
     r.add_argument("--json-logs", action="store_true", default=None, help="JSON log lines even on a terminal")
+    r.add_argument("--shard-ordinal", type=int, metavar="N", help="this replica's shard (overrides shard.ordinal)")
     r.set_defaults(func=cmd_run)
+
+    sh = sub.add_parser("shards", help="which replica serves which board (shard.count replicas)")
+    sh.add_argument("file", help="the configuration the replicas share")
+    sh.add_argument("--json", action="store_true", help="one JSON object: shard -> boards")
+    sh.set_defaults(func=cmd_shards)
 
     c = sub.add_parser("check-config", help="validate a configuration and its register maps")
     c.add_argument("file")

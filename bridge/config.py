@@ -238,6 +238,11 @@ class OpcUaUser(_Model):
 class OpcUaSection(_Model):
     enabled: bool = True
     endpoint: str = f"opc.tcp://0.0.0.0:{DEFAULT_OPCUA_PORT}/openstrom"
+    hostnames: tuple[str, ...] = Field(
+        (),
+        description="DNS names and addresses clients reach the server by, for its certificate (the host's own "
+        "names are added; {hostname} is replaced, e.g. '{hostname}.openstrom-bridge.plant.svc.cluster.local')",
+    )
     allow_none_security: bool = Field(False, description="also offer SecurityPolicy None (not for production)")
     allow_anonymous: bool = False
     trust_all_clients: bool = Field(False, description="accept any client certificate (commissioning only)")
@@ -296,6 +301,24 @@ class MqttSection(_Model):
         if self.url.startswith("mqtt://") and not is_loopback(host):
             raise ValueError(f"url {self.url}: plain MQTT to {host} is not allowed beyond loopback; use mqtts://")
         return self
+
+
+class ShardSection(_Model):
+    """Scale-out: replicas that share one device list, each serving the boards assigned to it."""
+
+    count: int = Field(1, ge=1, le=1024, description="replicas sharing the device list (1: no sharding)")
+    ordinal: int | Literal["hostname"] = Field(
+        0,
+        description="this replica's number, 0..count-1, or 'hostname': the trailing -N of the host name "
+        "(a Kubernetes StatefulSet pod's ordinal); `run --shard-ordinal N` overrides it",
+    )
+
+    @field_validator("ordinal")
+    @classmethod
+    def _non_negative(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError(f"ordinal {v} is negative: replicas are numbered from 0")
+        return v
 
 
 class MetricsSection(_Model):
@@ -393,6 +416,9 @@ class Device(_Model):
         "(openstrom-bridge device-token makes one)",
     )
     pq: PowerQualityLimits | None = Field(None, description="this device's limits instead of the bridge's [pq]")
+    shard: int | None = Field(
+        None, ge=0, description="the replica that serves this device (default: by rendezvous hash of its serial)"
+    )
 
     @field_validator("relays")
     @classmethod
@@ -418,6 +444,7 @@ class Config(_Model):
     opcua: OpcUaSection = OpcUaSection()
     metrics: MetricsSection = MetricsSection()
     mqtt: MqttSection = MqttSection()
+    shard: ShardSection = ShardSection()
     commands: CommandsSection = CommandsSection()
     analysis: AnalysisSection = AnalysisSection()
     pq: PowerQualityLimits = PowerQualityLimits()
@@ -465,6 +492,16 @@ class Config(_Model):
             for unit, name in r.units.items():
                 if name not in names:
                     raise ValueError(f"modbus.rtu[{k}].units[{unit}]: no device named {name!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _shards_exist(self) -> Config:
+        count = self.shard.count
+        if isinstance(self.shard.ordinal, int) and self.shard.ordinal >= count:
+            raise ValueError(f"shard.ordinal {self.shard.ordinal} is not below shard.count {count}")
+        for k, d in enumerate(self.devices):
+            if d.shard is not None and d.shard >= count:
+                raise ValueError(f"devices[{k}].shard {d.shard} is not below shard.count {count}")
         return self
 
     @model_validator(mode="after")

@@ -5,13 +5,8 @@ DCMD through the command path, Rebirth on NCMD, DDEATH when a board goes offline
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -19,53 +14,9 @@ import pytest
 from bridge.fronts.mqtt.sparkplug_b_pb2 import Payload
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
+from tests.mqtt_host import Host, metric, mosquitto
 
 pytestmark = pytest.mark.e2e
-
-
-@contextlib.asynccontextmanager
-async def mosquitto(tmp: Path, port: int | None = None) -> AsyncIterator[int]:
-    exe = shutil.which("mosquitto", path=os.environ.get("PATH", "") + ":/usr/sbin")
-    if exe is None:
-        pytest.fail("the Sparkplug tests need a Mosquitto broker (.ci/run installs the mosquitto package)")
-    port = port or free_port()
-    conf = tmp / f"mosquitto-{port}.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = await asyncio.create_subprocess_exec(exe, "-c", str(conf), stderr=asyncio.subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mosquitto did not start"
-                await asyncio.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 5)
-
-
-class Host:
-    """A Sparkplug host application: every message on spBv1.0/#, decoded."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, Any]] = []
-
-    def of(self, kind: str, device: str | None = None) -> list[Any]:
-        return [p for t, p in self.got if t.split("/")[2] == kind and (device is None or t.endswith("/" + device))]
-
-    async def listen(self, client: aiomqtt.Client) -> None:
-        async for m in client.messages:
-            p = Payload()
-            p.ParseFromString(bytes(m.payload))  # type: ignore[arg-type]
-            self.got.append((str(m.topic), p))
-
-
-def _metric(p: Any, name: str) -> Any:
-    return next(m for m in p.metrics if m.name == name)
 
 
 async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path) -> None:
@@ -89,12 +40,12 @@ async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path)
                     dev = app.model.devices["board1"]
                     await wait_for(lambda: host.of("NBIRTH"), 20, "NBIRTH")
                     nbirth = host.of("NBIRTH")[0]
-                    assert nbirth.seq == 0 and _metric(nbirth, "bdSeq").long_value >= 0
-                    assert _metric(nbirth, "Node Control/Rebirth").boolean_value is False
+                    assert nbirth.seq == 0 and metric(nbirth, "bdSeq").long_value >= 0
+                    assert metric(nbirth, "Node Control/Rebirth").boolean_value is False
                     await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "DBIRTH")
                     await wait_for(lambda: len(host.of("DDATA", "board1")) >= 3, 20, "DDATA")
                     births = host.of("DBIRTH", "board1")
-                    volts = _metric(births[-1], "Circuit01/v_rms")
+                    volts = metric(births[-1], "Circuit01/v_rms")
                     assert volts.datatype == 10 and volts.alias > 0  # Double, aliased
                     assert volts.properties.keys[0] == "engUnit" and volts.properties.values[0].string_value == "V"
                     # DDATA by alias only, and the live value analytic
@@ -104,7 +55,7 @@ async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path)
                     seqs = [p.seq for t, p in host.got if "NDEATH" not in t]
                     assert seqs == [k % 256 for k in range(len(seqs))]  # one sequence over the node's messages
                     # a relay DCMD from the host goes through the command path
-                    relay = _metric(births[-1], "Circuit02/relay")
+                    relay = metric(births[-1], "Circuit02/relay")
                     cmd = Payload(timestamp=int(time.time() * 1000))
                     cmd.metrics.add(name="Circuit02/relay", datatype=11, boolean_value=False)
                     await hc.publish("spBv1.0/OpenStrom/DCMD/bridge1/board1", cmd.SerializeToString(), qos=1)
@@ -129,7 +80,7 @@ async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path)
                     await wait_for(lambda: host.of("DDEATH", "board1"), 15, "DDEATH")
                 # the bridge stopped: NDEATH with the session's bdSeq
                 await wait_for(lambda: host.of("NDEATH"), 10, "NDEATH")
-                assert _metric(host.of("NDEATH")[-1], "bdSeq").long_value == _metric(nbirth, "bdSeq").long_value
+                assert metric(host.of("NDEATH")[-1], "bdSeq").long_value == metric(nbirth, "bdSeq").long_value
             finally:
                 listener.cancel()
 
@@ -189,6 +140,6 @@ async def test_store_and_forward_through_a_broker_outage_and_the_primary_host_st
                     assert all(m.timestamp > 0 and m.alias > 0 for m in historical)
                     await wait_for(lambda: len(app.mqtt.backlog) == 0, 10, "the store emptied")
                     nb = host2.of("NBIRTH")[-1]
-                    assert _metric(nb, "bdSeq").long_value != _metric(host.of("NBIRTH")[0], "bdSeq").long_value
+                    assert metric(nb, "bdSeq").long_value != metric(host.of("NBIRTH")[0], "bdSeq").long_value
                 finally:
                     listener.cancel()

@@ -13,6 +13,7 @@ from bridge.errors import DeviceOffline
 from bridge.logs import audit, get_logger
 from bridge.model import DeviceState, Model
 from bridge.model.state import LOSS_ALARMS
+from bridge.shard import ShardPlan
 from bridge.store import Store
 from device.protocol import (
     HELLO_MAX_PAYLOAD,
@@ -34,8 +35,9 @@ class DeviceHub:
     """Routes links to device runtimes by the serial number in HELLO; refuses unknown devices.
     Implements the command path's :class:`~bridge.commands.port.DevicePorts`."""
 
-    def __init__(self, config: Config, model: Model, store: Store) -> None:
+    def __init__(self, config: Config, model: Model, store: Store, shards: ShardPlan | None = None) -> None:
         self.config = config
+        self.shards = shards
         self.model = model
         self.store = store
         self.runtimes: dict[str, DeviceRuntime] = {
@@ -111,6 +113,17 @@ class DeviceHub:
 
     def _admit(self, hello: Hello, peer: str, expected: str | None) -> DeviceRuntime | None:
         state = self.model.by_serial(hello.serial_number)
+        if state is None and self.shards is not None and not self.shards.owns(hello.serial_number):
+            owner = self.shards.owner(hello.serial_number)
+            self._refuse_once(
+                "other-shard",
+                hello.serial_number,
+                peer,
+                f"device refused: it belongs to shard {owner}, this is shard {self.shards.ordinal} (let it dial "
+                f"shard {owner}'s device address; `openstrom-bridge shards` lists every board's shard)",
+                shard=owner,
+            )
+            return None
         if state is None and self.config.bridge.auto_accept:
             return self._auto_accept(hello)
         if state is None:
@@ -235,6 +248,11 @@ class DeviceHub:
                         new = self._admit(ev, stream.peer, expected)
                         if new is None:
                             text = f"serial {ev.serial_number} is not configured on this bridge"
+                            if self.shards is not None and not self.shards.owns(ev.serial_number):
+                                text = (
+                                    f"serial {ev.serial_number} is served by shard "
+                                    f"{self.shards.owner(ev.serial_number)}, this is shard {self.shards.ordinal}"
+                                )
                             await stream.write(conn.send(ErrorMessage(code="unknown-device", text=text)))
                             return
                         if new is not runtime and new.connected and new.state.online and stream.identity is None:

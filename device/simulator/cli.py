@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -35,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--post-interval", type=float, default=0.5, metavar="S", help="seconds between POSTs (--http)")
     p.add_argument("--baudrate", type=int, default=3_000_000)
     p.add_argument("--serial-number", default="OS-SIM-0001")
+    p.add_argument(
+        "--boards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="simulate N boards in this process, each with its own link (--connect or --http); serial numbers "
+        "count up from --serial-number's trailing digits, seeds from --seed",
+    )
     p.add_argument("--scenario", metavar="FILE", help="YAML or TOML scenario (default: household board)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed", type=float, default=1.0, help="1 = real time; 10 = ten times faster")
@@ -64,22 +73,38 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed <= 0:
         print("openstrom-device-sim: --speed must be > 0", file=sys.stderr)
         return 2
-    device = SimulatedDevice(
-        scenario,
-        identity=Identity.for_serial(args.serial_number),
-        seed=args.seed,
-        sram_blocks=args.sram_blocks,
-        boot_id=secrets.token_hex(8) if args.boot_id is None else args.boot_id,
-        first_block=args.first_block,
-        clock_jump=tuple(float(x) for x in args.clock_jump.split(":")) if args.clock_jump else None,  # type: ignore[arg-type]
-    )
-    runner = Runner(
-        device,
-        speed=args.speed,
-        duration_s=args.duration,
-        encoding=Encoding[args.encoding.upper()],
-        compress=args.gzip,
-    )
+    if not 1 <= args.boards <= 1000:
+        print("openstrom-device-sim: --boards must be 1..1000", file=sys.stderr)
+        return 2
+    if args.boards > 1 and not (args.connect or args.http):
+        print("openstrom-device-sim: --boards above 1 needs --connect or --http (one link per board)", file=sys.stderr)
+        return 2
+    if args.boards > 1 and args.tls_cert:
+        print("openstrom-device-sim: --boards above 1 cannot share one TLS certificate", file=sys.stderr)
+        return 2
+    try:
+        serials = board_serials(args.serial_number, args.boards)
+    except ValueError as exc:
+        print(f"openstrom-device-sim: {exc}", file=sys.stderr)
+        return 2
+    runners = [
+        Runner(
+            SimulatedDevice(
+                scenario,
+                identity=Identity.for_serial(serial),
+                seed=args.seed + k,
+                sram_blocks=args.sram_blocks,
+                boot_id=secrets.token_hex(8) if args.boot_id is None else args.boot_id,
+                first_block=args.first_block,
+                clock_jump=tuple(float(x) for x in args.clock_jump.split(":")) if args.clock_jump else None,  # type: ignore[arg-type]
+            ),
+            speed=args.speed,
+            duration_s=args.duration,
+            encoding=Encoding[args.encoding.upper()],
+            compress=args.gzip,
+        )
+        for k, serial in enumerate(serials)
+    ]
     tls_files = (args.tls_cert, args.tls_key, args.tls_ca)
     if any(tls_files) and not all(tls_files):
         print("openstrom-device-sim: mutual TLS needs all three of --tls-cert, --tls-key and --tls-ca", file=sys.stderr)
@@ -94,13 +119,35 @@ def main(argv: list[str] | None = None) -> int:
         baudrate=args.baudrate,
         tls=tuple(Path(f) for f in tls_files) if all(tls_files) else None,  # type: ignore[arg-type]
     )
+    boards = serials[0] if len(serials) == 1 else f"{serials[0]} .. {serials[-1]}"
     log(
-        f"device {args.serial_number}, scenario '{scenario.name}', {scenario.sample_rate_hz} Hz, "
+        f"device {boards}, scenario '{scenario.name}', {scenario.sample_rate_hz} Hz, "
         f"encoding {args.encoding}{'+gzip' if args.gzip else ''}, speed x{args.speed}"
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner.run(link))
+        asyncio.run(_run_all(runners, link))
     return 0
+
+
+def board_serials(first: str, count: int) -> list[str]:
+    """``count`` serial numbers counting up from ``first``'s trailing digits, width kept.
+
+    >>> board_serials("OS-SIM-0009", 3)
+    ['OS-SIM-0009', 'OS-SIM-0010', 'OS-SIM-0011']
+    """
+    if count == 1:
+        return [first]
+    m = re.search(r"(\d+)$", first)
+    if m is None:
+        raise ValueError(f"--serial-number {first!r} must end in digits to count boards up from it")
+    stem, start = first[: m.start()], int(m.group(1))
+    return [f"{stem}{start + k:0{len(m.group(1))}d}" for k in range(count)]
+
+
+async def _run_all(runners: list[Runner], link: LinkSpec) -> None:
+    async with asyncio.TaskGroup() as tg:
+        for r in runners:
+            tg.create_task(r.run(link))
 
 
 if __name__ == "__main__":

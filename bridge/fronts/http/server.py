@@ -20,9 +20,20 @@ log = get_logger("bridge.http")
 MAX_BODY = 65536
 
 
-def build_app(model: ModelView, commands: CommandPath, token: str) -> web.Application:
+def build_app(
+    model: ModelView, commands: CommandPath, token: str, ready: asyncio.Event | None = None
+) -> web.Application:
     registry = registry_for(model)
     app = web.Application(client_max_size=MAX_BODY)
+
+    # Probes for an orchestrator, apart from /health (which is 503 while any board is offline: a
+    # liveness probe on it would restart a healthy bridge because a board lost power).
+    async def get_live(request: web.Request) -> web.Response:
+        return web.json_response({"live": True})  # answered at all: the event loop runs
+
+    async def get_ready(request: web.Request) -> web.Response:
+        up = ready is None or ready.is_set()
+        return web.json_response({"ready": up}, status=200 if up else 503)
 
     async def get_health(request: web.Request) -> web.Response:
         status, doc = health(model)
@@ -32,6 +43,8 @@ def build_app(model: ModelView, commands: CommandPath, token: str) -> web.Applic
         return web.Response(body=generate_latest(registry), headers={"Content-Type": "text/plain; version=0.0.4"})
 
     app.router.add_get("/health", get_health)
+    app.router.add_get("/health/live", get_live)
+    app.router.add_get("/health/ready", get_ready)
     app.router.add_get("/metrics", get_metrics)
     add_api(app, commands, token)
     return app
@@ -44,8 +57,10 @@ async def serve_http(
     commands: CommandPath,
     token: str,
     started: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
 ) -> None:
-    runner = web.AppRunner(build_app(model, commands, token), access_log=None, handle_signals=False)
+    """``ready`` (every front serving) answers /health/ready."""
+    runner = web.AppRunner(build_app(model, commands, token, ready), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

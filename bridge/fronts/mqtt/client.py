@@ -41,7 +41,8 @@ class SparkplugFront:
         self.model = model
         self.commands = commands
         self.bd_seq_file = state_dir / "mqtt-bdseq"
-        self.node = EdgeNode(self.cfg.group_id, self.cfg.edge_node_id, bd_seq=self._stored_bd_seq())
+        self._last_bd_seq = self._stored_bd_seq()
+        self.node = EdgeNode(self.cfg.group_id, self.cfg.edge_node_id, bd_seq=self._last_bd_seq or 0)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self.role = Role.named(self.cfg.command_role)
@@ -53,14 +54,19 @@ class SparkplugFront:
         self.backlog = Backlog(state_dir / "mqtt-store-and-forward.sqlite", self.cfg.store_forward_max)
         self.dropped = 0
 
-    def _stored_bd_seq(self) -> int:
+    def _stored_bd_seq(self) -> int | None:
         try:
             return int(self.bd_seq_file.read_text().strip()) % 256
         except (OSError, ValueError):
-            return 0
+            return None
 
-    def _store_bd_seq(self) -> None:
-        self.bd_seq_file.write_text(str(self.node.bd_seq))
+    def _next_bd_seq(self) -> None:
+        """Every MQTT session a new bdSeq, across restarts and kills too: a host must never pair the
+        NDEATH of a session that died (the broker may send its will late) with a newer NBIRTH. Stored
+        before the session starts, so a kill -9 cannot make the next one repeat it."""
+        bd = 0 if self._last_bd_seq is None else (self._last_bd_seq + 1) % 256
+        self.bd_seq_file.write_text(str(bd))
+        self._last_bd_seq = self.node.bd_seq = bd
 
     def _on_change(self, dev: DeviceState, what: Change) -> None:
         self._dirty.add(dev.name)
@@ -84,6 +90,7 @@ class SparkplugFront:
         port = u.port or (8883 if tls else 1883)
         delay = 0.5
         while True:
+            self._next_bd_seq()
             will = aiomqtt.Will(
                 topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1, retain=False
             )
@@ -109,14 +116,19 @@ class SparkplugFront:
             except aiomqtt.MqttError as exc:
                 self.connected = False
                 log.warning("mqtt broker unreachable; retrying", broker=self.cfg.url, error=str(exc), retry_s=delay)
-            self.node.bd_seq = (self.node.bd_seq + 1) % 256
-            self._store_bd_seq()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
     async def _say_death(self, client: aiomqtt.Client) -> None:
+        """A planned stop: each born board's DDEATH, so hosts learn which boards went with the node
+        without inferring it, then the NDEATH that the DISCONNECT keeps the broker from sending."""
+        g, n = self.node.group, self.node.node
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
+                for name in sorted(self.node.born):
+                    dev = self.model.devices.get(name)
+                    if dev is not None:
+                        await client.publish(topic(g, "DDEATH", n, name), self.node.ddeath(dev, _ms()), qos=0)
                 await client.publish(topic(self.node.group, "NDEATH", self.node.node), self.node.ndeath(), qos=1)
 
     async def _session(self, client: aiomqtt.Client) -> None:

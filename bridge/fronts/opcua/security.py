@@ -4,21 +4,17 @@ visible to write and method handlers, the server's application certificate and t
 from __future__ import annotations
 
 import contextvars
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 from asyncua import ua
-from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_session import InternalSession
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.commands import Origin, Role
 from bridge.config import Config
@@ -28,6 +24,13 @@ from .logins import PasswordLogins
 
 log = get_logger("bridge.opcua")
 APPLICATION_URI = "urn:openstrom:bridge:server"
+
+
+def application_uri(config: Config) -> str:
+    """The server's ApplicationUri: unique per application instance, so each shard has its own."""
+    return APPLICATION_URI if config.shard.count == 1 else f"{APPLICATION_URI}:shard-{config.shard.ordinal}"
+
+
 _session: contextvars.ContextVar[InternalSession | None] = contextvars.ContextVar("opcua_session", default=None)
 
 
@@ -147,25 +150,6 @@ class ConfigUsers:
         name = sess.user.name if sess is not None and sess.user is not None else None
         client = sess.name if sess is not None else ""
         return Origin(front="opcua", user=name or "?", client=client, role=self.role(name))
-
-
-async def ensure_certificate(state_dir: Path, endpoint: str) -> tuple[Path, Path]:
-    """The server's self-signed application certificate under state_dir/pki/own (made once)."""
-    pki = state_dir / "pki"
-    own = pki / "own"
-    for d in (own, pki / "trusted", pki / "rejected"):
-        d.mkdir(parents=True, exist_ok=True)
-    cert, key = own / "server_cert.der", own / "server_key.pem"
-    host = urlparse(endpoint).hostname or socket.gethostname()
-    await setup_self_signed_certificate(
-        key,
-        cert,
-        APPLICATION_URI,
-        host,
-        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        {"countryName": "DE", "organizationName": "OpenStrom", "commonName": "OpenStrom Bridge"},
-    )
-    return cert, key
 
 
 class TrustList:

@@ -22,15 +22,15 @@ from bridge.logs import get_logger
 from bridge.model import Change, DeviceState, ModelView
 
 from .address_space import AddressSpace
+from .certificate import ensure_certificate
 from .events import AlarmEvents
 from .history import MeasurementHistory
 from .interop import install_standard_event_filters
 from .methods import CommandHandlers
 from .security import (
-    APPLICATION_URI,
     ConfigUsers,
     TrustList,
-    ensure_certificate,
+    application_uri,
     install_session_hooks,
     intercept,
 )
@@ -70,7 +70,7 @@ class OpcUaFront:
         await s.init()
         s.set_endpoint(self.endpoint)
         s.set_server_name(self.config.bridge.name)
-        await s.set_application_uri(APPLICATION_URI)
+        await s.set_application_uri(application_uri(self.config))
         await self.space.build(list(self.model.devices.values()))
         self._known.update(self.model.devices)
         for dev in self.model.devices.values():
@@ -94,7 +94,9 @@ class OpcUaFront:
         if self.config.opcua.allow_anonymous:
             tokens.append(ua.AnonymousIdentityToken)
         s.set_identity_tokens(tokens)
-        cert, key = await ensure_certificate(self.state_dir, self.endpoint)
+        cert, key = await ensure_certificate(
+            self.state_dir, self.endpoint, application_uri(self.config), self.config.opcua.hostnames
+        )
         await s.load_certificate(str(cert))
         await s.load_private_key(str(key))
         s.set_certificate_validator(TrustList(self.state_dir, self.config.opcua.trust_all_clients).validate)  # type: ignore[arg-type]
