@@ -279,6 +279,9 @@ class MqttSection(_Model):
     edge_node_id: str = Field("bridge", pattern=r"^[^/+#\s]{1,64}$", description="Sparkplug edge node id")
     username: str | None = None
     password: str | None = None
+    password_file: str | None = Field(
+        None, description="read the password from this file at each connect (a mounted secret), instead of password"
+    )
     tls_ca: str | None = Field(None, description="CA of the broker's certificate (mqtts; default: the system's)")
     tls_cert: str | None = Field(None, description="client certificate for the broker (mqtts)")
     tls_key: str | None = None
@@ -294,6 +297,12 @@ class MqttSection(_Model):
     store_forward_max: int = Field(
         100_000, ge=0, le=10_000_000, description="changes kept while the broker or the primary host is away"
     )
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttSection:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
 
     @model_validator(mode="after")
     def _plain_on_loopback_only(self) -> MqttSection:

@@ -72,6 +72,14 @@ class SparkplugFront:
         self._dirty.add(dev.name)
         self._wake.set()
 
+    def _password(self) -> str | None:
+        if self.cfg.password_file is None:
+            return self.cfg.password
+        try:  # read at every connect: a rotated secret is used without a restart
+            return Path(self.cfg.password_file).read_text().strip()
+        except OSError as exc:
+            raise aiomqtt.MqttError(f"mqtt.password_file {self.cfg.password_file}: {exc.strerror}") from None
+
     def _tls(self) -> ssl.SSLContext | None:
         if not self.cfg.url.startswith("mqtts://"):
             return None
@@ -99,7 +107,7 @@ class SparkplugFront:
                     u.hostname or "127.0.0.1",
                     port,
                     username=self.cfg.username,
-                    password=self.cfg.password,
+                    password=self._password(),
                     tls_context=tls,
                     will=will,
                     identifier=f"openstrom-{self.node.group}-{self.node.node}",

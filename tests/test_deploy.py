@@ -1,0 +1,128 @@
+"""The deployment artefacts, checked by the tools made for them and against the bridge's own schema:
+the Kubernetes manifests by kubernetes-validate (strict), and their parts that must agree with each
+other and with the configuration (replicas = shard.count, a Service per ordinal, container ports =
+the configured listeners, probes on paths the bridge answers, certificate names a client can use)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+
+from bridge.config import load_config
+from bridge.fronts.opcua.certificate import ensure_certificate
+from bridge.fronts.opcua.security import application_uri
+from bridge.shard import ShardPlan
+from tests.harness import bridge_config, running_bridge
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "kubernetes"
+K8S_VERSION = "1.33.0"  # a Kubernetes release plants run now; the manifests use nothing newer
+
+
+def _docs() -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for f in sorted(K8S.glob("*.yaml")):
+        out += [(f, d) for d in yaml.safe_load_all(f.read_text()) if d]
+    return out
+
+
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for _, d in _docs() if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} found"
+    return found[0]
+
+
+@pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_manifest_validates_strictly(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def _config(tmp: Path) -> Any:
+    f = tmp / "bridge.yaml"
+    f.write_text(_one("ConfigMap", "openstrom-bridge")["data"]["bridge.yaml"])
+    return load_config(f)
+
+
+def test_the_statefulset_services_and_config_agree(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    sts = _one("StatefulSet", "openstrom-bridge")
+    replicas = sts["spec"]["replicas"]
+    assert config.shard.count == replicas and config.shard.ordinal == "hostname"
+    pod = sts["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    # every listener of the configuration is a container port, and nothing else is
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert ports == {port for _, _, port in config.listeners()}
+    # each ordinal has its own Service selecting exactly its pod, with the device and client ports
+    for k in range(replicas):
+        svc = _one("Service", f"openstrom-bridge-{k}")
+        assert svc["spec"]["selector"] == {"statefulset.kubernetes.io/pod-name": f"openstrom-bridge-{k}"}
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} >= {"devices", "modbus", "opcua"}
+        plan = ShardPlan(config, hostname=f"openstrom-bridge-{k}")
+        assert plan.ordinal == k and plan.replica(config).devices, f"shard {k} serves no board"
+    assert sts["spec"]["serviceName"] == _one("Service", "openstrom-bridge")["metadata"]["name"]
+    # the files the configuration names are the mounts the pod has
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    for path in (config.links.pki_dir, config.mqtt.password_file, config.mqtt.tls_ca, config.bridge.state_dir):
+        assert path is not None and any(path == m or path.startswith(m + "/") for m in mounts), path
+    claim = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert {"name": claim, "mountPath": config.bridge.state_dir} in container["volumeMounts"]
+    # probes: liveness must not be /health (503 while a board is offline restarts a good bridge)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+async def test_the_probe_paths_answer_as_the_manifest_expects(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path)
+    base = f"http://127.0.0.1:{ports['http']}"
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    async with running_bridge(config, tmp_path):
+        assert await asyncio.to_thread(status, "/health/live") == 200
+        assert await asyncio.to_thread(status, "/health/ready") == 200
+        # its board is not connected: /health says so, and that is no reason to restart the pod
+        assert await asyncio.to_thread(status, "/health") == 503
+
+
+async def test_the_opc_ua_certificate_names_the_pods_service_and_renews_for_a_new_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = ShardPlan(_config(tmp_path), hostname="openstrom-bridge-2").replica(_config(tmp_path))
+    monkeypatch.setattr(socket, "gethostname", lambda: "openstrom-bridge-2")
+    uri = application_uri(config)
+    assert uri == "urn:openstrom:bridge:server:shard-2"
+    cert_file, _ = await ensure_certificate(tmp_path, config.opcua.endpoint, uri, config.opcua.hostnames)
+    cert = x509.load_der_x509_certificate(cert_file.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    dns = san.get_values_for_type(x509.DNSName)
+    assert "openstrom-bridge-2.openstrom.svc.cluster.local" in dns
+    assert "openstrom-bridge-2.openstrom-bridge.openstrom.svc.cluster.local" in dns
+    assert "0.0.0.0" not in dns and san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
+    first = cert_file.read_bytes()
+    await ensure_certificate(tmp_path, config.opcua.endpoint, uri, config.opcua.hostnames)
+    assert cert_file.read_bytes() == first  # the same names: the same certificate, clients keep trusting it
+    await ensure_certificate(tmp_path, config.opcua.endpoint, uri, (*config.opcua.hostnames, "scada-gw.plant.example"))
+    renewed = x509.load_der_x509_certificate(cert_file.read_bytes())
+    assert cert_file.read_bytes() != first
+    assert "scada-gw.plant.example" in renewed.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)
