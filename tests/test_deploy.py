@@ -6,7 +6,12 @@ the configured listeners, probes on paths the bridge answers, certificate names 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import shutil
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -126,3 +131,63 @@ async def test_the_opc_ua_certificate_names_the_pods_service_and_renews_for_a_ne
     assert "scada-gw.plant.example" in renewed.extensions.get_extension_for_class(
         x509.SubjectAlternativeName
     ).value.get_values_for_type(x509.DNSName)
+
+
+# ---------------------------------------------------------------------------------------------- image
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name, path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    assert exe is not None, f"{name} is a test dependency (pyproject's test extra installs it)"
+    return exe
+
+
+def test_the_dockerfile_passes_hadolint_and_runs_unprivileged() -> None:
+    dockerfile = ROOT / "deploy" / "Dockerfile"
+    run = subprocess.run([_tool("hadolint"), str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = dockerfile.read_text()
+    final = text[text.rindex("\nFROM ") :]  # the image that runs
+    user = re.search(r"^USER (\S+)", final, re.M)
+    assert user is not None and not user.group(1).startswith(("0", "root"))
+    assert "/health/live" in final and "HEALTHCHECK" in final
+    exposed = {int(p) for p in re.search(r"^EXPOSE (.+)$", final, re.M).group(1).split()}  # type: ignore[union-attr]
+    assert exposed == {7700, 5020, 5021, 4840, 9840}
+    assert 'VOLUME ["/var/lib/openstrom-bridge"]' in final
+
+
+def test_the_compose_file_follows_the_compose_spec_and_its_config_validates(tmp_path: Path) -> None:
+    compose = ROOT / "deploy" / "compose" / "compose.yaml"
+    run = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    doc = yaml.safe_load(compose.read_text())
+    assert set(doc["services"]) == {"bridge", "board", "broker"}
+    config = load_config(compose.parent / "bridge.yaml")
+    board = doc["services"]["board"]["command"]
+    assert config.devices[0].serial_number == board[board.index("--serial-number") + 1]
+    assert config.mqtt.enabled and config.links.listen is not None and config.links.listen.startswith("127.")
+
+
+def test_the_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    unit = (ROOT / "deploy" / "openstrom-bridge.service").read_text()
+    fields = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert fields["Type"] == "notify" and int(fields["WatchdogSec"]) > 0 and fields["NotifyAccess"] == "main"
+    assert fields["AmbientCapabilities"] == "CAP_NET_BIND_SERVICE" == fields["CapabilityBoundingSet"]
+    for key in ("NoNewPrivileges", "PrivateTmp", "ProtectHome"):
+        assert fields[key] == "yes", key
+    assert fields["ProtectSystem"] == "strict" and fields["StateDirectory"] == "openstrom-bridge"
+    assert "-HUP" in fields["ExecReload"]
+    sysusers = (ROOT / "deploy" / "openstrom-bridge.sysusers").read_text()
+    assert re.search(rf"^u {fields['User']} ", sysusers, re.M), "the unit's user is made by the sysusers.d entry"
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not on this machine (the unit's fields were checked above)")
+    copy = tmp_path / "openstrom-bridge.service"  # the binaries where this checkout has them
+    copy.write_text(unit.replace("/opt/openstrom-bridge/venv/bin/", f"{Path(sys.executable).parent}/"))
+    run = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "openstrom-bridge.service" not in run.stderr, run.stderr
