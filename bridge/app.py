@@ -26,6 +26,7 @@ from .pki import PkiPaths
 from .session import DeviceHub
 from .shard import ShardPlan
 from .store import Store
+from .systemd import Notifier
 
 log = get_logger("bridge.app")
 
@@ -58,10 +59,12 @@ class BridgeApp:
         self.hub = DeviceHub(config, self.model, self.store, self.shards)
         self.commands = CommandPath(config, self.hub, self.store)
         map_names = [s.map for s in config.modbus.servers] + [r.map for r in config.modbus.rtu]
-        self.maps = {name: load_map(name, tuple(config.modbus.map_dirs)) for name in map_names}
+        folders = config.modbus.map_folders(base)
+        self.maps = {name: load_map(name, folders) for name in map_names}
         pki_dir = Path(config.links.pki_dir) if config.links.pki_dir else self.state_dir / "link-pki"
         self.pki = PkiPaths(pki_dir if pki_dir.is_absolute() else base / pki_dir)
         self.endpoints = Endpoints()
+        self.systemd = Notifier()
         self.ready = asyncio.Event()
         self._servers: list[Any] = []
         self.opcua: Any = None
@@ -157,6 +160,8 @@ class BridgeApp:
                 tg.create_task(self.hub.watch_health(), name="watchdog")
                 self.model.subscribe(self._on_link, {Change.LINK})
                 self.ready.set()
+                self.systemd.ready(f"{len(self.model.devices)} devices configured")
+                tg.create_task(self.systemd.feed_watchdog(), name="watchdog-ping")
                 log.info("bridge running", devices=len(self.model.devices))
         finally:
             await self._shutdown()
@@ -218,6 +223,7 @@ class BridgeApp:
 
     async def _shutdown(self) -> None:
         self.ready.clear()  # /health/ready says 503 from here: take this replica out of its Services
+        self.systemd.stopping()
         await self.hub.close_links()
         with contextlib.suppress(Exception):
             self.hub.commit_all()

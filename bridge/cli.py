@@ -31,7 +31,9 @@ from .errors import BridgeError, ConfigError
 from .logs import configure_logging
 
 DEMO_SECURE_MODBUS_PORT = 5802  # Modbus/TCP Security's 802 in production; the demo runs unprivileged
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REJECTED, EXIT_OFFLINE, EXIT_TIMEOUT, EXIT_DENIED = 0, 1, 2, 3, 4, 5, 6
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_OFFLINE, EXIT_TIMEOUT, EXIT_DENIED = 0, 1, 2, 3, 4, 5, 6
+# the control API's outcome word -> exit code (docs/operations.md lists them)
+EXIT_CODES = {"refused": EXIT_REFUSED, "offline": EXIT_OFFLINE, "timeout": EXIT_TIMEOUT, "denied": EXIT_DENIED}
 
 
 def _run_app(config: Config, base_dir: Path, on_ready: object = None, shard_ordinal: int | None = None) -> int:
@@ -120,10 +122,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     config = load_config(path)
+    folders = config.modbus.map_folders(path.resolve().parent)
     problems = []
     for k, s in enumerate(config.modbus.servers):
         try:
-            m = load_map(s.map, tuple(config.modbus.map_dirs))
+            m = load_map(s.map, folders)
         except ConfigError as exc:
             problems.append(
                 f"{line_of(path, ('modbus', 'servers', str(k), 'map'))}: key 'modbus.servers.{k}.map': {exc}"
@@ -132,7 +135,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"modbus  {s.host}:{s.port}  map '{m.name}' ({len(m.points)} points, {m.word_order}-endian)")
     for k, r in enumerate(config.modbus.rtu):
         try:
-            m = load_map(r.map, tuple(config.modbus.map_dirs))
+            m = load_map(r.map, folders)
         except ConfigError as exc:
             problems.append(f"{line_of(path, ('modbus', 'rtu', str(k), 'map'))}: key 'modbus.rtu.{k}.map': {exc}")
             continue
@@ -181,9 +184,9 @@ def _api(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
     except urllib.error.HTTPError as exc:
         doc = json.loads(exc.read() or b"{}")
         print(f"openstrom-bridge: {doc.get('error', exc.reason)}", file=sys.stderr)
-        return {401: EXIT_DENIED, 403: EXIT_DENIED, 409: EXIT_REJECTED, 503: EXIT_OFFLINE, 504: EXIT_TIMEOUT}.get(
-            exc.code, EXIT_FAILED
-        )
+        if exc.code == 401:
+            return EXIT_DENIED
+        return EXIT_CODES.get(str(doc.get("outcome")), EXIT_FAILED)
     except (urllib.error.URLError, OSError) as exc:
         print(f"openstrom-bridge: cannot reach the bridge's control API at {args.api}: {exc}", file=sys.stderr)
         return EXIT_FAILED

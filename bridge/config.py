@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bridge.core.events import Thresholds
-from device.protocol import BOARD_CIRCUITS
+from device.protocol import BOARD_CIRCUITS, SERIAL_BAUDRATE
 
 from .config_source import format_validation, line_of, read_document
 from .errors import ConfigError
@@ -72,7 +72,7 @@ class DialLink(_Model):
 
 class SerialLink(_Model):
     port: str = Field(description="serial device path, e.g. /dev/ttyUSB0")
-    baudrate: int = Field(921600, ge=1200, le=3_000_000)
+    baudrate: int = Field(SERIAL_BAUDRATE, ge=1200, le=3_000_000, description="as the device's (both default alike)")
     device: str | None = None
 
 
@@ -212,7 +212,13 @@ class ModbusSection(_Model):
     enabled: bool = True
     servers: tuple[ModbusServer, ...] = Field(default_factory=_default_modbus_servers)
     rtu: tuple[ModbusRtuServer, ...] = Field((), description="Modbus RTU slaves on serial lines")
-    map_dirs: tuple[str, ...] = Field((), description="extra folders with register-map YAML files")
+    map_dirs: tuple[str, ...] = Field(
+        (), description="extra folders with register-map YAML files (relative to the config file)"
+    )
+
+    def map_folders(self, base: Path) -> tuple[str, ...]:
+        """``map_dirs`` with relative folders taken from ``base`` (the config file's folder)."""
+        return tuple(d if Path(d).is_absolute() else str(base / d) for d in self.map_dirs)
 
     @model_validator(mode="after")
     def _unique_ports(self) -> ModbusSection:

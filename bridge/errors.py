@@ -50,5 +50,11 @@ class CommandTimeout(CommandFailed):
     code = "timeout"
 
 
+class DeviceRefused(CommandFailed):
+    """The device answered no (its code and text are in the message): nothing changed."""
+
+    code = "device-refused"
+
+
 class StoreError(BridgeError):
     code = "store"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -118,6 +119,17 @@ def test_bad_register_map_names_the_point(tmp_path: Path) -> None:
     )
 
 
+def test_relative_map_dirs_are_found_from_the_config_file_not_the_working_folder(tmp_path: Path) -> None:
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "hall.yaml").write_text(
+        "name: hall\npoints:\n  - {name: f, address: 0, type: float32, quantity: device.freq_hz}\n"
+    )
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[modbus]\nmap_dirs = ["maps"]\nservers = [{ map = "hall", host = "127.0.0.1", port = 5020 }]\n')
+    out = run("check-config", str(cfg))  # run() works in the repository's folder, not tmp_path
+    assert out.returncode == 0 and "map 'hall' (1 points" in out.stdout, out.stdout + out.stderr
+
+
 def test_nodeset_export(tmp_path: Path) -> None:
     out = run("opcua", "export-nodeset", str(tmp_path / "ns.xml"))
     assert out.returncode == 0, out.stderr
@@ -198,3 +210,15 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "counters committed" in err
     assert (tmp_path / "state" / "bridge.sqlite").exists()
+
+
+def test_docs_cite_only_files_in_the_repository() -> None:
+    """Every file path the docs and the README name exists here: the docs stand on their own."""
+    ext = "py|md|yaml|yml|toml|proto|service|json|sysusers|conf"
+    paths = re.compile(rf"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.(?:{ext}))\b")
+    missing = []
+    for doc in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
+        for m in paths.finditer(doc.read_text()):
+            if not any((base / m.group(1)).exists() for base in (ROOT, ROOT / "docs")):
+                missing.append(f"{doc.name}: {m.group(1)}")
+    assert not missing, missing

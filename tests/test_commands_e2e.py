@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge.commands import Origin, Role
-from bridge.errors import CommandFailed, CommandRejected, CommandTimeout
+from bridge.errors import CommandRejected, CommandTimeout, DeviceRefused
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, RawModbus, bridge_config, f32, fresh_windows, running_bridge, wait_for
 
@@ -104,10 +104,13 @@ async def test_stuck_relay_self_test_concurrency_and_select_before_operate(tmp_p
         await wait_for(lambda: dev.online and dev.status is not None, 20, "online with a STATUS")
         op = Origin(front="test", user="tester", role=Role.OPERATOR)
         # the device refuses (stuck relay): precise error, mismatch alarm, no false state
-        with pytest.raises(CommandFailed, match="did not move"):
+        with pytest.raises(DeviceRefused, match="did not move"):
             await app.commands.switch_relay("board1", 4, False, op)
         assert dev.circuits[3].alarms["relay_mismatch"].active
         assert dev.circuits[3].relay_on is True
+        # from the CLI: the device's refusal is "refused" (3), not the timeout code
+        code, _, err = await cli("relay", "board1", "4", "off", "--api", f"127.0.0.1:{ports['http']}")
+        assert code == 3 and "refused relay 4" in err and "relay-stuck" in err
         # interlocked relay
         with pytest.raises(CommandRejected, match="interlocked"):
             await app.commands.switch_relay("board1", 5, False, op)

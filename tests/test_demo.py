@@ -19,6 +19,14 @@ from tests.test_commands_e2e import cli
 pytestmark = pytest.mark.e2e
 
 
+def _readme_banner() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("`make run` prints something like:", 1)[1].split("\n\n", 2)[1]
+    lines = [line.strip() for line in block.splitlines() if line.startswith("    ")]
+    assert len(lines) >= 8, block
+    return lines
+
+
 async def test_demo_prints_every_endpoint_and_serves_them(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge.cli", "demo", "--no-opcua", "--state-dir", str(tmp_path / "demo"),
@@ -34,6 +42,13 @@ async def test_demo_prints_every_endpoint_and_serves_them(tmp_path: Path) -> Non
                 banner += line.decode()
         for expected in ("127.0.0.1:5020", "127.0.0.1:5021", "Modbus/TCP Security  127.0.0.1:5802", "/health"):
             assert expected in banner, banner
+        # the README shows the banner as it is (paths and the password aside; OPC UA is off here)
+        printed = [line.strip() for line in banner.splitlines() if line.strip()]
+        for line in _readme_banner():
+            if "OPC UA" in line or line.startswith("user:"):
+                continue
+            pattern = r"\s+".join(r"\S+" if "..." in t or t.startswith("<") else re.escape(t) for t in line.split())
+            assert any(re.fullmatch(pattern, p) for p in printed), f"README line not printed by the demo: {line}"
         files = re.search(r"certificate (\S+)\s+key (\S+)\s+CA (\S+)", banner)
         assert files is not None, banner
         crt, key, ca = (Path(f) for f in files.groups())

@@ -191,3 +191,35 @@ def test_the_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     copy.write_text(unit.replace("/opt/openstrom-bridge/venv/bin/", f"{Path(sys.executable).parent}/"))
     run = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "openstrom-bridge.service" not in run.stderr, run.stderr
+
+
+async def test_the_bridge_tells_systemd_ready_feeds_the_watchdog_and_says_stopping(tmp_path: Path) -> None:
+    """What Type=notify and WatchdogSec expect, with a datagram socket standing in for systemd."""
+    config, _ = bridge_config(tmp_path)
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.setblocking(False)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    got: list[str] = []
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(30):
+            while sum("WATCHDOG=1" in m for m in got) < 3:
+                got.append((await loop.sock_recv(sock, 4096)).decode())
+        assert got[0].startswith("READY=1") and "STATUS=" in got[0]  # ready before the first ping
+        proc.terminate()
+        async with asyncio.timeout(20):
+            while "STOPPING=1" not in got[-1]:
+                got.append((await loop.sock_recv(sock, 4096)).decode())
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        sock.close()

@@ -19,7 +19,15 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from bridge.config import Config
-from bridge.errors import BridgeError, CommandFailed, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown
+from bridge.errors import (
+    BridgeError,
+    CommandFailed,
+    CommandRejected,
+    CommandTimeout,
+    DeviceOffline,
+    DeviceRefused,
+    DeviceUnknown,
+)
 from bridge.logs import audit
 from bridge.store import Store
 from device.protocol import (
@@ -222,9 +230,7 @@ class CommandPath:
         assert isinstance(answer, CommandResult)
         if not answer.ok:
             port.record(RelayFeedback(circuit, True, answer.text))
-            raise CommandFailed(
-                f"device {port.name} refused relay {circuit}: {answer.text} ({answer.code})", code=answer.code
-            )
+            raise DeviceRefused(f"device {port.name} refused relay {circuit}: {answer.text} ({answer.code})")
 
         def confirms(st: Status | None) -> bool:
             return st is not None and len(st.circuit_on) >= circuit and st.circuit_on[circuit - 1] is on
@@ -331,7 +337,7 @@ class CommandPath:
             )
             assert isinstance(answer, CommandResult)
             if not answer.ok:
-                raise CommandFailed(f"device {device} refused the auxiliary output: {answer.text}", code=answer.code)
+                raise DeviceRefused(f"device {device} refused the auxiliary output: {answer.text} ({answer.code})")
             port.record(AuxSwitched(on))
 
         await self._audited("aux", Action.SWITCH_AUX, origin, run, device=device, on=on)
@@ -390,7 +396,7 @@ class CommandPath:
                 )
                 assert isinstance(answer, CommandResult)
                 if not answer.ok:
-                    raise CommandFailed(f"device {device} refused the calibration: {answer.text}", code=answer.code)
+                    raise DeviceRefused(f"device {device} refused the calibration: {answer.text} ({answer.code})")
                 bridge_gain = 1.0
             self.store.save_calibration(port.name, circuit, channel, bridge_gain, offset, origin.user or origin.front)
             port.record(Calibrated(circuit, channel, bridge_gain, offset, lsb if write_to_device else None))
@@ -462,7 +468,7 @@ class CommandPath:
                 if not answer.ok:
                     text = f"device {device} refused {wiring} wiring for relay {circuit}: {answer.text}"
                     port.record(RelayFeedback(circuit, True, text))
-                    raise CommandFailed(text, code=answer.code)
+                    raise DeviceRefused(f"{text} ({answer.code})")
 
             with contextlib.suppress(BridgeError):  # audited; a refusal shows as the relay's alarm
                 await self._audited(

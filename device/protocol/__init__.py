@@ -7,7 +7,7 @@ from .connection import NEED_DATA, Connection, ConnectionClosed, Event, Role, St
 from .delta import EncodedChannel, decode_channels, encode_channels
 from .encoding import decode_payload, encode_payload
 from .errors import InvalidMessage, LocalProtocolError, ProtocolError, RemoteProtocolError
-from .framing import MAX_PAYLOAD, Encoding, Frame, FrameError, FrameReader, pack_frame
+from .framing import MAX_PAYLOAD, SERIAL_BAUDRATE, Encoding, Frame, FrameError, FrameReader, pack_frame
 from .messages import (
     BOARD_CIRCUITS,
     HELLO_MAX_PAYLOAD,
@@ -41,6 +41,7 @@ __all__ = [
     "MAX_PAYLOAD",
     "NEED_DATA",
     "PROTOCOL_VERSION",
+    "SERIAL_BAUDRATE",
     "Ack",
     "AuxCommand",
     "Calibrate",

@@ -33,6 +33,10 @@ HEADER_CRC = struct.Struct(">H")
 TRAILER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size + HEADER_CRC.size  # 16
 OVERHEAD = HEADER_SIZE + TRAILER.size  # 20
+# The serial link's default line speed, the bridge's and the simulator's alike: the device UART's top
+# rate. A full-rate board sends 20 channels x 7812.5 samples/s x 16 bits = 2.5 Mbit/s before delta
+# compression, so slower lines suit only boards set to a lower sample rate.
+SERIAL_BAUDRATE = 3_000_000
 MAX_PAYLOAD = 4 * 1024 * 1024
 
 FLAG_GZIP = 0x04

@@ -10,7 +10,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from device.protocol import Encoding
+from device.protocol import SERIAL_BAUDRATE, Encoding
 
 from .device import Identity, SimulatedDevice
 from .runner import LinkSpec, Runner, log
@@ -34,7 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--http", metavar="URL", help="POST packages to a bridge's web-service ingest (.../v1/packages)")
     p.add_argument("--token", help="the device's HTTP ingest token (for --http without a TLS certificate)")
     p.add_argument("--post-interval", type=float, default=0.5, metavar="S", help="seconds between POSTs (--http)")
-    p.add_argument("--baudrate", type=int, default=3_000_000)
+    p.add_argument(
+        "--baudrate",
+        type=int,
+        default=SERIAL_BAUDRATE,
+        help=f"serial line speed (default {SERIAL_BAUDRATE}, as the bridge's)",
+    )
     p.add_argument("--serial-number", default="OS-SIM-0001")
     p.add_argument(
         "--boards",

@@ -18,6 +18,7 @@ from typing import Any
 
 from device.link import Backoff, client_context, reconnect_forever, server_context
 from device.protocol import (
+    SERIAL_BAUDRATE,
     Ack,
     Connection,
     ConnectionClosed,
@@ -49,7 +50,7 @@ class LinkSpec:
     http: str | None = None  # a bridge's package ingest URL (the seed's web-service path)
     token: str | None = None  # the device's bearer token there, when it has no TLS certificate
     post_interval_s: float = 0.5
-    baudrate: int = 3_000_000
+    baudrate: int = SERIAL_BAUDRATE
     tls: tuple[Path, Path, Path] | None = None  # (certificate, key, CA) for mutual TLS on TCP links
 
 

@@ -4,7 +4,9 @@ the authoriser checks each action's role as for every front).
 
 Each endpoint takes a JSON object and answers JSON; the status code says how it went (200 done,
 400 malformed, 401 no or a wrong token, 403 not allowed, 404 no such endpoint, 409 refused by
-validation or policy, 503 device offline, 504 device did not confirm).
+validation, policy or the device, 502 acknowledged but the outcome disagrees, 503 device offline, 504
+device did not answer in time); an error's ``outcome`` word (refused, denied, offline, timeout, failed)
+is what the CLI's exit code follows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from typing import Any
 from aiohttp import web
 
 from bridge.commands import CommandPath, Origin, Role
-from bridge.errors import BridgeError, CommandRejected, DeviceOffline, DeviceUnknown, NotAuthorised
+from bridge.errors import (
+    BridgeError,
+    CommandRejected,
+    CommandTimeout,
+    DeviceOffline,
+    DeviceRefused,
+    DeviceUnknown,
+    NotAuthorised,
+)
 from bridge.logs import audit, get_logger
 
 from .token import token_matches
@@ -24,6 +34,19 @@ from .token import token_matches
 Handler = Callable[[dict[str, Any], Origin], Awaitable[dict[str, Any]]]
 LOOPBACK = ("127.0.0.1", "::1")
 log = get_logger("bridge.http")
+
+
+def _outcome(exc: BridgeError) -> tuple[int, str]:
+    """HTTP status and outcome word of a failed request; the CLI's exit code follows the word."""
+    if isinstance(exc, NotAuthorised):
+        return 403, "denied"
+    if isinstance(exc, (DeviceUnknown, CommandRejected, DeviceRefused)):
+        return 409, "refused"  # by the bridge's validation or policy, or by the device: nothing changed
+    if isinstance(exc, DeviceOffline):
+        return 503, "offline"
+    if isinstance(exc, CommandTimeout):
+        return 504, "timeout"
+    return 502, "failed"  # sent and acknowledged, but the outcome disagrees (e.g. relay feedback)
 
 
 def _json(status: int, doc: dict[str, Any]) -> web.Response:
@@ -116,13 +139,8 @@ def add_api(app: web.Application, commands: CommandPath, token: str) -> None:
             return _json(200, await handler(req, origin))
         except (KeyError, TypeError, ValueError) as exc:
             return _json(400, {"error": f"bad request: {exc}"})
-        except NotAuthorised as exc:
-            return _json(403, {"error": str(exc), "code": exc.code})
-        except (DeviceUnknown, CommandRejected) as exc:
-            return _json(409, {"error": str(exc), "code": exc.code})
-        except DeviceOffline as exc:
-            return _json(503, {"error": str(exc), "code": exc.code})
         except BridgeError as exc:
-            return _json(504, {"error": str(exc), "code": exc.code})
+            status, outcome = _outcome(exc)
+            return _json(status, {"error": str(exc), "code": exc.code, "outcome": outcome})
 
     app.router.add_post("/api/{name}", handle)
