@@ -18,12 +18,14 @@ from . import __version__
 from .commands import CommandPath
 from .config import Config
 from .config import ModbusServer as ModbusServerConfig
+from .errors import CommandRejected, DeviceUnknown
 from .fronts.modbus.register_map import load_map
 from .link.transports import dial_tcp, open_serial, serve_tcp
-from .logs import get_logger
+from .logs import audit, get_logger
 from .model import Change, DeviceState, Model
 from .pki import PkiPaths
 from .session import DeviceHub
+from .session.recorder import EventRecorder
 from .shard import ShardPlan
 from .store import Store
 from .systemd import Notifier
@@ -57,6 +59,7 @@ class BridgeApp:
         self.model = Model(config)
         self.store = Store(self.state_dir / "bridge.sqlite")
         self.hub = DeviceHub(config, self.model, self.store, self.shards)
+        self.recorder = EventRecorder(config, self.model, self.state_dir) if config.records.enabled else None
         self.commands = CommandPath(config, self.hub, self.store)
         map_names = [s.map for s in config.modbus.servers] + [r.map for r in config.modbus.rtu]
         folders = config.modbus.map_folders(base)
@@ -151,7 +154,7 @@ class BridgeApp:
                     ev = asyncio.Event()
                     token, files = create_api_token(self.state_dir, port)
                     log.info("control API token written", files=[str(f) for f in files])
-                    http = serve_http(host, port, self.model, self.commands, token, ev, self.ready)
+                    http = serve_http(host, port, self.model, self.commands, token, ev, self.ready, self._api())
                     tg.create_task(http, name="http")
                     waits.append(ev.wait())
                     self.endpoints.http = f"{host}:{port}"
@@ -165,6 +168,21 @@ class BridgeApp:
                 log.info("bridge running", devices=len(self.model.devices))
         finally:
             await self._shutdown()
+
+    def _api(self) -> dict[str, Any]:
+        """Control API endpoints beyond the command path's."""
+
+        async def record(req: dict[str, Any], origin: Any) -> dict[str, Any]:
+            device = str(req["device"])
+            if self.recorder is None:
+                raise CommandRejected("waveform records are off (records.enabled)", code="records-off")
+            if device not in self.model.devices:
+                raise DeviceUnknown(f"unknown device {device!r}")
+            trig = self.recorder.manual(device)
+            audit("manual waveform record", device=device, user=origin.user, client=origin.client)
+            return {"ok": True, "trigger_s": trig.t_s, "post_s": self.config.records.post_cycles / 50.0}
+
+        return {"/api/record": record}
 
     def _link_tls(self, *, server: bool) -> ssl.SSLContext:
         """Mutual TLS with the bridge's link certificate. Dialling out, the device's certificate is not

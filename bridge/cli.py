@@ -11,13 +11,13 @@ import secrets
 import signal
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from .cli_pki import cmd_pki_init, cmd_pki_issue_client, cmd_pki_issue_device, state_dir_of
+from .cli_api import EXIT_FAILED, EXIT_OK, EXIT_USAGE, call
+from .cli_pki import cmd_pki_init, cmd_pki_issue_client, cmd_pki_issue_device
+from .cli_records import add_parsers as add_record_parsers
 from .config import (
     DEFAULT_DEVICE_PORT,
     DEFAULT_METRICS_PORT,
@@ -31,9 +31,6 @@ from .errors import BridgeError, ConfigError
 from .logs import configure_logging
 
 DEMO_SECURE_MODBUS_PORT = 5802  # Modbus/TCP Security's 802 in production; the demo runs unprivileged
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_OFFLINE, EXIT_TIMEOUT, EXIT_DENIED = 0, 1, 2, 3, 4, 5, 6
-# the control API's outcome word -> exit code (docs/operations.md lists them)
-EXIT_CODES = {"refused": EXIT_REFUSED, "offline": EXIT_OFFLINE, "timeout": EXIT_TIMEOUT, "denied": EXIT_DENIED}
 
 
 def _run_app(config: Config, base_dir: Path, on_ready: object = None, shard_ordinal: int | None = None) -> int:
@@ -159,51 +156,18 @@ def cmd_map_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _api_token(args: argparse.Namespace) -> str | None:
-    from .fronts.http.token import find_api_token
-
-    if args.token_file:
-        try:
-            return Path(args.token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{args.token_file}: cannot read the API token: {exc.strerror}") from None
-    port = int(args.api.rpartition(":")[2] or DEFAULT_METRICS_PORT)
-    return find_api_token(port, state_dir_of(args) if args.config else None)
-
-
-def _api(args: argparse.Namespace, path: str, body: dict[str, object]) -> int:
-    headers = {"Content-Type": "application/json"}
-    token = _api_token(args)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(f"http://{args.api}{path}", data=json.dumps(body).encode(), headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            print(resp.read().decode())
-            return EXIT_OK
-    except urllib.error.HTTPError as exc:
-        doc = json.loads(exc.read() or b"{}")
-        print(f"openstrom-bridge: {doc.get('error', exc.reason)}", file=sys.stderr)
-        if exc.code == 401:
-            return EXIT_DENIED
-        return EXIT_CODES.get(str(doc.get("outcome")), EXIT_FAILED)
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"openstrom-bridge: cannot reach the bridge's control API at {args.api}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
-
 def cmd_relay(args: argparse.Namespace) -> int:
-    return _api(args, "/api/relay", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
+    return call(args, "/api/relay", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
 
 
 def cmd_maintenance_lock(args: argparse.Namespace) -> int:
-    return _api(
+    return call(
         args, "/api/maintenance-lock", {"device": args.device, "circuit": args.circuit, "locked": args.state == "on"}
     )
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    return _api(args, "/api/select", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
+    return call(args, "/api/select", {"device": args.device, "circuit": args.circuit, "on": args.state == "on"})
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -215,7 +179,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     else:
         body.update(volts=args.reference_volts, amps=args.reference_amps)
-    return _api(args, "/api/calibrate", body)
+    return call(args, "/api/calibrate", body)
 
 
 _LIMIT_FLAGS = (  # CLI flag -> [pq] key
@@ -247,11 +211,11 @@ def cmd_limits(args: argparse.Namespace) -> int:
         body["pq"] = pq
     if overcurrent:
         body["overcurrent_a"] = overcurrent
-    return _api(args, "/api/limits", body)
+    return call(args, "/api/limits", body)
 
 
 def cmd_self_test(args: argparse.Namespace) -> int:
-    return _api(args, "/api/self-test", {"device": args.device})
+    return call(args, "/api/self-test", {"device": args.device})
 
 
 def cmd_device_token(args: argparse.Namespace) -> int:
@@ -386,6 +350,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_app(config, state_dir, started)
 
 
+def _api_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
+    s.add_argument("--config", help="the bridge's configuration: its state_dir holds the API token")
+    s.add_argument("--token-file", help="the API token file (default: found by --config or the API port)")
+    s.set_defaults(state_dir=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openstrom-bridge", description="OpenStrom devices to Modbus TCP and OPC UA")
     sub = p.add_subparsers(dest="command", required=True)
@@ -450,10 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--freq-high", type=float, help="over-frequency alarm limit, Hz")
             s.add_argument("--overcurrent", action="append", metavar="CIRCUIT=AMPS", help="a circuit's limit (repeat)")
             s.add_argument("--reset", action="store_true", help="drop every run-time change: the file's limits")
-        s.add_argument("--api", default=f"127.0.0.1:{DEFAULT_METRICS_PORT}", help="the bridge's HTTP port")
-        s.add_argument("--config", help="the bridge's configuration: its state_dir holds the API token")
-        s.add_argument("--token-file", help="the API token file (default: found by --config or the API port)")
-        s.set_defaults(func=fn, state_dir=None)
+        _api_options(s)
+        s.set_defaults(func=fn)
+    add_record_parsers(sub, _api_options)
 
     k = sub.add_parser("pki", help="the link CA: bridge, device and Modbus/TCP Security client certificates")
     ksub = k.add_subparsers(dest="pki_command", required=True)

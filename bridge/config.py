@@ -381,6 +381,17 @@ class AnalysisSection(_Model):
     )
 
 
+class RecordsSection(_Model):
+    """COMTRADE records of every dip, swell and interruption (and of a manual trigger)."""
+
+    enabled: bool = True
+    folder: str = Field("records", description="where records go (relative to state_dir)")
+    pre_cycles: int = Field(10, ge=1, le=500, description="mains cycles kept before the trigger")
+    post_cycles: int = Field(40, ge=1, le=3000, description="mains cycles after the trigger")
+    max_mb: float = Field(500.0, gt=0, le=1_000_000, description="the oldest records go when the folder exceeds this")
+    max_age_days: float = Field(90.0, gt=0, le=36500, description="records older than this go")
+
+
 class PowerQualityLimits(_Model):
     """Event and alarm limits. Voltage limits are shares of the declared voltage (IEC 61000-4-30's
     usual settings by default); frequency limits default to the nominal frequency +/- 1 % (EN 50160
@@ -460,6 +471,7 @@ class Config(_Model):
     metrics: MetricsSection = MetricsSection()
     mqtt: MqttSection = MqttSection()
     shard: ShardSection = ShardSection()
+    records: RecordsSection = RecordsSection()
     commands: CommandsSection = CommandsSection()
     analysis: AnalysisSection = AnalysisSection()
     pq: PowerQualityLimits = PowerQualityLimits()

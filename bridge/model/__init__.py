@@ -4,6 +4,7 @@ it announces and the one quality rule."""
 from .changes import Change
 from .live import Model, ModelView
 from .quality import Level, Quality, device_quality, relay_quality
+from .samples import SampleBlock, SampleTaps, Trigger
 from .state import (
     EVENT_KINDS,
     EVENT_LOG_SIZE,
@@ -15,6 +16,7 @@ from .state import (
     Limits,
     LinkHealth,
     VoltageEventRecord,
+    WaveformRecord,
 )
 
 __all__ = [
@@ -32,7 +34,11 @@ __all__ = [
     "Model",
     "ModelView",
     "Quality",
+    "SampleBlock",
+    "SampleTaps",
+    "Trigger",
     "VoltageEventRecord",
+    "WaveformRecord",
     "device_quality",
     "relay_quality",
 ]

@@ -29,6 +29,8 @@ class Change(enum.Enum):
     """a self-test finished; its faults are in `DeviceState.last_self_test`"""
     CALIBRATION = "calibration"
     """a channel's gain or offset changed"""
+    RECORD = "record"
+    """a waveform record (COMTRADE) was saved or removed by the retention policy"""
     LIMITS = "limits"
     """an admin changed the power-quality limits or a circuit's overcurrent limit at run time"""
 

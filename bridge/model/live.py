@@ -18,7 +18,8 @@ from bridge.core.aggregate import Aggregate
 from device.protocol import Hello, Status
 
 from .changes import ALL_CHANGES, Change
-from .state import DeviceSnapshot, DeviceState, Limits, VoltageEventRecord
+from .samples import SampleTaps
+from .state import DeviceSnapshot, DeviceState, Limits, VoltageEventRecord, WaveformRecord
 
 Listener = Callable[[DeviceState, Change], None]
 AlarmChange = tuple[int, str, bool, str]  # (circuit 1.. or 0 for the device, alarm name, active, message)
@@ -39,6 +40,9 @@ class ModelView(Protocol):
 
     def subscribe(self, listener: Listener, kinds: Iterable[Change] = ALL_CHANGES) -> None: ...
 
+    @property
+    def samples(self) -> SampleTaps: ...
+
 
 class Model:
     """All devices, and the one way to change them: ``links``, ``reports`` and ``outcomes`` hold the
@@ -55,12 +59,18 @@ class Model:
         self.links = LinkChanges(self._emit)
         self.reports = ReportChanges(self._emit)
         self.outcomes = OutcomeChanges(self._emit)
+        self._samples = SampleTaps()
 
     # ------------------------------------------------------------------ reading
 
     @property
     def devices(self) -> Mapping[str, DeviceState]:
         return self._devices
+
+    @property
+    def samples(self) -> SampleTaps:
+        """The raw signal of every counted block, for captures and the event recorder."""
+        return self._samples
 
     def by_serial(self, serial: str) -> DeviceState | None:
         return next((d for d in self._devices.values() if d.config.serial_number == serial), None)
@@ -222,6 +232,11 @@ class ReportChanges(_Changes):
             cs.interruptions = counts.get((cs.index, "interruption"), 0)
         dev.events_total = sum(counts.values())
         self._emit(dev, Change.EVENT)
+
+    def set_records(self, dev: DeviceState, records: list[WaveformRecord]) -> None:
+        """The device's waveform records on disk now (after one was saved, or some were removed)."""
+        dev.records = records
+        self._emit(dev, Change.RECORD)
 
     def count_voltage_event(self, dev: DeviceState, record: VoltageEventRecord, message: str) -> None:
         """A dip, swell or interruption ended. One that began and ended between two updates still

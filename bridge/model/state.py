@@ -163,6 +163,17 @@ class LinkHealth:
     scale_changes: int = 0  # HELLOs that announced other ADC scales than the one before
 
 
+@dataclass(frozen=True, slots=True)
+class WaveformRecord:
+    """A COMTRADE record on disk: ``name`` is the file stem (``.cfg`` and ``.dat`` beside it)."""
+
+    name: str
+    trigger_s: float  # device clock
+    kind: str  # dip, swell, interruption or manual
+    circuit: int  # 0: the whole device
+    folder: str
+
+
 @dataclass(slots=True)
 class DeviceState:
     config: Device
@@ -183,6 +194,7 @@ class DeviceState:
     )  # newest last
     events_total: int = 0  # voltage events ever recorded (persisted with the counters)
     limits: Limits = field(default_factory=lambda: Limits(PowerQualityLimits(), (40.0,) * BOARD_CIRCUITS))
+    records: list[WaveformRecord] = field(default_factory=list)  # on disk now, oldest first
 
     def __post_init__(self) -> None:
         if not self.circuits:

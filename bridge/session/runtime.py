@@ -10,12 +10,14 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from bridge.config import AnalysisSection, PowerQualityLimits
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
 from bridge.errors import CommandRejected, DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
-from bridge.model import EVENT_LOG_SIZE, DeviceState, Model, VoltageEventRecord
+from bridge.model import EVENT_LOG_SIZE, DeviceState, Model, SampleBlock, Trigger, VoltageEventRecord
 from bridge.store import Progress, Store
 from device.protocol import (
     Ack,
@@ -89,6 +91,7 @@ class DeviceRuntime:
         self._snapshots = 0
         self.synced_at: float | None = None  # monotonic time of the last TIME_SYNC sent
         self._offsets: collections.deque[float] = collections.deque(maxlen=25)
+        self._triggered: collections.deque[tuple[int, str, float]] = collections.deque(maxlen=64)  # event starts
         for c in state.circuits:
             rec = store.relay(self.name, c.index)
             model.outcomes.set_relay_bookkeeping(
@@ -336,6 +339,8 @@ class DeviceRuntime:
         )
         if block.n > skip:
             self._fed.append(seq, start, block.n - skip, skip)
+            if self.model.samples.wanted(self.name):
+                self._tap(seq, t0, block, skip)
         self.last_seq = seq
         self.model.links.count(dev, blocks=1)
         # device time of the block's end minus now: transit and buffering only make it smaller, so
@@ -359,9 +364,29 @@ class DeviceRuntime:
 
     # ------------------------------------------------------------------ measurements -> model
 
+    def _tap(self, seq: int, t0: float, block: Samples, skip: int) -> None:
+        assert self._scales is not None
+        scale = self._scales.scale
+        offset = self._scales.offset if self._scales.offset is not None else np.zeros_like(scale)
+        counts = np.concatenate((block.v[:, skip:], block.i[:, skip:]))
+        self.model.samples.publish(SampleBlock(self.name, seq, t0, block.sample_rate_hz, counts, scale, offset))
+
+    def _trigger_starts(self, update: Update) -> None:
+        """A waveform trigger at the start of every voltage event, once: while it lasts (so a long
+        interruption's record holds its beginning) or, if it began and ended within one batch, when it
+        is reported."""
+        assert self.analyzer is not None
+        for ev in (*self.analyzer.events.ongoing(), *update.events):
+            key = (ev.circuit, ev.kind, ev.start)
+            if key in self._triggered:
+                continue
+            self._triggered.append(key)
+            self.model.samples.trigger(Trigger(self.name, self.analyzer.time_of(ev.start), ev.kind, ev.circuit + 1))
+
     def _apply(self, update: Update) -> None:
         assert self.analyzer is not None
         dev = self.state
+        self._trigger_starts(update)
         for ev in update.events:
             self._record_event(ev)
         snapshot = None

@@ -11,8 +11,9 @@ is what the CLI's exit code follows.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +29,9 @@ from bridge.errors import (
     NotAuthorised,
 )
 from bridge.logs import audit, get_logger
+from bridge.model import ModelView
 
+from .capture import stream_capture
 from .token import token_matches
 
 Handler = Callable[[dict[str, Any], Origin], Awaitable[dict[str, Any]]]
@@ -103,8 +106,43 @@ def endpoints(commands: CommandPath) -> dict[str, Handler]:
     }
 
 
-def add_api(app: web.Application, commands: CommandPath, token: str) -> None:
+def records_endpoint(model: ModelView) -> Handler:
+    async def records(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
+        wanted = req.get("device")
+        if wanted is not None and wanted not in model.devices:
+            raise DeviceUnknown(f"unknown device {wanted!r}")
+        out = []
+        for dev in model.devices.values():
+            if wanted is None or dev.name == wanted:
+                out += [
+                    {
+                        "device": dev.name,
+                        "name": r.name,
+                        "trigger_utc": dt.datetime.fromtimestamp(r.trigger_s, dt.UTC).isoformat(),
+                        "kind": r.kind,
+                        "circuit": r.circuit,
+                        "cfg": f"{r.folder}/{r.name}.cfg",
+                        "dat": f"{r.folder}/{r.name}.dat",
+                    }
+                    for r in dev.records
+                ]
+        return {"ok": True, "records": sorted(out, key=lambda r: r["trigger_utc"])}
+
+    return records
+
+
+def add_api(
+    app: web.Application,
+    commands: CommandPath,
+    token: str,
+    model: ModelView | None = None,
+    extra: Mapping[str, Handler] | None = None,
+) -> None:
+    """``extra``: endpoints the composition root adds (what needs more than the command path)."""
     table = endpoints(commands)
+    if model is not None:
+        table["/api/records"] = records_endpoint(model)
+    table.update(extra or {})
     refused: set[tuple[str, str]] = set()
 
     def refuse(status: int, client: str, reason: str, text: str) -> web.Response:
@@ -118,7 +156,7 @@ def add_api(app: web.Application, commands: CommandPath, token: str) -> None:
             status=status, text=json.dumps({"error": text}), content_type="application/json", headers=headers
         )
 
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
         client = request.remote or "?"
         if client not in LOOPBACK:
             return refuse(403, client, "not-loopback", "the control API answers loopback clients only")
@@ -128,7 +166,7 @@ def add_api(app: web.Application, commands: CommandPath, token: str) -> None:
             why = "no API token" if given is None else "wrong API token"
             return refuse(401, client, why, f"{why}: the CLI reads it from the bridge's state_dir/api-token")
         handler = table.get(request.path)
-        if handler is None:
+        if handler is None and not (request.path == "/api/capture" and model is not None):
             return _json(404, {"error": "no such endpoint"})
         try:
             body = await request.read()
@@ -136,6 +174,9 @@ def add_api(app: web.Application, commands: CommandPath, token: str) -> None:
             if not isinstance(req, dict):
                 raise ValueError("the body must be a JSON object")
             origin = Origin(front="cli", user=str(req.get("user", "cli")), client=client, role=Role.ADMIN)
+            if request.path == "/api/capture" and model is not None:
+                return await stream_capture(request, model, req, client)
+            assert handler is not None
             return _json(200, await handler(req, origin))
         except (KeyError, TypeError, ValueError) as exc:
             return _json(400, {"error": f"bad request: {exc}"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -12,7 +13,7 @@ from bridge.commands import CommandPath
 from bridge.logs import get_logger
 from bridge.model import ModelView
 
-from .api import add_api
+from .api import Handler, add_api
 from .health import health
 from .metrics import registry_for
 
@@ -21,7 +22,11 @@ MAX_BODY = 65536
 
 
 def build_app(
-    model: ModelView, commands: CommandPath, token: str, ready: asyncio.Event | None = None
+    model: ModelView,
+    commands: CommandPath,
+    token: str,
+    ready: asyncio.Event | None = None,
+    extra: Mapping[str, Handler] | None = None,
 ) -> web.Application:
     registry = registry_for(model)
     app = web.Application(client_max_size=MAX_BODY)
@@ -46,7 +51,7 @@ def build_app(
     app.router.add_get("/health/live", get_live)
     app.router.add_get("/health/ready", get_ready)
     app.router.add_get("/metrics", get_metrics)
-    add_api(app, commands, token)
+    add_api(app, commands, token, model, extra)
     return app
 
 
@@ -58,9 +63,10 @@ async def serve_http(
     token: str,
     started: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    extra: Mapping[str, Handler] | None = None,
 ) -> None:
-    """``ready`` (every front serving) answers /health/ready."""
-    runner = web.AppRunner(build_app(model, commands, token, ready), access_log=None, handle_signals=False)
+    """``ready`` (every front serving) answers /health/ready; ``extra`` adds control API endpoints."""
+    runner = web.AppRunner(build_app(model, commands, token, ready, extra), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -1,0 +1,91 @@
+"""The raw signal beside the model: every counted block's samples, scaled to volts and amperes, for the
+few that want them (a waveform capture, the event recorder). Nothing is scaled or copied while nobody
+listens; a listener gets a block it must not keep a reference into beyond its call (copy what it keeps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBlock:
+    """One block as the analyzer took it: ``v`` and ``i`` are (circuits, n), calibrated; ``counts`` the
+    ADC values the device sent (voltages then currents, (2 x circuits, n)) with ``scale`` and
+    ``offset`` per channel, so that value = counts x scale + offset."""
+
+    device: str
+    seq: int
+    t0_s: float  # device clock, seconds since the epoch, of the first sample
+    fs: float
+    counts: npt.NDArray[np.int64]
+    scale: FloatArray
+    offset: FloatArray
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.shape[1])
+
+    @property
+    def circuits(self) -> int:
+        return int(self.counts.shape[0] // 2)
+
+    def scaled(self) -> tuple[FloatArray, FloatArray]:
+        """(volts, amperes), each (circuits, n)."""
+        x = self.counts * self.scale[:, None] + self.offset[:, None]
+        c = self.circuits
+        return x[:c], x[c:]
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """A moment worth a waveform record: a voltage event's start, or an operator's request."""
+
+    device: str
+    t_s: float  # device clock, seconds since the epoch
+    kind: str  # "dip", "swell", "interruption" or "manual"
+    circuit: int  # 1.., or 0 for the whole device
+
+    @property
+    def reason(self) -> str:
+        return self.kind if self.circuit == 0 else f"{self.kind} on circuit {self.circuit}"
+
+
+SampleListener = Callable[[SampleBlock], None]
+TriggerListener = Callable[[Trigger], None]
+
+
+class SampleTaps:
+    """Who listens to which device's samples. The session publishes; listeners subscribe and must
+    return quickly (they run in the receive path)."""
+
+    def __init__(self) -> None:
+        self._by_device: dict[str, set[SampleListener]] = {}
+        self._everywhere: set[SampleListener] = set()
+        self._triggers: list[TriggerListener] = []
+
+    def subscribe(self, listener: SampleListener, device: str | None = None) -> Callable[[], None]:
+        """Listen to one device (or every device); returns the call that ends it."""
+        target = self._everywhere if device is None else self._by_device.setdefault(device, set())
+        target.add(listener)
+        return lambda: target.discard(listener)
+
+    def wanted(self, device: str) -> bool:
+        return bool(self._everywhere or self._by_device.get(device))
+
+    def publish(self, block: SampleBlock) -> None:
+        for listener in (*self._everywhere, *self._by_device.get(block.device, ())):
+            listener(block)
+
+    def on_trigger(self, listener: TriggerListener) -> None:
+        self._triggers.append(listener)
+
+    def trigger(self, trigger: Trigger) -> None:
+        for listener in self._triggers:
+            listener(trigger)

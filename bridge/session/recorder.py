@@ -1,0 +1,247 @@
+"""The event recorder: a short ring of every device's raw samples, cut into a COMTRADE record around
+each trigger (a voltage event's start, or a manual request), kept under a size and age policy.
+
+Memory per device is bounded by the ring: pre-trigger + post-trigger + the detection delay (an event
+is seen one measurement batch after it starts), as 16-bit counts where the ADC allows. A record waits
+until its post-trigger samples have arrived; one whose samples are gone (a trigger older than the
+ring, as for events in blocks replayed after an outage that outlasted it) is written with what the ring
+still holds, or not at all, and the log says so. File names carry device, trigger time and kind, so a
+replayed block's event is not recorded twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.config import Config
+from bridge.logs import audit, get_logger
+from bridge.model import Model, SampleBlock, Trigger, WaveformRecord
+from bridge.records.comtrade import AnalogChannel, record
+
+log = get_logger("bridge.records")
+_NAME = re.compile(r"^(?P<dev>.+)_(?P<t>\d{8}T\d{6}\.\d{6})Z_(?P<kind>dip|swell|interruption|manual)(?P<c>\d*)$")
+# how long after its start an event is noticed, beyond the batch: the half-cycle RMS and the window
+_DETECTION_SLACK_S = 0.5
+
+
+@dataclass(slots=True)
+class _Held:
+    t0_s: float
+    fs: float
+    counts: np.ndarray  # (2 x circuits, n)
+    scale: np.ndarray
+    offset: np.ndarray
+
+    @property
+    def t1_s(self) -> float:
+        return self.t0_s + int(self.counts.shape[1]) / self.fs
+
+
+def record_name(device: str, trigger: Trigger) -> str:
+    stamp = dt.datetime.fromtimestamp(trigger.t_s, dt.UTC).strftime("%Y%m%dT%H%M%S.%f")
+    return f"{device}_{stamp}Z_{trigger.kind}{trigger.circuit or ''}"
+
+
+class EventRecorder:
+    def __init__(self, config: Config, model: Model, state_dir: Path) -> None:
+        self.cfg = config.records
+        self.model = model
+        self.station = config.bridge.name
+        folder = Path(self.cfg.folder)
+        self.folder = folder if folder.is_absolute() else state_dir / folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._ring: dict[str, collections.deque[_Held]] = {}
+        self._pending: dict[str, list[Trigger]] = {}
+        self._written: dict[str, collections.deque[tuple[float, float]]] = {}  # recent record spans
+        self._batch_s = config.analysis.batch_s
+        model.samples.subscribe(self._on_block)
+        model.samples.on_trigger(self._on_trigger)
+        self.saved = 0
+        for name in model.devices:
+            self._publish(name)
+
+    # ------------------------------------------------------------------ timing
+
+    def _cycles_s(self, device: str) -> tuple[float, float]:
+        f = float(self.model.devices[device].config.f_nominal)
+        return self.cfg.pre_cycles / f, self.cfg.post_cycles / f
+
+    def _ring_s(self, device: str) -> float:
+        pre, post = self._cycles_s(device)
+        return pre + post + self._batch_s + _DETECTION_SLACK_S
+
+    # ------------------------------------------------------------------ input
+
+    def _on_block(self, block: SampleBlock) -> None:
+        if block.device not in self.model.devices:
+            return
+        counts = block.counts.astype(np.int16) if np.abs(block.counts).max(initial=0) <= 32767 else block.counts
+        ring = self._ring.setdefault(block.device, collections.deque())
+        ring.append(_Held(block.t0_s, block.fs, counts, block.scale.copy(), block.offset.copy()))
+        keep = self._ring_s(block.device)
+        newest = max(h.t1_s for h in ring)
+        while ring and ring[0].t1_s < newest - keep:
+            ring.popleft()
+        if self._pending.get(block.device):
+            self._due(block.device)
+
+    def _on_trigger(self, trigger: Trigger) -> None:
+        """Triggers within one record's span are one record (a mains dip starts on every circuit at
+        once: one record of all channels, named after the first circuit that saw it)."""
+        device = trigger.device
+        if device not in self.model.devices:
+            return
+        pre, post = self._cycles_s(device)
+        spans = [(t.t_s - pre, t.t_s + post) for t in self._pending.get(device, [])]
+        spans += list(self._written.get(device, ()))
+        if any(a <= trigger.t_s <= b for a, b in spans):
+            return
+        self._pending.setdefault(device, []).append(trigger)
+        self._due(device)
+
+    def manual(self, device: str) -> Trigger:
+        """A record of now (the newest sample), as for an event: pre- and post-trigger cycles."""
+        ring = self._ring.get(device)
+        t = max(h.t1_s for h in ring) if ring else time.time()
+        trigger = Trigger(device, t, "manual", 0)
+        self._on_trigger(trigger)
+        return trigger
+
+    # ------------------------------------------------------------------ output
+
+    def _due(self, device: str) -> None:
+        ring = self._ring.get(device)
+        if not ring:
+            return
+        newest = max(h.t1_s for h in ring)
+        pre, post = self._cycles_s(device)
+        waiting = []
+        for trig in self._pending.get(device, []):
+            if trig.t_s + post <= newest or trig.t_s < newest - self._ring_s(device):
+                self._write(device, trig, pre, post)
+            else:
+                waiting.append(trig)
+        self._pending[device] = waiting
+
+    def _write(self, device: str, trigger: Trigger, pre: float, post: float) -> None:
+        name = record_name(device, trigger)
+        cfg_path, dat_path = self.folder / f"{name}.cfg", self.folder / f"{name}.dat"
+        self._written.setdefault(device, collections.deque(maxlen=16)).append((trigger.t_s - pre, trigger.t_s + post))
+        if cfg_path.exists():
+            return  # the same event from blocks replayed after a restart
+        ring = self._ring[device]
+        start, end = trigger.t_s - pre, trigger.t_s + post
+        # the contiguous run of blocks (in time order) that holds the trigger
+        held = sorted((h for h in ring if h.t1_s > start and h.t0_s < end), key=lambda h: h.t0_s)
+        if not held:
+            log.warning("no samples left for a waveform record", device=device, trigger=trigger.reason)
+            return
+        fs = held[0].fs
+        run = [held[0]]
+        for h in held[1:]:
+            if abs(h.t0_s - run[-1].t1_s) > 1.5 / fs or h.counts.shape[0] != run[0].counts.shape[0]:
+                if run[-1].t1_s > trigger.t_s:
+                    break
+                run = [h]  # a gap before the trigger: start after it
+                continue
+            run.append(h)
+        counts = np.concatenate([h.counts for h in run], axis=1)
+        t0 = run[0].t0_s
+        first = max(0, round((start - t0) * fs))
+        last = min(counts.shape[1], round((end - t0) * fs))
+        counts = counts[:, first:last]
+        if counts.shape[1] == 0:
+            return
+        dev = self.model.devices[device]
+        circuits = counts.shape[0] // 2
+        scale, offset = run[-1].scale, run[-1].offset
+        channels = [
+            AnalogChannel(
+                f"C{c + 1:02d} {'V' if q == 0 else 'I'}",
+                "",
+                dev.circuits[c].name,
+                "V" if q == 0 else "A",
+                float(scale[q * circuits + c]),
+                float(offset[q * circuits + c]),
+            )
+            for q in (0, 1)
+            for c in range(circuits)
+        ]
+        cfg_text, dat = record(
+            station=self.station,
+            device_id=f"{device} {dev.config.serial_number}",
+            channels=channels,
+            counts=counts,
+            fs=fs,
+            f_line=float(dev.config.f_nominal),
+            start_s=t0 + first / fs,
+            trigger_s=trigger.t_s,
+        )
+        tmp = dat_path.with_suffix(".dat.tmp")
+        tmp.write_bytes(dat)
+        os.replace(tmp, dat_path)
+        cfg_path.write_text(cfg_text, newline="")  # the .cfg last: a listed record is complete
+        self.saved += 1
+        log.info("waveform record saved", device=device, trigger=trigger.reason, file=str(cfg_path))
+        audit("waveform record saved", device=device, trigger=trigger.reason, record=name)
+        self._retain()
+        self._publish(device)
+
+    # ------------------------------------------------------------------ retention and listing
+
+    def _records(self) -> list[tuple[float, Path]]:
+        out = []
+        for cfg in self.folder.glob("*.cfg"):
+            try:
+                out.append((cfg.stat().st_mtime, cfg))
+            except OSError:
+                continue
+        return sorted(out)
+
+    def _retain(self) -> None:
+        now = time.time()
+        records = self._records()
+        sizes = {p: _size(p) for _, p in records}
+        total = sum(sizes.values())
+        limit = self.cfg.max_mb * 1e6
+        touched = set()
+        for mtime, cfg in records:
+            if total <= limit and now - mtime <= self.cfg.max_age_days * 86400:
+                continue
+            total -= sizes[cfg]
+            for p in (cfg, cfg.with_suffix(".dat")):
+                p.unlink(missing_ok=True)
+            m = _NAME.match(cfg.stem)
+            if m:
+                touched.add(m.group("dev"))
+            log.info("waveform record removed by the retention policy", record=cfg.stem)
+        for device in touched & set(self.model.devices):
+            self._publish(device)
+
+    def listing(self, device: str) -> list[WaveformRecord]:
+        out = []
+        for _, cfg in self._records():
+            m = _NAME.match(cfg.stem)
+            if m is None or m.group("dev") != device:
+                continue
+            t = dt.datetime.strptime(m.group("t"), "%Y%m%dT%H%M%S.%f").replace(tzinfo=dt.UTC).timestamp()
+            out.append(WaveformRecord(cfg.stem, t, m.group("kind"), int(m.group("c") or 0), str(self.folder)))
+        return sorted(out, key=lambda r: r.trigger_s)
+
+    def _publish(self, device: str) -> None:
+        self.model.reports.set_records(self.model.devices[device], self.listing(device))
+
+
+def _size(cfg: Path) -> int:
+    try:
+        return cfg.stat().st_size + cfg.with_suffix(".dat").stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,165 @@
+"""Waveforms from a running bridge: an HDF5 capture of the live stream (opened and checked against the
+analytic load) with its plot, and COMTRADE records of a scripted dip and of a manual trigger, read back
+by an independent reader (the ``comtrade`` package)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from bridge.config import Config
+from bridge.model import Model, SampleBlock
+from bridge.session.recorder import EventRecorder
+from device.simulator.process import SimulatorProcess
+from tests.harness import bridge_config, running_bridge, wait_for
+from tests.test_commands_e2e import cli
+
+pytestmark = pytest.mark.e2e
+SCENARIOS = Path(__file__).parent / "scenarios"
+FS = 7812.5
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.asarray(x, dtype=np.float64) ** 2)))
+
+
+async def test_capture_writes_hdf5_with_the_analytic_signal_and_plots_it(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path)
+    api = ["--api", f"127.0.0.1:{ports['http']}"]
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(SCENARIOS / "steady.yaml")])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.online, 20, "online")
+        out, png = tmp_path / "cap.h5", tmp_path / "cap.png"
+        code, stdout, err = await cli("capture", "board1", "--circuits", "1,3", "--seconds", "2", "--out", str(out),
+                                      "--plot", str(png), *api)  # fmt: skip
+        assert code == 0, err
+        assert "captured 2.00 s of circuits 1,3" in stdout
+        # an unknown circuit and an unknown device are refused before anything streams
+        code, _, err = await cli("capture", "board1", "--circuits", "11", "--seconds", "1", "--out", "x.h5", *api)
+        assert code == 3 and "1..10" in err
+        code, _, err = await cli("capture", "nosuch", "--seconds", "1", "--out", "x.h5", *api)
+        assert code == 3 and "unknown device" in err
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] == "openstrom-capture/1" and f.attrs["serial_number"] == "OS-SIM-0001"
+        assert f.attrs["sample_rate_hz"] == FS and f.attrs["dropped_blocks"] == 0
+        t = f["timestamp"][:]
+        assert t.size == round(2 * FS)
+        assert np.allclose(np.diff(t), 1 / FS, atol=1e-6)  # one clock, no gap
+        assert abs(t[0] - f["blocks"][0]["t0_s"]) < 1e-9
+        whole = int(FS / 50 * 100) // 1  # 100 cycles (2 s) of 156.25 samples: 15625 samples
+        v, i = f["circuit_01/voltage"][:whole], f["circuit_01/current"][:whole]
+        assert f["circuit_01/voltage"].attrs["units"] == "V"
+        # the steady scenario: a 2000 W heater on clean 230 V mains (ADC quantisation is well inside 1e-4)
+        assert _rms(v) == pytest.approx(230.0, rel=2e-4)
+        assert _rms(i) == pytest.approx(2000 / 230, rel=2e-4)
+        assert float(np.mean(v.astype(np.float64) * i)) == pytest.approx(2000.0, rel=3e-4)
+        assert _rms(f["circuit_03/current"][:]) < 0.01  # nothing on circuit 3
+    from matplotlib.image import imread
+
+    img = imread(png)
+    assert img.shape[0] > 900 and img.shape[1] > 900 and float(img[..., :3].std()) > 0.05  # drawn, not blank
+
+
+async def test_a_scripted_dip_and_a_manual_trigger_become_comtrade_records(tmp_path: Path) -> None:
+    import comtrade
+
+    dip = tmp_path / "dip.yaml"
+    doc = yaml.safe_load((SCENARIOS / "shallowdip.yaml").read_text())
+    doc["events"] = [{"at": 3.0, "kind": "sag", "depth": 0.5, "duration": 0.2}]  # to 115 V for 10 cycles
+    dip.write_text(yaml.safe_dump(doc))
+    config, ports = bridge_config(tmp_path)
+    api = ["--api", f"127.0.0.1:{ports['http']}"]
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(dip)])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.records, 30, "a record of the dip")
+        await wait_for(lambda: dev.events, 10, "the dip in the event log")
+        code, out, err = await cli("record", "board1", *api)
+        assert code == 0, err
+        await wait_for(lambda: any(r.kind == "manual" for r in dev.records), 10, "the manual record")
+        code, out, err = await cli("records", "board1", "--json", *api)
+        assert code == 0, err
+        listed = json.loads(out)["records"]
+        code, table, _ = await cli("records", *api)
+        assert code == 0 and "dip" in table and "manual" in table
+        event_start = dev.events[-1].start_s
+        assert dev.hello is not None
+        wide = max(dev.hello.v_adc_bits, dev.hello.i_adc_bits) > 16
+    assert [r["kind"] for r in listed] == ["dip", "manual"]  # the mains dip on ten circuits: one record
+    rec = listed[0]
+    assert rec["circuit"] == 1 and Path(rec["cfg"]).parent == tmp_path / "state" / "records"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the reader accepts the files without complaint
+        r = comtrade.Comtrade()
+        r.load(rec["cfg"], rec["dat"])
+    assert r.rev_year == "2013" and r.ft == ("BINARY32" if wide else "BINARY")  # counts as the ADC gave them
+    assert r.analog_count == 20 and r.analog_channel_ids[0] == "C01 V" and r.analog_channel_ids[10] == "C01 I"
+    assert r.cfg.sample_rates[0][0] == FS and r.frequency == 50
+    pre, post = 10 / 50, 40 / 50  # the default records.pre_cycles and post_cycles
+    assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
+    # the trigger sits pre-trigger cycles after the first sample, at the event's start (device clock)
+    assert (r.trigger_timestamp - r.start_timestamp).total_seconds() == pytest.approx(pre, abs=1.5 / FS)
+    assert r.trigger_timestamp.timestamp() == pytest.approx(event_start, abs=1e-3)
+    v = np.asarray(r.analog[0])
+    cyc = FS / 50
+    before = v[: int(5 * cyc)]
+    during = v[int(pre * FS + 2 * cyc) : int(pre * FS + 7 * cyc)]  # inside the 10-cycle sag
+    after = v[-int(5 * cyc) :]
+    assert _rms(before) == pytest.approx(230.0, rel=1e-3)
+    assert _rms(during) == pytest.approx(115.0, rel=1e-3)
+    assert _rms(after) == pytest.approx(230.0, rel=1e-3)
+    assert _rms(np.asarray(r.analog[10])[: int(5 * cyc)]) == pytest.approx(2000 / 230, rel=2e-3)
+    manual = comtrade.Comtrade()
+    manual.load(listed[1]["cfg"], listed[1]["dat"])
+    assert manual.total_samples == pytest.approx((pre + post) * FS, abs=2)
+
+
+def _blocks(model: Model, seconds: float, t0: float = 1.8e9) -> list[SampleBlock]:
+    n, lsb = 625, 0.01
+    out = []
+    for k in range(int(seconds * FS / n)):
+        t = t0 + k * n / FS
+        idx = np.arange(n) + k * n
+        v = np.round(325 * np.sin(2 * math.pi * 50 * idx / FS) / lsb).astype(np.int64)
+        counts = np.tile(v, (20, 1))
+        out.append(SampleBlock("board1", k, t, FS, counts, np.full(20, lsb), np.zeros(20)))
+    return out
+
+
+def test_retention_keeps_the_folder_inside_its_size(tmp_path: Path) -> None:
+    doc = bridge_config(tmp_path)[0].model_dump()
+    doc["records"] = {"max_mb": 0.9}  # one record of 20 channels x 1 s is about 0.36 MB
+    config = Config.model_validate(doc)
+    model = Model(config)
+    rec = EventRecorder(config, model, tmp_path)
+    blocks = _blocks(model, 12)
+    for k, b in enumerate(blocks):
+        model.samples.publish(b)
+        if k in (30, 60, 90, 120):
+            rec.manual("board1")
+    names = [r.name for r in model.devices["board1"].records]
+    assert rec.saved == 4 and len(names) == 2  # the two oldest went
+    sizes = sum(p.stat().st_size for p in (tmp_path / "records").iterdir())
+    assert sizes <= 0.9e6
+    assert names == sorted(names)
+
+
+def test_a_trigger_older_than_the_ring_writes_no_record(tmp_path: Path) -> None:
+    config = bridge_config(tmp_path)[0]
+    model = Model(config)
+    rec = EventRecorder(config, model, tmp_path)
+    blocks = _blocks(model, 5)
+    for b in blocks:
+        model.samples.publish(b)
+    from bridge.model import Trigger
+
+    model.samples.trigger(Trigger("board1", blocks[0].t0_s + 0.1, "dip", 2))  # 5 s ago: gone from the ring
+    assert rec.saved == 0 and not list((tmp_path / "records").glob("*.cfg"))
