@@ -4,15 +4,18 @@ by an independent reader (the ``comtrade`` package)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 import yaml
+from asyncua import ua
 
 from bridge.config import Config
 from bridge.model import Model, SampleBlock
@@ -20,10 +23,23 @@ from bridge.session.recorder import EventRecorder
 from device.simulator.process import SimulatorProcess
 from tests.harness import bridge_config, running_bridge, wait_for
 from tests.test_commands_e2e import cli
+from tests.test_opcua_e2e import _config as opcua_config
+from tests.test_opcua_e2e import _connect as opcua_connect
+from tests.test_opcua_e2e import trusted_client
 
 pytestmark = pytest.mark.e2e
 SCENARIOS = Path(__file__).parent / "scenarios"
 FS = 7812.5
+
+
+async def wait_for_async(read: Any, expected: object, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while await read() != expected:
+            await asyncio.sleep(0.2)
+
+
+def _record_files(cfg: str) -> tuple[str, bytes]:
+    return Path(cfg).read_text(), Path(cfg).with_suffix(".dat").read_bytes()
 
 
 def _rms(x: np.ndarray) -> float:
@@ -75,7 +91,8 @@ async def test_a_scripted_dip_and_a_manual_trigger_become_comtrade_records(tmp_p
     doc = yaml.safe_load((SCENARIOS / "shallowdip.yaml").read_text())
     doc["events"] = [{"at": 3.0, "kind": "sag", "depth": 0.5, "duration": 0.2}]  # to 115 V for 10 cycles
     dip.write_text(yaml.safe_dump(doc))
-    config, ports = bridge_config(tmp_path)
+    config, ports = opcua_config(tmp_path)
+    cert, key = await trusted_client(tmp_path, "records")
     api = ["--api", f"127.0.0.1:{ports['http']}"]
     sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(dip)])
     async with running_bridge(config, tmp_path) as app, sim:
@@ -91,8 +108,30 @@ async def test_a_scripted_dip_and_a_manual_trigger_become_comtrade_records(tmp_p
         code, table, _ = await cli("records", *api)
         assert code == 0 and "dip" in table and "manual" in table
         event_start = dev.events[-1].start_s
+        # OPC UA: the records' paths, times and kinds, and ReadRecord returns the files (viewer may read)
+        client = await opcua_connect(config, cert, key, "viewer", "view-secret")
+        try:
+            idx = await client.get_namespace_index("urn:openstrom:bridge")
+            obj = client.get_node(ua.NodeId("board1", idx))
+
+            async def read(browse: str) -> object:
+                return await client.get_node(ua.NodeId(f"board1.{browse}", idx)).read_value()
+
+            await wait_for_async(lambda: read("RecordKinds"), ["dip", "manual"], 10)
+            files = await read("RecordFiles")
+            times = await read("RecordTimes")
+            assert [await read("RecordCircuits")] == [[1, 0]]
+            assert abs(times[0].timestamp() - event_start) < 1e-3  # type: ignore[index]
+            cfg_text, dat = await obj.call_method(ua.QualifiedName("ReadRecord", idx), Path(files[0]).stem)  # type: ignore[index]
+            read_back = (files[0], cfg_text, dat)  # type: ignore[index]
+            with pytest.raises(ua.UaStatusCodeError, match="BadNotFound"):
+                await obj.call_method(ua.QualifiedName("ReadRecord", idx), "../../bridge.sqlite")
+        finally:
+            await client.disconnect()
         assert dev.hello is not None
         wide = max(dev.hello.v_adc_bits, dev.hello.i_adc_bits) > 16
+    cfg_file, cfg_text, dat = read_back
+    assert (cfg_text, dat) == _record_files(cfg_file)
     assert [r["kind"] for r in listed] == ["dip", "manual"]  # the mains dip on ten circuits: one record
     rec = listed[0]
     assert rec["circuit"] == 1 and Path(rec["cfg"]).parent == tmp_path / "state" / "records"

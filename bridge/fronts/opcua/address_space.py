@@ -32,6 +32,7 @@ from .catalogue import (
     DEVICE_FAULT_ARRAYS,
     DEVICE_METHODS,
     DEVICE_PROPERTIES,
+    DEVICE_RECORD_ARRAYS,
     DEVICE_VARIABLES,
     FREQUENCY,
     HARMONIC_ORDERS,
@@ -245,6 +246,14 @@ class AddressSpace:
             )
             await v.write_attribute(ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(1, ua.VariantType.Int32)))
             await v.set_modelling_rule(True)
+        for name, kind in DEVICE_RECORD_ARRAYS:
+            v = await dtp.add_variable(
+                ua.NodeId(f"OpenStromDeviceType.{name}", idx),
+                ua.QualifiedName(name, idx),
+                ua.Variant([], getattr(ua.VariantType, kind)),
+            )
+            await v.write_attribute(ua.AttributeIds.ValueRank, ua.DataValue(ua.Variant(1, ua.VariantType.Int32)))
+            await v.set_modelling_rule(True)
         circuits = await dtp.add_folder(
             ua.NodeId("OpenStromDeviceType.Circuits", idx), ua.QualifiedName("Circuits", idx)
         )
@@ -283,7 +292,8 @@ class AddressSpace:
         obj = await self.root.add_object(
             ua.NodeId(name, idx), ua.QualifiedName(name, idx), objecttype=self.device_type.nodeid
         )
-        for field_name in (*(p for p, _ in DEVICE_PROPERTIES), *(v for v, _ in DEVICE_VARIABLES), *DEVICE_FAULT_ARRAYS):
+        arrays = (*DEVICE_FAULT_ARRAYS, *(r for r, _ in DEVICE_RECORD_ARRAYS))
+        for field_name in (*(p for p, _ in DEVICE_PROPERTIES), *(v for v, _ in DEVICE_VARIABLES), *arrays):
             nodes.device_vars[(name, field_name)] = ua.NodeId(f"{name}.{field_name}", idx)
         await s.get_node(nodes.device_vars[(name, "SerialNumber")]).write_value(dev.config.serial_number)
         self._link_methods(name, name, 0, DEVICE_METHODS)

@@ -112,6 +112,16 @@ DEVICE_VARIABLES = (
 # device object: faults as parallel String arrays (element k of each is fault k): the active ones
 # (from STATUS, described by the fault dictionary) and those the last self-test found
 DEVICE_FAULT_ARRAYS = ("FaultCodes", "FaultBlocks", "FaultTexts", "SelfTestCodes", "SelfTestBlocks", "SelfTestTexts")
+# device object: its COMTRADE waveform records as parallel arrays (element k of each is record k, oldest
+# first): the .cfg file's path (the .dat beside it), trigger time, kind (dip/swell/interruption/manual),
+# circuit (0 for the device); ReadRecord returns a record's two files
+DEVICE_RECORD_ARRAYS = (
+    ("RecordFiles", "String"),
+    ("RecordTimes", "DateTime"),
+    ("RecordKinds", "String"),
+    ("RecordCircuits", "UInt32"),
+)
+MAX_RECORD_BYTES = 32 * 1024 * 1024  # ReadRecord refuses more (a record of minutes: fetch the files)
 # circuit object: the relay's wiring ("NO"/"NC", String) and its coil (Boolean), as the device reports
 CIRCUIT_RELAY_STATE = (("RelayWiring", "String"), ("RelayCoil", "Boolean"))
 # circuit object: counters (browse name -> CircuitState attribute), all UInt32
@@ -150,6 +160,12 @@ DEVICE_METHODS = (
     Method("SwitchAuxOn", description="switch the auxiliary output on"),
     Method("SwitchAuxOff", description="switch the auxiliary output off"),
     Method("SetMaintenanceLock", ("UInt32", "Boolean"), description="circuit, locked"),
+    Method(
+        "ReadRecord",
+        ("String",),
+        ("String", "ByteString"),
+        "a waveform record's name (the file stem of an element of RecordFiles): its COMTRADE .cfg text and .dat bytes",
+    ),
 )
 
 # <Device>/AlarmLimits: writable (admin) properties -> [pq] key; written through the command path,

@@ -4,6 +4,7 @@ authorises them) and translated to OPC UA status codes once, here."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from asyncua import ua
@@ -12,9 +13,10 @@ from asyncua.server.internal_session import InternalSession
 from bridge.commands import CommandPath, Origin
 from bridge.errors import BridgeError, CommandRejected, CommandTimeout, DeviceOffline, DeviceUnknown, NotAuthorised
 from bridge.logs import get_logger
+from bridge.model import ModelView
 
 from .address_space import MethodHandler, Nodes
-from .catalogue import CIRCUIT_METHODS, DEVICE_METHODS, Method
+from .catalogue import CIRCUIT_METHODS, DEVICE_METHODS, MAX_RECORD_BYTES, Method
 from .security import ConfigUsers
 
 log = get_logger("bridge.opcua")
@@ -123,17 +125,52 @@ CALLS: dict[str, Call] = {
 }
 
 
+def read_record(model: ModelView, device: str, name: str) -> list[ua.Variant] | ua.StatusCode:
+    """A record's .cfg text and .dat bytes, by its name in the device's list (no path from a client
+    ever reaches the file system)."""
+    dev = model.devices.get(device)
+    rec = next((r for r in dev.records if r.name == name), None) if dev is not None else None
+    if rec is None:
+        return ua.StatusCode(ua.StatusCodes.BadNotFound)
+    folder = Path(rec.folder)
+    try:
+        if (folder / f"{rec.name}.dat").stat().st_size > MAX_RECORD_BYTES:
+            return ua.StatusCode(ua.StatusCodes.BadResourceUnavailable)
+        cfg = (folder / f"{rec.name}.cfg").read_text()
+        dat = (folder / f"{rec.name}.dat").read_bytes()
+    except OSError:
+        return ua.StatusCode(ua.StatusCodes.BadNotFound)  # removed by the retention policy meanwhile
+    return [ua.Variant(cfg, ua.VariantType.String), ua.Variant(dat, ua.VariantType.ByteString)]
+
+
 class CommandHandlers:
     def __init__(
-        self, commands: CommandPath | None, users: ConfigUsers, nodes: Nodes, on_done: Callable[[str], None]
+        self,
+        commands: CommandPath | None,
+        users: ConfigUsers,
+        nodes: Nodes,
+        on_done: Callable[[str], None],
+        model: ModelView | None = None,
     ) -> None:
+        self.model = model
         self.commands = commands
         self.users = users
         self.nodes = nodes
         self.on_done = on_done  # the front refreshes the device's values after a command
 
     def method(self, device: str, circuit: int, name: str) -> MethodHandler:
-        run, spec = CALLS[name], SPECS[name]
+        spec = SPECS[name]
+        if name == "ReadRecord":  # a read of what the model lists: any logged-in role, no command path
+
+            async def read(parent: ua.NodeId, *args: ua.Variant) -> Any:
+                bad = check_arguments(spec, args)
+                if bad is not None or self.model is None:
+                    return bad or ua.StatusCode(ua.StatusCodes.BadNotImplemented)
+                value = args[0].Value if isinstance(args[0], ua.Variant) else args[0]
+                return read_record(self.model, device, str(value))
+
+            return read
+        run = CALLS[name]
 
         async def call(parent: ua.NodeId, *args: ua.Variant) -> Any:
             if self.commands is None:

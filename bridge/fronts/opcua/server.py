@@ -53,7 +53,7 @@ class OpcUaFront:
             lambda device, circuit, name: self.handlers.method(device, circuit, name),
             energy_model=config.opcua.energy_model,
         )
-        self.handlers = CommandHandlers(commands, self.users, self.space.nodes, self._schedule)
+        self.handlers = CommandHandlers(commands, self.users, self.space.nodes, self._schedule, model)
         self.values = ValueWriter(self.server, self.space.nodes)
         self.alarms = AlarmEvents(self.server, self.space.nodes, self.users)
         self.history: MeasurementHistory | None = None

@@ -246,6 +246,12 @@ class ValueWriter:
             for suffix, attr in (("Codes", "code"), ("Blocks", "block"), ("Texts", "text")):
                 texts = [getattr(f, attr) for f in faults]
                 await put(v[(name, f"{prefix}{suffix}")], texts, ua.VariantType.String)
+        records = dev.records
+        await put(v[(name, "RecordFiles")], [f"{r.folder}/{r.name}.cfg" for r in records], ua.VariantType.String)
+        times = [dt.datetime.fromtimestamp(r.trigger_s, dt.UTC) for r in records]
+        await put(v[(name, "RecordTimes")], times, ua.VariantType.DateTime)
+        await put(v[(name, "RecordKinds")], [r.kind for r in records], ua.VariantType.String)
+        await put(v[(name, "RecordCircuits")], [r.circuit for r in records], uint32)
         if dev.hello is not None:
             for browse, attr in DEVICE_PROPERTIES:
                 if browse != "SerialNumber":  # the configured serial, written when the node is made
