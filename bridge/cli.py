@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from .cli_api import EXIT_FAILED, EXIT_OK, EXIT_USAGE, call
 from .cli_pki import cmd_pki_init, cmd_pki_issue_client, cmd_pki_issue_device
 from .cli_records import add_parsers as add_record_parsers
+from .cli_status import add_parser as add_status_parser
 from .config import (
     DEFAULT_DEVICE_PORT,
     DEFAULT_METRICS_PORT,
@@ -424,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         _api_options(s)
         s.set_defaults(func=fn)
     add_record_parsers(sub, _api_options)
+    add_status_parser(sub, _api_options)
 
     k = sub.add_parser("pki", help="the link CA: bridge, device and Modbus/TCP Security client certificates")
     ksub = k.add_subparsers(dest="pki_command", required=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,32 @@ def test_a_trigger_older_than_the_ring_writes_no_record(tmp_path: Path) -> None:
 
     model.samples.trigger(Trigger("board1", blocks[0].t0_s + 0.1, "dip", 2))  # 5 s ago: gone from the ring
     assert rec.saved == 0 and not list((tmp_path / "records").glob("*.cfg"))
+
+
+async def test_the_status_view_shows_the_plant_once_as_json_as_text_and_refreshing(tmp_path: Path) -> None:
+    config, ports = bridge_config(tmp_path)
+    api = ["--api", f"127.0.0.1:{ports['http']}"]
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(SCENARIOS / "steady.yaml")])
+    async with running_bridge(config, tmp_path) as app, sim:
+        dev = app.model.devices["board1"]
+        await wait_for(lambda: dev.online and dev.snapshot is not None and dev.status is not None, 20, "values")
+        code, out, err = await cli("status", "--once", "--json", *api)
+        assert code == 0, err
+        board = json.loads(out)["devices"][0]
+        assert board["name"] == "board1" and board["online"] and board["data_age_s"] < 3
+        c1 = board["circuits"][0]
+        assert c1["p_w"] == pytest.approx(2000, rel=1e-3) and c1["v_rms"] == pytest.approx(230, rel=1e-3)
+        assert c1["relay_on"] is True and c1["alarms"] == [] and board["alarms"] == []
+        code, out, err = await cli("status", "--once", *api)
+        assert code == 0 and "board1" in out and "2,000 W" in out and "online" in out, out + err
+        # refreshing (not a terminal here: one view per interval, appended)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "status", "--interval", "0.3", *api,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        await asyncio.sleep(2.0)
+        proc.terminate()
+        views, _ = await asyncio.wait_for(proc.communicate(), 10)
+        assert views.decode().count("board1 (OS-SIM-0001)") >= 3
+    code, _, err = await cli("status", "--once", *api)  # the bridge has stopped
+    assert code == 1 and "cannot reach" in err

@@ -32,6 +32,7 @@ from bridge.logs import audit, get_logger
 from bridge.model import ModelView
 
 from .capture import stream_capture
+from .status import status
 from .token import token_matches
 
 Handler = Callable[[dict[str, Any], Origin], Awaitable[dict[str, Any]]]
@@ -106,6 +107,13 @@ def endpoints(commands: CommandPath) -> dict[str, Handler]:
     }
 
 
+def status_endpoint(model: ModelView) -> Handler:
+    async def get_status(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
+        return status(model)
+
+    return get_status
+
+
 def records_endpoint(model: ModelView) -> Handler:
     async def records(req: dict[str, Any], origin: Origin) -> dict[str, Any]:
         wanted = req.get("device")
@@ -142,6 +150,7 @@ def add_api(
     table = endpoints(commands)
     if model is not None:
         table["/api/records"] = records_endpoint(model)
+        table["/api/status"] = status_endpoint(model)
     table.update(extra or {})
     refused: set[tuple[str, str]] = set()
 
