@@ -18,7 +18,7 @@ from . import __version__
 from .commands import CommandPath
 from .config import Config
 from .config import ModbusServer as ModbusServerConfig
-from .errors import CommandRejected, DeviceUnknown
+from .errors import CommandRejected, ConfigError, DeviceUnknown
 from .fronts.modbus.register_map import load_map
 from .link.transports import dial_tcp, open_serial, serve_tcp
 from .logs import audit, get_logger
@@ -50,7 +50,15 @@ class Endpoints:
 
 
 class BridgeApp:
-    def __init__(self, config: Config, *, base_dir: Path | None = None, shard_ordinal: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        base_dir: Path | None = None,
+        shard_ordinal: int | None = None,
+        config_path: Path | None = None,
+    ) -> None:
+        self.config_path = config_path  # what a reload reads
         self.shards = ShardPlan(config, shard_ordinal)
         config = self.config = self.shards.replica(config)
         base = self.base_dir = base_dir or Path.cwd()
@@ -70,8 +78,11 @@ class BridgeApp:
         self.systemd = Notifier()
         self.ready = asyncio.Event()
         self._servers: list[Any] = []
+        self._map_users: list[tuple[Any, str, int]] = []  # (Modbus server, "servers"/"rtu", index in config)
+        self._reloading = asyncio.Lock()
         self.opcua: Any = None
         self.mqtt: Any = None
+        self.ingest: Any = None
         self._safe_state_done: set[str] = set()
         self._wired: set[str] = set()  # devices told their relay wiring in this connection
         self._commands_running: set[asyncio.Task[None]] = set()
@@ -93,7 +104,7 @@ class BridgeApp:
 
                     host, _, port_text = cfg.links.http_listen.rpartition(":")
                     tls = self._http_tls() if cfg.links.tls_for(host) else None
-                    ingest = HttpIngest(cfg, self.hub.handle, self.hub.commit_all)
+                    ingest = self.ingest = HttpIngest(cfg, self.hub.handle, self.hub.commit_all)
                     ready = asyncio.Event()
                     tg.create_task(serve_http_ingest(ingest, host, int(port_text), tls, ready), name="http-ingest")
                     await ready.wait()
@@ -108,7 +119,7 @@ class BridgeApp:
                 if cfg.modbus.enabled:
                     from .fronts.modbus.server import start_modbus
 
-                    for srv in cfg.modbus.servers:
+                    for k_srv, srv in enumerate(cfg.modbus.servers):
                         server = await start_modbus(
                             self.model,
                             self.maps[srv.map],
@@ -119,11 +130,12 @@ class BridgeApp:
                             tls=self._modbus_tls(srv) if srv.tls else None,
                         )
                         self._servers.append(server)
+                        self._map_users.append((server, "servers", k_srv))
                         self.endpoints.modbus.append((srv.map, srv.host, srv.port))
                     if cfg.modbus.rtu:
                         from .fronts.modbus.rtu import start_rtu
 
-                    for line in cfg.modbus.rtu:
+                    for k_line, line in enumerate(cfg.modbus.rtu):
                         rtu = await start_rtu(
                             self.model,
                             self.maps[line.map],
@@ -133,6 +145,7 @@ class BridgeApp:
                             version=__version__,
                         )
                         self._servers.append(rtu)
+                        self._map_users.append((rtu, "rtu", k_line))
                         self.endpoints.rtu.append((line.map, line.port, line.baudrate))
                 if cfg.opcua.enabled:
                     from .fronts.opcua.server import OpcUaFront
@@ -169,6 +182,83 @@ class BridgeApp:
         finally:
             await self._shutdown()
 
+    # ------------------------------------------------------------------ live reload
+
+    async def reload(self) -> dict[str, Any]:
+        """Read the configuration file again and apply what changed, without dropping other devices'
+        links or any client. Validated whole first: a file that fails validation, or that changes what
+        only a restart can (addresses, ports, TLS, state folder, shards, analysis), changes nothing and
+        raises ConfigError saying exactly why. Safe states are never applied by a reload."""
+        if self.config_path is None:
+            raise ConfigError("this bridge was not started from a configuration file: nothing to reload")
+        async with self._reloading:
+            self.systemd.reloading()
+            try:
+                return await self._reload()
+            except ConfigError as exc:
+                log.warning("configuration reload refused; nothing changed", error=str(exc))
+                audit("reload refused", file=str(self.config_path), reason=str(exc))
+                raise
+            finally:
+                self.systemd.ready(f"{len(self.model.devices)} devices configured")
+
+    async def _reload(self) -> dict[str, Any]:
+        from .config import load_config
+        from .config_diff import plan_reload
+        from .fronts.modbus.register_map import load_map
+        from .fronts.modbus.rtu import rtu_units
+
+        assert self.config_path is not None
+        new = ShardPlan(load_config(self.config_path), self.shards.ordinal)
+        if new.count != self.shards.count:
+            raise ConfigError(f"{self.config_path}: shard.count changed ({self.shards.count} -> {new.count}): restart")
+        config = new.replica(load_config(self.config_path))
+        plan = plan_reload(self.config, config)
+        if plan.restart_keys:
+            raise ConfigError(
+                f"{self.config_path}: these changes need a restart, so nothing was changed: "
+                + ", ".join(sorted(set(plan.restart_keys)))
+            )
+        folders = config.modbus.map_folders(self.base_dir)
+        names = {s.map for s in config.modbus.servers} | {r.map for r in config.modbus.rtu}
+        maps = {name: load_map(name, folders) for name in names}  # a bad map file: nothing changed yet
+        # ---- from here on every step applies
+        self.config = config
+        self.hub.reconfigure(config)
+        self.commands.config = config
+        for name in plan.removed:
+            await self.hub.remove_device(name)
+            if self.recorder is not None:
+                self.recorder.forget(name)
+        for device in plan.added:
+            self.hub.add_device(device)
+            self._safe_state_done.add(device.name)  # a reload never switches a relay
+        for device in plan.changed:
+            self.model.reconfigure(device)
+            runtime = self.hub.runtimes[device.name]
+            runtime.reconfigure(config)
+            if device.name in plan.reconnect:
+                await self.hub.drop_link(device.name, "its measuring set-up changed (f_nominal, u_nominal)")
+        if "pq" in {k.split(".")[0] for k in plan.keys}:
+            for name in self.model.devices:
+                self.hub.runtimes[name].reconfigure(config)
+        for server, section, k in self._map_users:
+            entry = getattr(config.modbus, section)[k]
+            units = rtu_units(entry, self.model) if section == "rtu" else None
+            server.context.use_map(maps[entry.map], entry, units)
+        if self.opcua is not None:
+            self.opcua.reconfigure(config)
+        if self.mqtt is not None:
+            self.mqtt.reconfigure(config)
+        if self.ingest is not None:
+            self.ingest.reconfigure(config)
+        if self.recorder is not None:
+            self.recorder.reconfigure(config)
+        summary = plan.summary()
+        log.info("configuration reloaded", **summary)
+        audit("configuration reloaded", file=str(self.config_path), **summary)
+        return {"ok": True, **summary}
+
     def _api(self) -> dict[str, Any]:
         """Control API endpoints beyond the command path's."""
 
@@ -182,7 +272,14 @@ class BridgeApp:
             audit("manual waveform record", device=device, user=origin.user, client=origin.client)
             return {"ok": True, "trigger_s": trig.t_s, "post_s": self.config.records.post_cycles / 50.0}
 
-        return {"/api/record": record}
+        async def reload(req: dict[str, Any], origin: Any) -> dict[str, Any]:
+            audit("reload requested", user=origin.user, client=origin.client)
+            try:
+                return await self.reload()
+            except ConfigError as exc:
+                raise CommandRejected(str(exc), code="config") from None
+
+        return {"/api/record": record, "/api/reload": reload}
 
     def _link_tls(self, *, server: bool) -> ssl.SSLContext:
         """Mutual TLS with the bridge's link certificate. Dialling out, the device's certificate is not

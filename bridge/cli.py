@@ -34,16 +34,37 @@ from .logs import configure_logging
 DEMO_SECURE_MODBUS_PORT = 5802  # Modbus/TCP Security's 802 in production; the demo runs unprivileged
 
 
-def _run_app(config: Config, base_dir: Path, on_ready: object = None, shard_ordinal: int | None = None) -> int:
+def _run_app(
+    config: Config,
+    base_dir: Path,
+    on_ready: object = None,
+    shard_ordinal: int | None = None,
+    config_path: Path | None = None,
+) -> int:
     from .app import BridgeApp
 
     async def main() -> None:
-        app = BridgeApp(config, base_dir=base_dir, shard_ordinal=shard_ordinal)
+        app = BridgeApp(config, base_dir=base_dir, shard_ordinal=shard_ordinal, config_path=config_path)
         task = asyncio.create_task(app.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, task.cancel)
+        reloads: set[asyncio.Task[object]] = set()
+
+        def reloaded(done: asyncio.Task[object]) -> None:
+            reloads.discard(done)
+            if not done.cancelled():
+                done.exception()  # a refused reload was logged and audited already: retrieve, do not re-raise
+
+        def on_hangup() -> None:  # SIGHUP: reload the configuration
+            t: asyncio.Task[object] = asyncio.ensure_future(app.reload())
+            reloads.add(t)
+            t.add_done_callback(reloaded)
+
+        if config_path is not None:
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(signal.SIGHUP, on_hangup)
         if on_ready is not None:
             ready = asyncio.create_task(app.ready.wait())
             done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -81,7 +102,8 @@ def _flatten(exc: BaseException) -> list[BaseException]:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging(level=config.bridge.log_level, json=args.json_logs)
-    return _run_app(config, Path(args.config).resolve().parent, shard_ordinal=args.shard_ordinal)
+    path = Path(args.config).resolve()
+    return _run_app(config, path.parent, shard_ordinal=args.shard_ordinal, config_path=path)
 
 
 def cmd_shards(args: argparse.Namespace) -> int:
@@ -155,6 +177,10 @@ def cmd_map_export(args: argparse.Namespace) -> int:
 
     sys.stdout.write(export_map(load_map(args.name), args.format))
     return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    return call(args, "/api/reload", {})
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
@@ -426,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=fn)
     add_record_parsers(sub, _api_options)
     add_status_parser(sub, _api_options)
+    rl = sub.add_parser("reload", help="apply the edited configuration file to the running bridge (as SIGHUP does)")
+    _api_options(rl)
+    rl.set_defaults(func=cmd_reload)
 
     k = sub.add_parser("pki", help="the link CA: bridge, device and Modbus/TCP Security client certificates")
     ksub = k.add_subparsers(dest="pki_command", required=True)

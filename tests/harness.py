@@ -68,8 +68,8 @@ def with_opcua(config: Config, **fields: Any) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running_bridge(config: Config, base: Path) -> AsyncIterator[BridgeApp]:
-    app = BridgeApp(config, base_dir=base)
+async def running_bridge(config: Config, base: Path, config_path: Path | None = None) -> AsyncIterator[BridgeApp]:
+    app = BridgeApp(config, base_dir=base, config_path=config_path)
     task = asyncio.create_task(app.run())
     try:
         async with asyncio.timeout(20):

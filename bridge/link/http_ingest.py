@@ -103,8 +103,13 @@ class HttpIngest:
         self.handle = handle
         self.commit = commit
         self.sessions: dict[str, _Session] = {}
-        self.tokens = {d.http_token_sha256: d.serial_number for d in config.devices if d.http_token_sha256}
+        self.reconfigure(config)
         self._refused: set[tuple[str, str]] = set()
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's device list: tokens of added devices work at once, removed ones no longer."""
+        self.config = config
+        self.tokens = {d.http_token_sha256: d.serial_number for d in config.devices if d.http_token_sha256}
 
     # ------------------------------------------------------------------ who is posting
 

@@ -11,6 +11,10 @@ class Change(enum.Enum):
 
     ADDED = "added"
     """a device was added at run time (auto-accept): fronts build its nodes, then show its values"""
+    REMOVED = "removed"
+    """a device was removed by a configuration reload: fronts drop its nodes (its link is closed)"""
+    CONFIGURED = "configured"
+    """a device's configuration changed at a reload (circuit names, unit ID, policies, limits)"""
     IDENTITY = "identity"
     """the device identified itself (HELLO): serial, part number, firmware, sample rate, scales"""
     LINK = "link"

@@ -96,6 +96,21 @@ class Model:
         self._emit(state, Change.ADDED)
         return state
 
+    def remove_device(self, name: str) -> DeviceState | None:
+        """A reload removed the device: it leaves the model (its stored counters stay in the store)."""
+        state = self._devices.pop(name, None)
+        if state is not None:
+            self._emit(state, Change.REMOVED)
+        return state
+
+    def reconfigure(self, device: Device) -> None:
+        """A reload changed the device's settings (the name and serial number stay)."""
+        state = self._devices[device.name]
+        state.config = device
+        for cs in state.circuits:
+            cs.name = device.circuit_names.get(cs.index, f"Circuit{cs.index:02d}")
+        self._emit(state, Change.CONFIGURED)
+
 
 Emit = Callable[[DeviceState, Change], None]
 

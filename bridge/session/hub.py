@@ -49,6 +49,7 @@ class DeviceHub:
         self._unidentified: dict[str, int] = {}  # links not past HELLO, by peer address
         self._unidentified_total = 0
         self._streams: set[ByteStream] = set()  # every link being served, closed at shutdown
+        self._links: dict[str, ByteStream] = {}  # device -> the link it speaks on
 
     # ------------------------------------------------------------------ DevicePorts
 
@@ -59,6 +60,34 @@ class DeviceHub:
         return self.runtimes.keys()
 
     # ------------------------------------------------------------------ admission
+
+    # ------------------------------------------------------------------ reload
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's new configuration (links' limits, timeouts and the revoked list read it)."""
+        self.config = config
+
+    def add_device(self, device: Device) -> None:
+        state = self.model.add_device(device)
+        self.runtimes[device.name] = DeviceRuntime(state, self.model, self.store, self.config.analysis, self.config.pq)
+
+    async def drop_link(self, name: str, reason: str) -> None:
+        """Close the device's link (it reconnects and resends what is not acknowledged)."""
+        stream = self._links.pop(name, None)
+        if stream is not None:
+            self.log.info("device link closed", device=name, reason=reason)
+            with contextlib.suppress(Exception):
+                await stream.close()
+
+    async def remove_device(self, name: str) -> None:
+        """Commit its counters, close its link and take it out of the model (the store keeps its
+        history and counters: added again, it goes on from them)."""
+        runtime = self.runtimes.pop(name, None)
+        if runtime is not None:
+            with contextlib.suppress(Exception):
+                runtime.commit()
+        await self.drop_link(name, "removed from the configuration")
+        self.model.remove_device(name)
 
     def _auto_accept(self, hello: Hello) -> DeviceRuntime:
         used = {d.config.unit_id for d in self.model.devices.values()}
@@ -270,6 +299,7 @@ class DeviceHub:
                             if runtime is not None:
                                 runtime.detach(sender)
                             runtime = new
+                            self._links[runtime.name] = stream
                             log = log.bind(device=runtime.name)
                             runtime.on_hello(ev)
                             runtime.attach(sender, stream.peer, stream.kind)
@@ -290,6 +320,8 @@ class DeviceHub:
                 self._identified(stream)
             if runtime is not None:
                 runtime.detach(sender)
+                if self._links.get(runtime.name) is stream:
+                    del self._links[runtime.name]
                 log.info("device disconnected")
             self._streams.discard(stream)
             await stream.close()
@@ -323,9 +355,9 @@ class DeviceHub:
         """Mark a device offline when its link is down or no data was counted for ``offline_after_s``
         (received but dropped data, e.g. replays, does not count); clear loss alarms that saw no new
         loss for ``loss_alarm_hold_s``."""
-        limit = self.config.bridge.offline_after_s
-        hold = self.config.bridge.loss_alarm_hold_s
         while True:
+            limit = self.config.bridge.offline_after_s  # read each time: a reload may change them
+            hold = self.config.bridge.loss_alarm_hold_s
             await asyncio.sleep(min(1.0, limit / 4))
             now, wall = time.monotonic(), time.time()
             self._sync_clocks(now)

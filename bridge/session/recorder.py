@@ -68,6 +68,17 @@ class EventRecorder:
         for name in model.devices:
             self._publish(name)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload's record policy (the folder stays: changing it needs a restart)."""
+        self.cfg = config.records
+        for name in self.model.devices:
+            self._publish(name)
+
+    def forget(self, device: str) -> None:
+        """A reload removed the device: its ring goes (its records stay on disk)."""
+        self._ring.pop(device, None)
+        self._pending.pop(device, None)
+
     # ------------------------------------------------------------------ timing
 
     def _cycles_s(self, device: str) -> tuple[float, float]:
@@ -81,7 +92,7 @@ class EventRecorder:
     # ------------------------------------------------------------------ input
 
     def _on_block(self, block: SampleBlock) -> None:
-        if block.device not in self.model.devices:
+        if block.device not in self.model.devices or not self.cfg.enabled:
             return
         counts = block.counts.astype(np.int16) if np.abs(block.counts).max(initial=0) <= 32767 else block.counts
         ring = self._ring.setdefault(block.device, collections.deque())

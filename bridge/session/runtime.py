@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bridge.config import AnalysisSection, PowerQualityLimits
+from bridge.config import AnalysisSection, Config, PowerQualityLimits
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
 from bridge.errors import CommandRejected, DeviceOffline, StoreError
@@ -106,6 +106,17 @@ class DeviceRuntime:
         self.streams = StreamBook(store, self.name, self._persist)
         book = self.streams.record
         model.links.losses(state, stream_restarts=book.restarts, sram_dropped_blocks=book.dropped_blocks)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload changed the device's settings or the bridge's [pq]: its alarm limits are the new
+        file's, with the run-time changes an admin made still on top; from the next window on."""
+        base = configured(self.state.config, config.pq)
+        try:
+            limits = effective(base, self.store.limit_overrides(self.name))
+        except CommandRejected as exc:
+            self.log.warning("stored alarm limits no longer fit the configuration; using the file's", error=str(exc))
+            limits = base
+        self.record(LimitsChanged(limits))
 
     # ------------------------------------------------------------------ link attachment
 

@@ -65,6 +65,13 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         self.refusals = refusals
         self.units = dict(units) if units else None  # an RTU line's own unit IDs
 
+    def use_map(self, rmap: RegisterMap, cfg: ServerConfig | ModbusRtuServer, units: Mapping[int, str] | None) -> None:
+        """A reload's map (read from its file again) and, on a serial line, its unit table."""
+        self.map = rmap
+        self.word_order = cfg.word_order or rmap.word_order
+        if self.units is not None and units is not None:
+            self.units = dict(units)
+
     def device_ids(self) -> list[int]:
         if self.units is not None:
             return sorted(self.units)

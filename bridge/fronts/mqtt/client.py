@@ -72,6 +72,11 @@ class SparkplugFront:
         self._dirty.add(dev.name)
         self._wake.set()
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: who may command over MQTT (the broker session itself stays)."""
+        self.cfg = config.mqtt
+        self.role = Role.named(self.cfg.command_role)
+
     def _password(self) -> str | None:
         if self.cfg.password_file is None:
             return self.cfg.password
@@ -90,7 +95,8 @@ class SparkplugFront:
 
     async def run(self) -> None:
         """Connect, and again after every loss (each session a new bdSeq, as the spec says)."""
-        self.model.subscribe(self._on_change, {Change.SNAPSHOT, Change.LINK, Change.ALARM, Change.RELAY, Change.STATUS})
+        kinds = {Change.SNAPSHOT, Change.LINK, Change.ALARM, Change.RELAY, Change.STATUS, Change.REMOVED}
+        self.model.subscribe(self._on_change, kinds)
         recorder = asyncio.ensure_future(self.record_while_away())
         self._background = recorder  # held for the front's life
         u = urlsplit(self.cfg.url)
@@ -220,9 +226,11 @@ class SparkplugFront:
         dirty, self._dirty = self._dirty, set()
         for name in sorted(dirty):
             dev = self.model.devices.get(name)
-            if dev is None:
-                continue
             now = _ms()
+            if dev is None:  # removed by a reload: dead to the host from now on
+                if name in self.node.born:
+                    await client.publish(topic(g, "DDEATH", n, name), self.node.ddeath(name, now), qos=0)
+                continue
             if not dev.online:
                 if name in self.node.born:
                     await client.publish(topic(g, "DDEATH", n, name), self.node.ddeath(dev, now), qos=0)

@@ -155,8 +155,8 @@ class EdgeNode:
         p.seq = self._next_seq()
         return bytes(p.SerializeToString())
 
-    def ddeath(self, dev: DeviceState, now_ms: int) -> bytes:
-        self.born.discard(dev.name)
+    def ddeath(self, dev: DeviceState | str, now_ms: int) -> bytes:
+        self.born.discard(dev if isinstance(dev, str) else dev.name)
         return bytes(Payload(timestamp=now_ms, seq=self._next_seq()).SerializeToString())
 
     def command_targets(self, device: str, payload: bytes) -> list[tuple[MetricDef, Value]]:

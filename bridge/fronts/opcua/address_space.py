@@ -72,6 +72,25 @@ class Nodes:
     condition_nodes: dict[tuple[str, int, str], ConditionNodes] = field(default_factory=dict)
     ecm: dict[tuple[str, int], dict[str, ua.NodeId]] = field(default_factory=dict)  # OPC 34100 values
 
+    def drop(self, device: str) -> None:
+        """Forget every node of ``device`` (its nodes were deleted)."""
+        for table in (self.values, self.conditions, self.condition_nodes):
+            for key in [k for k in table if k[0] == device]:
+                del table[key]  # type: ignore[attr-defined]
+        for key2 in [k for k in self.device_vars if k[0] == device]:
+            del self.device_vars[key2]
+        for key3 in [k for k in self.emitters if k[0] == device]:
+            del self.emitters[key3]
+        for key4 in [k for k in self.ecm if k[0] == device]:
+            del self.ecm[key4]
+        for nid in [n for n, (d, _c) in self.relays.items() if d == device]:
+            del self.relays[nid]
+        for nid in [n for n, (d, _c, _k) in self.limits.items() if d == device]:
+            del self.limits[nid]
+        self.device_limits.pop(device, None)
+        for nid in [n for n, c in self.by_condition_node.items() if c.device == device]:
+            del self.by_condition_node[nid]
+
 
 async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
     return ua.StatusCode(ua.StatusCodes.BadNotImplemented)  # the type's own method; instances have theirs
@@ -286,6 +305,51 @@ class AddressSpace:
         for m in methods:
             node = self.server.get_node(ua.NodeId(f"{prefix}.{m.name}", self.idx))
             self.server.link_method(node, self.handlers(device, circuit, m.name))
+
+    async def remove_device(self, name: str) -> None:
+        """Delete a device's object and everything under it (a reload removed the device).
+
+        asyncua's own recursive delete browses node by node and, per node, scans the whole address
+        space for references to it: a minute for one device's ~4 500 nodes. Here the device's nodes
+        are collected from the address space at once (forward references to nodes of ours whose ids
+        carry the device's prefix) and only the references that point into them are removed."""
+        aspace = self.server.iserver.aspace
+        root = ua.NodeId(name, self.idx)
+        doomed: set[ua.NodeId] = set()
+        todo = [root]
+        while todo:
+            nid = todo.pop()
+            if nid in doomed or nid not in aspace:
+                continue
+            doomed.add(nid)
+            for ref in aspace[nid].references:
+                t = ref.NodeId
+                if ref.IsForward and t.NamespaceIndex == self.idx and str(t.Identifier).startswith(f"{name}."):
+                    todo.append(t)
+        for nid in doomed:
+            for ref in aspace[nid].references:
+                other = ref.NodeId
+                if other in doomed or other not in aspace:
+                    continue
+                refs = aspace[other].references
+                refs[:] = [r for r in refs if r.NodeId not in doomed]
+        for nid in doomed:
+            data = aspace[nid]
+            if ua.AttributeIds.Value in data.attributes:
+                for handle, callback in list(data.attributes[ua.AttributeIds.Value].datachange_callbacks.items()):
+                    callback(handle, None, ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))  # subscribers learn
+                    aspace.delete_datachange_callback(handle)
+            del aspace[nid]
+        self.nodes.drop(name)
+
+    async def rename_circuits(self, dev: DeviceState) -> None:
+        """Circuit display names after a reload changed ``circuit_names`` (browse names stay CircuitNN)."""
+        for cs in dev.circuits:
+            node = self.server.get_node(ua.NodeId(f"{dev.name}.Circuit{cs.index:02d}", self.idx))
+            await node.write_attribute(
+                ua.AttributeIds.DisplayName,
+                ua.DataValue(ua.Variant(ua.LocalizedText(cs.name), ua.VariantType.LocalizedText)),
+            )
 
     async def add_device(self, dev: DeviceState) -> None:
         s, idx, name, nodes = self.server, self.idx, dev.name, self.nodes

@@ -111,6 +111,12 @@ class ConfigUsers:
         self.allow_anonymous = config.opcua.allow_anonymous
         self.logins = PasswordLogins(config.opcua)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload's users: new ones may log in at once, removed ones no longer; sessions already open
+        keep running under the role their user has now (a removed user's session has viewer's rights)."""
+        self.users = {u.name: u for u in config.opcua.users}
+        self.logins.hashes = {u.name: u.password_hash for u in config.opcua.users}
+
     async def precheck(self, processor: UaProcessor, body: Any) -> tuple[str, str, bool] | None:
         """The verdict on an ActivateSession's user name and password, or None when it carries none
         (asyncua then answers it as usual)."""

@@ -59,6 +59,7 @@ class OpcUaFront:
         self.history: MeasurementHistory | None = None
         self._pending: set[str] = set()
         self._known: set[str] = set()  # devices whose nodes exist
+        self._structure = asyncio.Lock()  # adding and removing a device's nodes, one at a time
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -116,6 +117,11 @@ class OpcUaFront:
             self._schedule(name)
         log.info("OPC UA server ready", endpoint=self.endpoint, policies=[p.name for p in policies])
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload's configuration: users (devices follow through the model's changes)."""
+        self.config = config
+        self.users.reconfigure(config)
+
     async def stop(self) -> None:
         intercept(self.server.iserver, None, None)
         for t in list(self._tasks):
@@ -137,12 +143,39 @@ class OpcUaFront:
     # --------------------------------------------------------------- model -> address space
 
     def _on_change(self, dev: DeviceState, what: Change) -> None:
-        if what is Change.ADDED:  # an auto-accepted device: give it its nodes, then its values
+        if what is Change.ADDED:  # auto-accepted or added by a reload: give it its nodes, then its values
             self._spawn(self._add_late(dev))
+        elif what is Change.REMOVED:
+            self._spawn(self._remove(dev.name))
+        elif what is Change.CONFIGURED:
+            self._spawn(self._reconfigured(dev))
         else:
             self._schedule(dev.name)
 
+    async def _remove(self, name: str) -> None:
+        async with self._structure:
+            self._known.discard(name)
+            try:
+                await self.space.remove_device(name)
+            except Exception as exc:
+                log.error("OPC UA could not remove the device's nodes", device=name, error=repr(exc))
+            self.values.forget(name)
+
+    async def _reconfigured(self, dev: DeviceState) -> None:
+        async with self._structure:
+            if dev.name in self._known:
+                try:
+                    await self.space.rename_circuits(dev)
+                except Exception as exc:
+                    log.error("OPC UA could not rename the circuits", device=dev.name, error=repr(exc))
+        self._schedule(dev.name)
+
     async def _add_late(self, dev: DeviceState) -> None:
+        async with self._structure:  # after a removal of the same name has finished
+            await self._add_nodes(dev)
+        self._schedule(dev.name)
+
+    async def _add_nodes(self, dev: DeviceState) -> None:
         try:
             self.values.forget(dev.name)
             await self.space.add_device(dev)
@@ -154,7 +187,6 @@ class OpcUaFront:
             self._known.add(dev.name)
         except Exception as exc:
             log.error("OPC UA could not add the device's nodes", device=dev.name, error=repr(exc))
-        self._schedule(dev.name)
 
     def _schedule(self, name: str) -> None:
         # coalesce: one pending update per device however many windows arrived meanwhile
