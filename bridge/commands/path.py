@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from bridge import telemetry
 from bridge.config import Config
 from bridge.errors import (
     BridgeError,
@@ -68,6 +69,11 @@ class RelayOutcome:
     on: bool
     changed: bool
     latency_s: float
+
+
+def _count(label: str, origin: Origin, exc: BaseException | None, started: float) -> None:
+    telemetry.COMMANDS.labels(label, origin.front, telemetry.outcome_of(exc)).inc()
+    telemetry.COMMAND_DURATION.labels(label).observe(time.monotonic() - started)
 
 
 def _audit(action: str, origin: Origin, outcome: str, started: float, **fields: object) -> None:
@@ -144,8 +150,10 @@ class CommandPath:
             result = await run()
         except BridgeError as exc:
             _audit(label, origin, f"{exc.code}: {exc}", started, **fields)
+            _count(label, origin, exc, started)
             raise
         _audit(label, origin, _describe(result), started, **fields)
+        _count(label, origin, None, started)
         return result
 
     async def _request(self, port: DevicePort, msg_for: Callable[[int], object], timeout_s: float, what: str) -> object:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bridge import telemetry
 from bridge.config import AnalysisSection, Config, PowerQualityLimits
 from bridge.core import AnalyzerSettings, StreamAnalyzer, Update, VoltageEvent
 from bridge.core.energy import REGISTERS
@@ -418,6 +419,8 @@ class DeviceRuntime:
             [agg for agg in update.aggregates if agg.complete],
             update.freq_10s[-1] if update.freq_10s else None,
         )
+        if snapshot is not None:  # from here Modbus reads it: the model is what Modbus serves
+            telemetry.observe_window("modbus", snapshot.time_s + snapshot.duration_s, dev.link.clock_offset_s)
 
     def _record_event(self, ev: VoltageEvent) -> None:
         assert self.analyzer is not None

@@ -21,15 +21,11 @@ from aiohttp import web
 from bridge.commands import CommandPath, Origin, Role
 from bridge.errors import (
     BridgeError,
-    CommandRejected,
-    CommandTimeout,
-    DeviceOffline,
-    DeviceRefused,
     DeviceUnknown,
-    NotAuthorised,
 )
 from bridge.logs import audit, get_logger
 from bridge.model import ModelView
+from bridge.telemetry import outcome_of
 
 from .capture import stream_capture
 from .status import status
@@ -40,17 +36,13 @@ LOOPBACK = ("127.0.0.1", "::1")
 log = get_logger("bridge.http")
 
 
+_STATUS = {"denied": 403, "refused": 409, "offline": 503, "timeout": 504, "failed": 502}
+
+
 def _outcome(exc: BridgeError) -> tuple[int, str]:
     """HTTP status and outcome word of a failed request; the CLI's exit code follows the word."""
-    if isinstance(exc, NotAuthorised):
-        return 403, "denied"
-    if isinstance(exc, (DeviceUnknown, CommandRejected, DeviceRefused)):
-        return 409, "refused"  # by the bridge's validation or policy, or by the device: nothing changed
-    if isinstance(exc, DeviceOffline):
-        return 503, "offline"
-    if isinstance(exc, CommandTimeout):
-        return 504, "timeout"
-    return 502, "failed"  # sent and acknowledged, but the outcome disagrees (e.g. relay feedback)
+    word = outcome_of(exc)
+    return _STATUS[word], word
 
 
 def _json(status: int, doc: dict[str, Any]) -> web.Response:

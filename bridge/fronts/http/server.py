@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from aiohttp import web
 from prometheus_client import generate_latest
 
+from bridge import telemetry
 from bridge.commands import CommandPath
 from bridge.logs import get_logger
 from bridge.model import ModelView
@@ -45,7 +46,8 @@ def build_app(
         return web.Response(status=status, text=json.dumps(doc, indent=1), content_type="application/json")
 
     async def get_metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": "text/plain; version=0.0.4"})
+        body = generate_latest(registry) + generate_latest(telemetry.REGISTRY)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
     app.router.add_get("/health", get_health)
     app.router.add_get("/health/live", get_live)

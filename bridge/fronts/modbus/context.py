@@ -14,6 +14,7 @@ from typing import Any
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 
+from bridge import telemetry
 from bridge.commands import MINIMUM_ROLE, Action, CommandPath, Origin
 from bridge.config import ModbusRtuServer
 from bridge.config import ModbusServer as ServerConfig
@@ -39,6 +40,11 @@ FC_TABLE = {
     15: "coil",
     16: "holding",
 }
+
+
+def _count(func_code: int, answer: object) -> None:
+    exception = f"0x{int(answer):02X}" if isinstance(answer, ExcCodes) else "none"
+    telemetry.MODBUS_REQUESTS.labels(str(func_code), exception).inc()
 
 
 class ModelContext(ModbusServerContext):  # type: ignore[misc]
@@ -86,6 +92,11 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
     async def async_getValues(  # noqa: N802 - the name pymodbus calls
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> Any:
+        out = self._get(device_id, func_code, address, count)
+        _count(func_code, out)
+        return out
+
+    def _get(self, device_id: int, func_code: int, address: int, count: int) -> Any:
         dev = self._device(device_id)
         if isinstance(dev, ExcCodes):
             return dev
@@ -121,6 +132,13 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         return value
 
     async def async_setValues(  # noqa: N802 - the name pymodbus calls
+        self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
+    ) -> ExcCodes | None:
+        out = await self._set(device_id, func_code, address, values)
+        _count(func_code, out)
+        return out
+
+    async def _set(
         self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
     ) -> ExcCodes | None:
         origin = current_origin()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from bridge import telemetry
 from bridge.commands import CommandPath, Origin, Role
 from bridge.config import Config
 from bridge.errors import BridgeError
@@ -44,6 +45,7 @@ class SparkplugFront:
         self._last_bd_seq = self._stored_bd_seq()
         self.node = EdgeNode(self.cfg.group_id, self.cfg.edge_node_id, bd_seq=self._last_bd_seq or 0)
         self._dirty: set[str] = set()
+        self._published: dict[str, int] = {}  # device -> snapshot number last published
         self._wake = asyncio.Event()
         self.role = Role.named(self.cfg.command_role)
         self.connected = False
@@ -242,6 +244,10 @@ class SparkplugFront:
             data = self.node.ddata(self.node.changes(dev), now, source)
             if data is not None:
                 await client.publish(topic(g, "DDATA", n, name), data, qos=0)
+                if dev.snapshot is not None and dev.snapshot.number != self._published.get(name):
+                    self._published[name] = dev.snapshot.number
+                    end = dev.snapshot.time_s + dev.snapshot.duration_s
+                    telemetry.observe_window("mqtt", end, dev.link.clock_offset_s)
 
     async def _messages(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

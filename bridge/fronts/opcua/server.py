@@ -16,6 +16,7 @@ from typing import Any
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import SimpleRoleRuleset
 
+from bridge import telemetry
 from bridge.commands import CommandPath
 from bridge.config import Config
 from bridge.logs import get_logger
@@ -113,6 +114,11 @@ class OpcUaFront:
         self._spawn(self.history.prune_forever())
         self.alarms.link_methods()
         self.model.subscribe(self._on_change)
+        iserver = s.iserver
+        telemetry.watch_opcua(
+            lambda: float(len(getattr(iserver, "_external_sessions", {}))),  # asyncua keeps no public count
+            lambda: float(len(iserver.subscription_service.subscriptions)),
+        )
         for name in self.model.devices:
             self._schedule(name)
         log.info("OPC UA server ready", endpoint=self.endpoint, policies=[p.name for p in policies])

@@ -9,6 +9,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from bridge import telemetry
 from bridge.errors import ConfigError
 from bridge.model import DeviceState, Level, Quality, device_quality, relay_quality
 from bridge.model.quantities import QUANTITIES, active_faults, coil_of, self_test_faults, wiring_of
@@ -144,6 +145,8 @@ class ValueWriter:
                 )
         await self._device_variables(dev, src, now)
         await self._limits(dev, now)
+        if new_window and snap is not None:
+            telemetry.observe_window("opcua", snap.time_s + snap.duration_s, dev.link.clock_offset_s)
         if history and self.history is not None:
             self.history.save_many(history)
         self.updates += 1
