@@ -77,6 +77,9 @@ async def test_reload_adds_removes_and_changes_devices_and_users_without_droppin
             from bridge.fronts.opcua.passwords import hash_password
 
             doc["opcua"]["users"].append({"name": "newop", "password_hash": hash_password("n3w"), "role": "operator"})
+            doc["modbus"]["servers"][1]["map"] = "openstrom"  # the second server changes its map
+            async with RawModbus(ports["sunspec"]) as sunspec:
+                assert await sunspec.read(4, 1, 1000, 2) == 0x02  # the SunSpec map has no input 1000
             _write(cfg, doc)
             code, out, err = await cli("reload", *api)
             assert code == 0, err
@@ -87,6 +90,9 @@ async def test_reload_adds_removes_and_changes_devices_and_users_without_droppin
             assert b1.circuits[0].relay_on is True and b1.circuits[0].relay_operations == ops  # no safe state
             assert await mb.read(4, 2, 1000, 2) == 0x0A  # unit 2 is no device any more, same connection
             assert "board2" not in app.model.devices
+            async with RawModbus(ports["sunspec"]) as sunspec:  # the new map, on the same listener
+                regs = await sunspec.read(4, 1, 1000, 2)
+                assert isinstance(regs, list) and f32(regs) == pytest.approx(230, rel=0.01)
             node = client.get_node(ua.NodeId("board1.Circuit01", idx))
             await wait_for_value(lambda: node.read_display_name(), "Heater")
             with pytest.raises(ua.UaStatusCodeError):
