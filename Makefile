@@ -31,6 +31,7 @@ bench: venv
 	$(BIN)/python bench/opcua_build.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/service.py --tls
+	$(BIN)/python bench/modbus.py
 	$(BIN)/python bench/tls.py
 	$(BIN)/python bench/hostile.py
 

@@ -8,6 +8,7 @@ answer only after the device confirmed.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,9 +43,28 @@ FC_TABLE = {
 }
 
 
+ANSWER_CACHE = 4096  # encoded answers kept per server (a few per device and polled block)
+LIVE_QUANTITIES = {"device.data_age_s"}  # change with the clock, not with a model change: never cached
+
+
+def _live_addresses(rmap: RegisterMap) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for p in rmap.points:
+        if p.quantity is not None and p.quantity.name in LIVE_QUANTITIES:
+            out.setdefault(p.table, set()).update(range(p.address, p.end))
+    return out
+
+
+_COUNTERS: dict[tuple[int, int], Any] = {}  # (function, exception or 0) -> its counter: labels() costs ~2 us
+
+
 def _count(func_code: int, answer: object) -> None:
-    exception = f"0x{int(answer):02X}" if isinstance(answer, ExcCodes) else "none"
-    telemetry.MODBUS_REQUESTS.labels(str(func_code), exception).inc()
+    code = int(answer) if isinstance(answer, ExcCodes) else 0
+    counter = _COUNTERS.get((func_code, code))
+    if counter is None:
+        exception = f"0x{code:02X}" if code else "none"
+        counter = _COUNTERS[(func_code, code)] = telemetry.MODBUS_REQUESTS.labels(str(func_code), exception)
+    counter.inc()
 
 
 class ModelContext(ModbusServerContext):  # type: ignore[misc]
@@ -70,9 +90,22 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         self.read_only = cfg.read_only
         self.refusals = refusals
         self.units = dict(units) if units else None  # an RTU line's own unit IDs
+        # Encoded answers by request, valid until the device's next model change: SCADA polls the same
+        # blocks again and again, and a poll between two windows then costs a dictionary look-up
+        # instead of reading and encoding every point (~30 us for 30 registers). Bounded: a client
+        # scanning addresses only makes the cache start over.
+        self._versions: dict[str, int] = {}
+        self._answers: dict[tuple[int, int, int, int], tuple[str, int, list[Any], bytes]] = {}
+        self._live = _live_addresses(rmap)
+        model.subscribe(self._changed)
+
+    def _changed(self, dev: Any, what: Any) -> None:
+        self._versions[dev.name] = self._versions.get(dev.name, 0) + 1
 
     def use_map(self, rmap: RegisterMap, cfg: ServerConfig | ModbusRtuServer, units: Mapping[int, str] | None) -> None:
         """A reload's map (read from its file again) and, on a serial line, its unit table."""
+        self._answers.clear()
+        self._live = _live_addresses(rmap)
         self.map = rmap
         self.word_order = cfg.word_order or rmap.word_order
         if self.units is not None and units is not None:
@@ -100,6 +133,40 @@ class ModelContext(ModbusServerContext):  # type: ignore[misc]
         dev = self._device(device_id)
         if isinstance(dev, ExcCodes):
             return dev
+        key = (device_id, func_code, address, count)
+        version = self._versions.get(dev.name, 0)
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] == dev.name and hit[1] == version:
+            return list(hit[2])
+        out = self._read(dev, func_code, address, count)
+        if isinstance(out, list) and not self._live.get(FC_TABLE.get(func_code, ""), set()) & set(
+            range(address, address + count)
+        ):
+            if len(self._answers) >= ANSWER_CACHE:
+                self._answers.clear()
+            packed = bytes([2 * count]) + struct.pack(f">{count}H", *out) if func_code in (3, 4) else b""
+            self._answers[key] = (dev.name, version, out, packed)
+            return list(out)
+        return out
+
+    def ready_answer(self, device_id: int, func_code: int, address: int, count: int) -> bytes | None:
+        """The PDU data (byte count, registers) of a register read answered before and still current,
+        or None: the server then takes the request the long way. Lets the connection answer a repeated
+        poll without pymodbus decoding, dispatching and encoding it (about half the CPU of a read)."""
+        hit = self._answers.get((device_id, func_code, address, count))
+        if hit is None or not hit[3]:
+            return None
+        dev = (
+            self.model.by_unit(device_id)
+            if self.units is None
+            else self.model.devices.get(self.units.get(device_id, ""))
+        )
+        if dev is None or hit[0] != dev.name or hit[1] != self._versions.get(dev.name, 0):
+            return None
+        _count(func_code, None)
+        return hit[3]
+
+    def _read(self, dev: Any, func_code: int, address: int, count: int) -> Any:
         table = FC_TABLE.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
