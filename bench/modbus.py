@@ -21,7 +21,6 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -65,17 +64,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+async def wait_port(port: int) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
 
 
 async def load(port: int, fc: int, address: int, count: int, connections: int, seconds: float) -> tuple[int, int]:
@@ -132,16 +129,14 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             "metrics": {"listen": f"127.0.0.1:{ports['http']}"},
             "devices": [{"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1}],
         }))  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        bridge = subprocess.Popen(
-            [sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "device.simulator.cli", "--connect", f"127.0.0.1:{ports['device']}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(ports["bare"])], stderr=subprocess.DEVNULL)
+        quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
+        bridge = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg), **quiet
+        )
+        sim = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "device.simulator.cli", "--connect", f"127.0.0.1:{ports['device']}", **quiet
+        )
+        bare = await asyncio.create_subprocess_exec(sys.executable, "-c", BARE, str(ports["bare"]), **quiet)
         out: dict[str, float] = {}
         try:
             for p in (ports["openstrom"], ports["sunspec"], ports["bare"]):
@@ -162,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         finally:
             for p in (sim, bridge, bare):
                 p.terminate()
-                p.wait(10)
+                await asyncio.wait_for(p.wait(), 10)
     return out
 
 

@@ -64,6 +64,8 @@ def snapshot(number: int) -> DeviceSnapshot:
         q_cap_varh=x,
         s_vah=x,
         urms_half=230,
+        harmonics_v=tuple(x / (k + 1) for k in range(40)),
+        harmonics_i=tuple(x / (k + 2) for k in range(40)),
     )
     return DeviceSnapshot(
         number=number,
@@ -104,7 +106,8 @@ async def main() -> None:
     plain_targets = [
         (key, nid)
         for key, nid in front.space.nodes.values.items()
-        if key[2] not in ("RelayOperations", "Dips", "Swells", "Interruptions") and key[2] not in aggregated
+        if key[2] not in ("RelayOperations", "Dips", "Swells", "Interruptions", "RelayWiring", "RelayCoil")
+        and key[2] not in aggregated
     ]
     value_nodes = [nid for _, nid in plain_targets]
     per_round = len(value_nodes)
@@ -133,7 +136,10 @@ async def main() -> None:
                 else:
                     cv = snapshot(num).circuits[0]
                     for (_, _, field), nid in plain_targets:
-                        value = bool(num % 2) if field == "relay" else float(getattr(cv, field, num))
+                        raw = getattr(cv, field, num)
+                        value = (
+                            bool(num % 2) if field == "relay" else list(raw) if isinstance(raw, tuple) else float(raw)
+                        )
                         await front.server.get_node(nid).write_value(value)
                 await asyncio.sleep(0.2)  # one window; lets the subscription publish
             elapsed = time.perf_counter() - t - 0.2 * args.rounds
