@@ -8,6 +8,7 @@ EngineeringUnits, Relay as a writable TwoStateDiscreteType, methods from the cat
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class AddressSpace:
         )
         for dev in devices:
             await self.add_device(dev)
+            await asyncio.sleep(0)  # asyncua adds nodes without yielding: let Modbus and the links run
 
     async def _voltage_event_type(self) -> Any:
         idx = self.idx
@@ -396,6 +398,7 @@ class AddressSpace:
                 nodes.ecm[(name, cs.index)] = self.energy.build_circuit(
                     s.iserver.node_mgt_service, cobj.nodeid, prefix, idx, cs.name
                 )
+            await asyncio.sleep(0)  # one circuit at a time: the loop serves Modbus and the links between
 
     async def _generates(self, emitter: Any, *event_types: ua.NodeId) -> None:
         """GeneratesEvent references: clients see what an emitter sends, and the event history

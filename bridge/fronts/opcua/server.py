@@ -22,6 +22,7 @@ from bridge.config import Config
 from bridge.logs import get_logger
 from bridge.model import Change, DeviceState, ModelView
 
+from . import speed
 from .address_space import AddressSpace
 from .certificate import ensure_certificate
 from .events import AlarmEvents
@@ -81,6 +82,7 @@ class OpcUaFront:
     async def start(self) -> None:
         install_session_hooks()
         install_standard_event_filters()
+        speed.install()
         await self.build()
         s = self.server
         policies = [

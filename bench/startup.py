@@ -1,0 +1,136 @@
+"""Start-up of `openstrom-bridge run` with N configured devices and every front on (Modbus on both maps,
+OPC UA with history and the energy model, health): seconds until /health/ready says every front
+serves, and the event loop's longest stall meanwhile, seen from outside as the slowest answer to a
+Modbus read sent every 20 ms from the moment the Modbus port accepts (the loop that answers it is the
+one building the rest). Also the process's resident memory once ready.
+
+    .venv/bin/python bench/startup.py [--devices 10] [--devices 100]
+
+Results go to bench/results/latest.json (startup_s_N, startup_max_stall_ms_N, rss_mb_N_devices_idle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import struct
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "latest.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def probe(port: int, stop: asyncio.Event) -> list[float]:
+    """Answer times of a Modbus read every 20 ms, from the first accepted connection on."""
+    while not stop.is_set():
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except OSError:
+            await asyncio.sleep(0.01)
+    else:
+        return []
+    times = []
+    tid = 0
+    while not stop.is_set():
+        tid = (tid + 1) & 0xFFFF
+        t = time.perf_counter()
+        w.write(struct.pack(">HHHBBHH", tid, 0, 6, 1, 4, 0, 2))
+        head = await r.readexactly(7)
+        await r.readexactly(struct.unpack(">H", head[4:6])[0] - 1)
+        times.append(time.perf_counter() - t)
+        await asyncio.sleep(0.02)
+    w.close()
+    return times
+
+
+async def one(devices: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="openstrom-startup-") as d:
+        tmp = Path(d)
+        ports = {k: free_port() for k in ("device", "modbus", "sunspec", "opcua", "http")}
+        cfg = tmp / "bridge.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "bridge": {"state_dir": str(tmp / "state"), "log_level": "warning"},
+            "links": {"listen": f"127.0.0.1:{ports['device']}"},
+            "modbus": {"servers": [
+                {"map": "openstrom", "host": "127.0.0.1", "port": ports["modbus"]},
+                {"map": "sunspec", "host": "127.0.0.1", "port": ports["sunspec"]},
+            ]},
+            "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{ports['opcua']}/openstrom"},
+            "metrics": {"listen": f"127.0.0.1:{ports['http']}"},
+            "devices": [{"name": f"dev{k:03d}", "serial_number": f"OS-{k:05d}", "unit_id": k % 247 + 1}
+                        for k in range(devices)],
+        }))  # fmt: skip
+        # the OPC UA certificate is made once per state folder: make it first, as a deployed bridge has it
+        t0 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge.cli", "run", "--config", str(cfg),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        stop = asyncio.Event()
+        prober = asyncio.create_task(probe(ports["modbus"], stop))
+        try:
+            async with asyncio.timeout(300):
+                while not await asyncio.to_thread(ready, ports["http"]):  # noqa: ASYNC110 - another process
+                    await asyncio.sleep(0.02)
+            elapsed = time.monotonic() - t0
+            await asyncio.sleep(0.5)
+            stop.set()
+            answers = await prober
+            memory = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+    stall = 1000 * max(answers) if answers else float("nan")
+    print(f"{devices} devices: every front serving after {elapsed:.2f} s; longest Modbus answer during "
+          f"start-up {stall:.0f} ms ({len(answers)} probes); RSS {memory:.0f} MB")  # fmt: skip
+    return {f"startup_s_{devices}": round(elapsed, 2), f"startup_max_stall_ms_{devices}": round(stall, 1),
+            f"rss_mb_{devices}_devices_idle": round(memory, 1)}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", type=int, action="append", help="configured devices (repeat); default 10")
+    args = p.parse_args()
+    out: dict[str, float] = {}
+    for n in args.devices or [10]:
+        out.update(asyncio.run(one(n)))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    doc.update(out)
+    doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
