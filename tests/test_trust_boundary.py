@@ -48,7 +48,9 @@ async def _impostor(port: int, hello: bytes, then: bytes) -> list[object]:
 
 async def test_a_second_link_claiming_a_streaming_device_is_refused(tmp_path: Path) -> None:
     config, ports = bridge_config(tmp_path)
-    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT), "--speed", "2"])
+    # a board without scripted events: its voltage before and after the impostor must be the same
+    steady = Path(__file__).parent / "scenarios" / "steady.yaml"
+    sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(steady), "--speed", "2"])
     async with running_bridge(config, tmp_path) as app, sim:
         dev = app.model.devices["board1"]
         rt = app.hub.runtimes["board1"]
