@@ -209,10 +209,12 @@ class BridgeApp:
         from .fronts.modbus.rtu import rtu_units
 
         assert self.config_path is not None
-        new = ShardPlan(load_config(self.config_path), self.shards.ordinal)
-        if new.count != self.shards.count:
-            raise ConfigError(f"{self.config_path}: shard.count changed ({self.shards.count} -> {new.count}): restart")
-        config = new.replica(load_config(self.config_path))
+        full = load_config(self.config_path)  # read once: the file may be edited again meanwhile
+        if full.shard.count != self.shards.count:
+            raise ConfigError(
+                f"{self.config_path}: shard.count changed ({self.shards.count} -> {full.shard.count}): restart"
+            )
+        config = ShardPlan(full, self.shards.ordinal).replica(full)
         plan = plan_reload(self.config, config)
         if plan.restart_keys:
             raise ConfigError(

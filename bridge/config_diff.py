@@ -24,7 +24,7 @@ RELOADABLE: dict[str, set[str]] = {
     "links": {"revoked", "hello_timeout_s", "time_sync_interval_s"},
     "opcua": {"users"},
     "mqtt": {"command_role"},
-    "records": {"enabled", "pre_cycles", "post_cycles", "max_mb", "max_age_days"},
+    "records": {"pre_cycles", "post_cycles", "max_mb", "max_age_days"},
     "modbus": {"map_dirs"},
 }
 # a device whose measuring set-up changes needs a new analyzer: its link is closed and it reconnects

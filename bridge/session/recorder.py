@@ -69,7 +69,7 @@ class EventRecorder:
             self._publish(name)
 
     def reconfigure(self, config: Config) -> None:
-        """A reload's record policy (the folder stays: changing it needs a restart)."""
+        """A reload's record policy (``enabled`` and the folder stay: changing them needs a restart)."""
         self.cfg = config.records
         for name in self.model.devices:
             self._publish(name)
