@@ -94,7 +94,9 @@ class EventRecorder:
     def _on_block(self, block: SampleBlock) -> None:
         if block.device not in self.model.devices or not self.cfg.enabled:
             return
-        counts = block.counts.astype(np.int16) if np.abs(block.counts).max(initial=0) <= 32767 else block.counts
+        # the ring holds counts as narrow as the ADC allows: 16 bits, else 32 (an ADC has no more)
+        peak = int(np.abs(block.counts).max(initial=0))
+        counts = block.counts.astype(np.int16 if peak <= 32767 else np.int32)
         ring = self._ring.setdefault(block.device, collections.deque())
         ring.append(_Held(block.t0_s, block.fs, counts, block.scale.copy(), block.offset.copy()))
         keep = self._ring_s(block.device)
