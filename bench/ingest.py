@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import re
 import shutil
-import socket
 import struct
 import sys
 import tempfile
@@ -33,6 +31,7 @@ import zlib
 from pathlib import Path
 
 import yaml
+from common import cpu_seconds, free_port, ready, save_results
 
 from device.protocol import Connection, Role
 from device.protocol.framing import HEADER, HEADER_CRC, TRAILER, crc16
@@ -40,21 +39,9 @@ from device.simulator.device import Identity, SimulatedDevice
 from device.simulator.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "latest.json"
 HOUSEHOLD = ROOT / "device" / "simulator" / "scenarios" / "household.yaml"
 BLOCK_S = 625 / 7812.5
 TEMPLATE_BLOCKS = 25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(port: int) -> str:
@@ -88,14 +75,6 @@ def quantile(before: str, after: str, front: str, q: float) -> float:
 
 def _ms(seconds: float) -> float:
     return round(1000 * seconds) if math.isfinite(seconds) else float("nan")
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def templates() -> tuple[Connection, list[bytes], object]:
@@ -187,7 +166,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         procs.append(bridge)
         try:
             async with asyncio.timeout(600):
-                while not await asyncio.to_thread(_ready, ports["http"]):  # noqa: ASYNC110 - another process
+                while not await asyncio.to_thread(ready, ports["http"]):  # noqa: ASYNC110 - another process
                     await asyncio.sleep(0.2)
             warm, span = 10.0, args.seconds
             stop = time.monotonic() + warm + span + 1
@@ -243,11 +222,7 @@ def main() -> None:
     p.add_argument("--no-opcua", action="store_true")
     p.add_argument("--no-mqtt", action="store_true")
     out = asyncio.run(run(p.parse_args()))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    doc.update(out)
-    doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    save_results(out)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import socket
 import struct
 import sys
 import tempfile
@@ -28,9 +25,8 @@ import time
 from pathlib import Path
 
 import yaml
+from common import cpu_seconds, free_port, save_results
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "latest.json"
 READS = {"30_input": (4, 1000, 30, "openstrom"), "60_holding": (3, 40002, 60, "sunspec")}
 
 BARE = textwrap.dedent(
@@ -51,17 +47,6 @@ BARE = textwrap.dedent(
     asyncio.run(StartAsyncTcpServer(device, address=("127.0.0.1", port)))
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_port(port: int) -> None:
@@ -161,19 +146,11 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
-def save(results: dict[str, float]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    doc.update(results)
-    doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--connections", type=int, default=8)
-    save(asyncio.run(run(p.parse_args())))
+    save_results(asyncio.run(run(p.parse_args())))
 
 
 if __name__ == "__main__":

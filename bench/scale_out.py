@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -28,16 +27,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import cpu_seconds  # noqa: E402
+
 from tests.cluster import Cluster, SparkplugHost, listening  # noqa: E402
 from tests.harness import wait_for  # noqa: E402
 from tests.mqtt_host import mosquitto  # noqa: E402
 
 HOUSEHOLD = ROOT / "device" / "simulator" / "scenarios" / "household.yaml"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wire_bytes(topic: str, payload: int) -> int:

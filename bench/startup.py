@@ -13,34 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import socket
 import struct
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "latest.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+from common import free_port, ready, save_results
 
 
 def rss_mb(pid: int) -> float:
@@ -125,11 +105,7 @@ def main() -> None:
     out: dict[str, float] = {}
     for n in args.devices or [10]:
         out.update(asyncio.run(one(n)))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    doc.update(out)
-    doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    save_results(out)
 
 
 if __name__ == "__main__":
