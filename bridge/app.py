@@ -272,7 +272,8 @@ class BridgeApp:
                 raise DeviceUnknown(f"unknown device {device!r}")
             trig = self.recorder.manual(device)
             audit("manual waveform record", device=device, user=origin.user, client=origin.client)
-            return {"ok": True, "trigger_s": trig.t_s, "post_s": self.config.records.post_cycles / 50.0}
+            f_line = float(self.model.devices[device].config.f_nominal)
+            return {"ok": True, "trigger_s": trig.t_s, "post_s": self.config.records.post_cycles / f_line}
 
         async def reload(req: dict[str, Any], origin: Any) -> dict[str, Any]:
             audit("reload requested", user=origin.user, client=origin.client)

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bridge.app import BridgeApp
 from bridge.config import Config
 
@@ -92,6 +94,17 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise TimeoutError(f"waited {timeout:g} s for {what}") from None
+
+
+async def wait_for_value(read: Any, expected: Any, *, approx: bool = False, timeout: float = 10) -> None:
+    """Poll the coroutine function ``read`` until it returns ``expected`` (a LocalizedText by its text)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await read()
+            value = getattr(value, "Text", value)
+            if (value == pytest.approx(expected, rel=0.01)) if approx else (value == expected):
+                return
+            await asyncio.sleep(0.1)
 
 
 async def fresh_windows(dev: Any, timeout: float = 20) -> None:

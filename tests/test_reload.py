@@ -22,7 +22,7 @@ from bridge.commands import Origin, Role
 from bridge.config import Config
 from bridge.errors import CommandRejected
 from device.simulator.process import SimulatorProcess
-from tests.harness import PLANT, RawModbus, f32, running_bridge, wait_for
+from tests.harness import PLANT, RawModbus, f32, running_bridge, wait_for, wait_for_value
 from tests.test_commands_e2e import cli
 from tests.test_opcua_e2e import _config as opcua_config
 from tests.test_opcua_e2e import _connect, trusted_client
@@ -126,16 +126,6 @@ async def test_reload_adds_removes_and_changes_devices_and_users_without_droppin
             assert "board4" not in app.model.devices
         finally:
             await client.disconnect()
-
-
-async def wait_for_value(read: Any, expected: Any, *, approx: bool = False, timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            value = await read()
-            value = getattr(value, "Text", value)
-            if (value == pytest.approx(expected, rel=0.01)) if approx else (value == expected):
-                return
-            await asyncio.sleep(0.1)
 
 
 async def test_sighup_reloads_the_running_process(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -22,7 +21,7 @@ from bridge.config import Config
 from bridge.model import Model, SampleBlock
 from bridge.session.recorder import EventRecorder
 from device.simulator.process import SimulatorProcess
-from tests.harness import bridge_config, running_bridge, wait_for
+from tests.harness import bridge_config, running_bridge, wait_for, wait_for_value
 from tests.test_commands_e2e import cli
 from tests.test_opcua_e2e import _config as opcua_config
 from tests.test_opcua_e2e import _connect as opcua_connect
@@ -31,12 +30,6 @@ from tests.test_opcua_e2e import trusted_client
 pytestmark = pytest.mark.e2e
 SCENARIOS = Path(__file__).parent / "scenarios"
 FS = 7812.5
-
-
-async def wait_for_async(read: Any, expected: object, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while await read() != expected:
-            await asyncio.sleep(0.2)
 
 
 def _record_files(cfg: str) -> tuple[str, bytes]:
@@ -118,7 +111,7 @@ async def test_a_scripted_dip_and_a_manual_trigger_become_comtrade_records(tmp_p
             async def read(browse: str) -> object:
                 return await client.get_node(ua.NodeId(f"board1.{browse}", idx)).read_value()
 
-            await wait_for_async(lambda: read("RecordKinds"), ["dip", "manual"], 10)
+            await wait_for_value(lambda: read("RecordKinds"), ["dip", "manual"])
             files = await read("RecordFiles")
             times = await read("RecordTimes")
             assert [await read("RecordCircuits")] == [[1, 0]]

@@ -6,7 +6,6 @@ slows its measuring."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -91,6 +90,5 @@ async def stream_capture(
         raise
     finally:
         stop()
-        with contextlib.suppress(Exception):
-            log.info("capture finished", device=device, dropped=dropped)
+        log.info("capture finished", device=device, dropped=dropped)
     return resp
