@@ -67,9 +67,13 @@ class DeviceHub:
         """A reload's new configuration (links' limits, timeouts and the revoked list read it)."""
         self.config = config
 
-    def add_device(self, device: Device) -> None:
+    def add_device(self, device: Device) -> DeviceRuntime:
+        """A device the configuration did not have at start (a reload, or auto-accept)."""
         state = self.model.add_device(device)
-        self.runtimes[device.name] = DeviceRuntime(state, self.model, self.store, self.config.analysis, self.config.pq)
+        runtime = self.runtimes[device.name] = DeviceRuntime(
+            state, self.model, self.store, self.config.analysis, self.config.pq
+        )
+        return runtime
 
     async def drop_link(self, name: str, reason: str) -> None:
         """Close the device's link (it reconnects and resends what is not acknowledged)."""
@@ -93,10 +97,7 @@ class DeviceHub:
         used = {d.config.unit_id for d in self.model.devices.values()}
         unit = next(u for u in range(1, 248) if u not in used)
         name = "dev_" + "".join(ch if ch.isalnum() else "_" for ch in hello.serial_number)[:36]
-        state = self.model.add_device(Device(name=name, serial_number=hello.serial_number, unit_id=unit))
-        runtime = self.runtimes[name] = DeviceRuntime(
-            state, self.model, self.store, self.config.analysis, self.config.pq
-        )
+        runtime = self.add_device(Device(name=name, serial_number=hello.serial_number, unit_id=unit))
         self.log.warning(
             "unknown device accepted (auto_accept is on)", serial=hello.serial_number, name=name, unit_id=unit
         )
