@@ -22,7 +22,7 @@ from bridge.config import Config
 from bridge.logs import get_logger
 from bridge.model import Change, DeviceState, ModelView
 
-from . import speed
+from . import shared_values, speed
 from .address_space import AddressSpace
 from .certificate import ensure_certificate
 from .events import AlarmEvents
@@ -83,6 +83,7 @@ class OpcUaFront:
         install_session_hooks()
         install_standard_event_filters()
         speed.install()
+        shared_values.install()  # before the standard namespace is loaded: it shares too
         await self.build()
         s = self.server
         policies = [
