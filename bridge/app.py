@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ssl
 import time
 from collections.abc import Coroutine
@@ -89,6 +90,11 @@ class BridgeApp:
 
     async def run(self) -> None:
         cfg = self.config
+        # Start-up makes most of the objects the bridge will ever hold (the OPC UA address space above
+        # all): the cyclic collector's passes over them, while they are made, took half of it. It is
+        # paused until every front serves; then what was made is moved out of its scans for good, so
+        # that later collections only walk what changes.
+        gc.disable()
         try:
             async with asyncio.TaskGroup() as tg:
                 waits = []
@@ -175,11 +181,14 @@ class BridgeApp:
                 tg.create_task(self._commit_loop(), name="commit")
                 tg.create_task(self.hub.watch_health(), name="watchdog")
                 self.model.subscribe(self._on_link, {Change.LINK})
+                gc.freeze()  # no full collection first: 0.6 s for ~1 % garbage (~1 MB), once
+                gc.enable()
                 self.ready.set()
                 self.systemd.ready(f"{len(self.model.devices)} devices configured")
                 tg.create_task(self.systemd.feed_watchdog(), name="watchdog-ping")
                 log.info("bridge running", devices=len(self.model.devices))
         finally:
+            gc.enable()
             await self._shutdown()
 
     # ------------------------------------------------------------------ live reload

@@ -47,6 +47,7 @@ from .catalogue import (
 )
 from .conditions import Condition
 from .ecm import EnergyModel
+from .instances import Instances
 
 MethodHandler = Callable[..., Awaitable[Any]]
 HandlerFactory = Callable[[str, int, str], MethodHandler]  # (device, circuit or 0, method name) -> handler
@@ -103,6 +104,7 @@ class AddressSpace:
         self.energy = EnergyModel(server) if energy_model else None
         self.handlers = handlers
         self.nodes = Nodes()
+        self.instances = Instances(server)
         self.idx = 0
         self.root: Any = None
         self.circuit_type: Any = None
@@ -355,8 +357,8 @@ class AddressSpace:
 
     async def add_device(self, dev: DeviceState) -> None:
         s, idx, name, nodes = self.server, self.idx, dev.name, self.nodes
-        obj = await self.root.add_object(
-            ua.NodeId(name, idx), ua.QualifiedName(name, idx), objecttype=self.device_type.nodeid
+        obj = await self.instances.add(
+            self.root, ua.NodeId(name, idx), ua.QualifiedName(name, idx), self.device_type.nodeid
         )
         arrays = (*DEVICE_FAULT_ARRAYS, *(r for r, _ in DEVICE_RECORD_ARRAYS))
         for field_name in (*(p for p, _ in DEVICE_PROPERTIES), *(v for v, _ in DEVICE_VARIABLES), *arrays):
@@ -373,8 +375,8 @@ class AddressSpace:
         for cs in dev.circuits:
             cname = f"Circuit{cs.index:02d}"
             prefix = f"{name}.{cname}"
-            cobj = await folder.add_object(
-                ua.NodeId(prefix, idx), ua.QualifiedName(cname, idx), objecttype=self.circuit_type.nodeid
+            cobj = await self.instances.add(
+                folder, ua.NodeId(prefix, idx), ua.QualifiedName(cname, idx), self.circuit_type.nodeid
             )
             if cs.name != cname:
                 await cobj.write_attribute(

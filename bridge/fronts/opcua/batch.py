@@ -8,8 +8,20 @@ from typing import Any
 
 from asyncua import ua
 
+from .instances import insert
+
 OID = ua.ObjectIds
 _V = ua.VariantType
+_READ = ua.AccessLevel.CurrentRead.mask
+_NIDS: dict[int, ua.NodeId] = {}
+
+
+def _nid(oid: int) -> ua.NodeId:
+    """The NodeId of a standard node, made once (a NodeId is never changed in place)."""
+    nid = _NIDS.get(oid)
+    if nid is None:
+        nid = _NIDS[oid] = ua.NodeId(oid)
+    return nid
 
 
 class NodeBatch:
@@ -23,9 +35,7 @@ class NodeBatch:
     def obj(
         self, nid: ua.NodeId, parent: ua.NodeId, name: str, type_id: ua.NodeId, *, ns: int = 0, ref: int = 0
     ) -> None:
-        attrs = ua.ObjectAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        attrs.EventNotifier = 0
+        attrs = ua.ObjectAttributes(DisplayName=ua.LocalizedText(name), EventNotifier=0)
         self._add(nid, parent, name, ua.NodeClass.Object, ref or OID.HasComponent, type_id, attrs, ns=ns)
 
     def var(
@@ -41,19 +51,21 @@ class NodeBatch:
         ns: int = 0,
         data_type: int | None = None,
     ) -> None:
-        attrs = ua.VariableAttributes()
-        attrs.DisplayName = ua.LocalizedText(name)
-        attrs.Value = ua.Variant(value, vtype)
-        attrs.DataType = ua.NodeId(data_type or DATA_TYPES[vtype])
-        attrs.ValueRank = ua.ValueRank.OneDimension if isinstance(value, list) else ua.ValueRank.Scalar
-        attrs.AccessLevel = attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+        attrs = ua.VariableAttributes(
+            DisplayName=ua.LocalizedText(name),
+            Value=ua.Variant(value, vtype),
+            DataType=_nid(data_type or DATA_TYPES[vtype]),
+            ValueRank=ua.ValueRank.OneDimension if isinstance(value, list) else ua.ValueRank.Scalar,
+            AccessLevel=_READ,
+            UserAccessLevel=_READ,
+        )
         self._add(
             nid,
             parent,
             name,
             ua.NodeClass.Variable,
             OID.HasProperty if prop else OID.HasComponent,
-            type_id if isinstance(type_id, ua.NodeId) else ua.NodeId(type_id),
+            type_id if isinstance(type_id, ua.NodeId) else _nid(type_id),
             attrs,
             ns=ns,
         )
@@ -78,19 +90,20 @@ class NodeBatch:
         attrs: Any,
         ns: int = 0,
     ) -> None:
-        item = ua.AddNodesItem()
-        item.RequestedNewNodeId = nid
-        item.BrowseName = ua.QualifiedName(name, ns)  # the standard's browse names live in namespace 0
-        item.NodeClass = cls
-        item.ParentNodeId = parent
-        item.ReferenceTypeId = ua.NodeId(ref_type)
-        item.TypeDefinition = type_id
-        item.NodeAttributes = attrs
-        self.nodes.append(item)
+        self.nodes.append(
+            ua.AddNodesItem(
+                RequestedNewNodeId=nid,
+                BrowseName=ua.QualifiedName(name, ns),  # the standard's browse names live in namespace 0
+                NodeClass=cls,
+                ParentNodeId=parent,
+                ReferenceTypeId=_nid(ref_type),
+                TypeDefinition=type_id,
+                NodeAttributes=attrs,
+            )
+        )
 
     def apply(self, node_mgt: Any) -> None:
-        for result in node_mgt.add_nodes(self.nodes):
-            result.StatusCode.check()
+        insert(node_mgt, self.nodes)
         for status in node_mgt.add_references(self.refs):
             status.check()
 

@@ -59,20 +59,59 @@ def _key(value: Any) -> Any:
     return None  # structures (EUInformation, Range, definitions ...) stay each node's own
 
 
-def shared(
-    name: str, vtype: ua.VariantType | None, is_array: bool, value: Any, make: Callable[[], ua.DataValue]
+def _attribute(
+    aspace: Any, attr: int, vtype: ua.VariantType | None, is_array: bool, value: Any, timestamps: bool
 ) -> AttributeValue:
-    """The shared AttributeValue of attribute ``name`` = ``value``, made by ``make`` the first time."""
+    """The AttributeValue of ``attr`` = ``value``: the shared one, made the first time it is asked for."""
     k = _key(value)
-    if k is None:
-        return AttributeValue(make())
-    key = (name, vtype, is_array, k)
-    av = _SHARED.get(key)
-    if av is None:
-        if len(_SHARED) >= _LIMIT:
-            return AttributeValue(make())
-        av = _SHARED[key] = SharedAttributeValue(make())
+    key = (attr, vtype, is_array, k)
+    if k is not None:
+        av = _SHARED.get(key)
+        if av is not None:
+            return av  # a shared Value keeps the timestamps of the node first given it
+    if attr == _DEFINITION and not isinstance(value, ua.DataTypeDefinition):
+        variant = ua.Variant(None, ua.VariantType.Null)
+    else:
+        variant = ua.Variant(value, vtype, is_array=is_array)
+    now = dt.datetime.now(dt.UTC) if timestamps else None
+    dv = ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now if aspace.force_server_timestamp else None)
+    if k is None or len(_SHARED) >= _LIMIT:
+        return AttributeValue(dv)
+    av = _SHARED[key] = SharedAttributeValue(dv)
     return av
+
+
+_V = ua.VariantType
+_DEFINITION = ua.AttributeIds.DataTypeDefinition
+# What an AddNodes item's NodeAttributes may specify, as asyncua's AddNodes service stores it:
+# (attribute, its NodeAttributesMask bit, variant type, is an array); only Value has timestamps.
+_PLAN: tuple[tuple[str, int, int, ua.VariantType | None, bool], ...] = tuple(
+    (name, getattr(ua.AttributeIds, name), getattr(ua.NodeAttributesMask, name), vtype, is_array)
+    for name, vtype, is_array in (
+        ("AccessLevel", _V.Byte, False),
+        ("ArrayDimensions", _V.UInt32, True),
+        ("BrowseName", _V.QualifiedName, False),
+        ("ContainsNoLoops", _V.Boolean, False),
+        ("DataType", _V.NodeId, False),
+        ("Description", _V.LocalizedText, False),
+        ("DisplayName", _V.LocalizedText, False),
+        ("EventNotifier", _V.Byte, False),
+        ("Executable", _V.Boolean, False),
+        ("Historizing", _V.Boolean, False),
+        ("InverseName", _V.LocalizedText, False),
+        ("IsAbstract", _V.Boolean, False),
+        ("MinimumSamplingInterval", _V.Double, False),
+        ("NodeClass", _V.Int32, False),
+        ("Symmetric", _V.Boolean, False),
+        ("UserAccessLevel", _V.Byte, False),
+        ("UserExecutable", _V.Boolean, False),
+        ("ValueRank", _V.Int32, False),
+        ("WriteMask", _V.UInt32, False),
+        ("UserWriteMask", _V.UInt32, False),
+        ("DataTypeDefinition", _V.ExtensionObject, False),
+        ("Value", None, False),
+    )
+)
 
 
 def _own(aspace: AddressSpace, nodeid: ua.NodeId, attr: int) -> None:
@@ -90,51 +129,20 @@ def install() -> None:
         return
     NodeManagementService._openstrom_shared = True  # type: ignore[attr-defined]
 
-    def add_node_attr(
-        self: NodeManagementService,
-        attributes: Any,
-        nodedata: NodeData,
-        name: str,
-        vtype: ua.VariantType | None = None,
-        add_timestamps: bool = False,
-        is_array: bool = False,
-    ) -> None:
-        if not attributes.SpecifiedAttributes & getattr(ua.NodeAttributesMask, name):
-            return
-        value = getattr(attributes, name)
-
-        def make() -> ua.DataValue:
-            if name == "DataTypeDefinition" and not isinstance(value, ua.DataTypeDefinition):
-                variant = ua.Variant(None, ua.VariantType.Null)
-            else:
-                variant = ua.Variant(value, vtype, is_array=is_array)
-            now = dt.datetime.now(dt.UTC) if add_timestamps else None
-            server_ts = now if add_timestamps and self._aspace.force_server_timestamp else None
-            return ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=server_ts)
-
-        attr = getattr(ua.AttributeIds, name)
-        if attr == ua.AttributeIds.NodeId:
-            nodedata.attributes[attr] = AttributeValue(make())
-        else:
-            # a shared Value keeps the timestamps of the first node given it: moments apart at start-up
-            nodedata.attributes[attr] = shared(name, vtype, is_array, value, make)
-
     def add_node_attributes(
         self: NodeManagementService, nodedata: NodeData, item: ua.AddNodesItem, add_timestamps: bool
     ) -> None:
-        a = ua.AttributeIds
-        nodedata.attributes[a.NodeId] = AttributeValue(ua.DataValue(ua.Variant(nodedata.nodeid, ua.VariantType.NodeId)))
-        nodedata.attributes[a.BrowseName] = shared(
-            "BrowseName", ua.VariantType.QualifiedName, False, item.BrowseName,
-            lambda: ua.DataValue(ua.Variant(item.BrowseName, ua.VariantType.QualifiedName)),
-        )  # fmt: skip
-        nodedata.attributes[a.NodeClass] = shared(
-            "NodeClass", ua.VariantType.Int32, False, item.NodeClass,
-            lambda: ua.DataValue(ua.Variant(item.NodeClass, ua.VariantType.Int32)),
-        )  # fmt: skip
-        self._add_nodeattributes(item.NodeAttributes, nodedata, add_timestamps)
+        a, aspace, attrs = ua.AttributeIds, self._aspace, nodedata.attributes
+        attrs[a.NodeId] = AttributeValue(ua.DataValue(ua.Variant(nodedata.nodeid, _V.NodeId)))
+        attrs[a.BrowseName] = _attribute(aspace, a.BrowseName, _V.QualifiedName, False, item.BrowseName, False)
+        attrs[a.NodeClass] = _attribute(aspace, a.NodeClass, _V.Int32, False, item.NodeClass, False)
+        given = item.NodeAttributes
+        specified = given.SpecifiedAttributes
+        for name, attr, bit, vtype, is_array in _PLAN:
+            if specified & bit:
+                stamp = add_timestamps and attr == a.Value
+                attrs[attr] = _attribute(aspace, attr, vtype, is_array, getattr(given, name), stamp)
 
-    NodeManagementService._add_node_attr = add_node_attr  # type: ignore[method-assign]
     NodeManagementService._add_node_attributes = add_node_attributes  # type: ignore[method-assign]
 
     for method in (

@@ -1,0 +1,192 @@
+"""Nodes added straight into asyncua's address space, for the bridge's own, already valid nodes.
+
+- ``insert``: AddNodes items, as asyncua's AddNodes service adds them, without its per-node checks
+  (a property name scan over the parent's references, a reference search before every reference,
+  three attribute reads per reference): those made a device's conditions and energy model most of
+  its build time. A NodeId in use or a missing parent still fails.
+- ``Instances``: an instance of an ObjectType is made once by asyncua's instantiate (browsing the
+  type, its supertypes and every child's modelling rule); the nodes it made, right after, are the
+  template every further instance of that type copies, with the instance's NodeIds (asyncua's own
+  scheme, ``<instance>.<BrowseName>`` down the tree). Shared attribute values stay shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from asyncua import ua
+from asyncua.server.address_space import AttributeValue, NodeData
+
+from .shared_values import SharedAttributeValue
+
+_HAS_TYPEDEF = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
+_A = ua.AttributeIds
+
+
+def _attr(node: NodeData, attr: int) -> Any:
+    av = node.attributes.get(attr)
+    return None if av is None or av.value is None or av.value.Value is None else av.value.Value.Value
+
+
+def _type_definition(node: NodeData) -> Any:
+    for r in node.references:
+        if r.IsForward and r.ReferenceTypeId == _HAS_TYPEDEF:
+            return r.NodeId
+    return ua.ExpandedNodeId()
+
+
+def _reference(ref_type: ua.NodeId, forward: bool, target: ua.NodeId, data: NodeData) -> ua.ReferenceDescription:
+    """A reference to ``target`` (whose node is ``data``) as asyncua's AddReferences writes it."""
+    rd = ua.ReferenceDescription(ReferenceTypeId=ref_type, IsForward=forward, NodeId=target)
+    rd.NodeClass = _attr(data, _A.NodeClass)
+    name, display = _attr(data, _A.BrowseName), _attr(data, _A.DisplayName)
+    if name:
+        rd.BrowseName = name
+    if display:
+        rd.DisplayName = display
+    if rd.NodeClass in (ua.NodeClass.Object, ua.NodeClass.Variable):
+        rd.TypeDefinition = _type_definition(data)
+    return rd
+
+
+def insert(node_mgt: Any, items: list[ua.AddNodesItem]) -> None:
+    """Add ``items`` (parents before children) as one batch; raises UaStatusCodeError on a NodeId in
+    use or a parent that does not exist."""
+    aspace = node_mgt._aspace
+    typedefs: dict[ua.NodeId, ua.ReferenceDescription] = {}
+    for item in items:
+        nid = item.RequestedNewNodeId
+        if nid in aspace:
+            ua.StatusCode(ua.StatusCodes.BadNodeIdExists).check()
+        parent = aspace.get(item.ParentNodeId)
+        if parent is None:
+            ua.StatusCode(ua.StatusCodes.BadParentNodeIdInvalid).check()
+        data = NodeData(nid)
+        node_mgt._add_node_attributes(data, item, add_timestamps=True)
+        aspace[nid] = data
+        parent.references.append(
+            ua.ReferenceDescription(
+                ReferenceTypeId=item.ReferenceTypeId,
+                IsForward=True,
+                NodeId=nid,
+                NodeClass=item.NodeClass,
+                BrowseName=item.BrowseName,
+                DisplayName=item.NodeAttributes.DisplayName,
+                TypeDefinition=item.TypeDefinition,
+            )
+        )
+        data.references.append(_reference(item.ReferenceTypeId, False, item.ParentNodeId, parent))
+        if not item.TypeDefinition.is_null():
+            td = typedefs.get(item.TypeDefinition)
+            if td is None:
+                td = typedefs[item.TypeDefinition] = _reference(
+                    _HAS_TYPEDEF, True, item.TypeDefinition, aspace[item.TypeDefinition]
+                )
+            data.references.append(td)  # a ReferenceDescription is never changed in place: share it
+
+
+@dataclass(slots=True)
+class _TemplateNode:
+    suffix: str  # "" for the instance itself, else ".<BrowseName>..." after the instance's NodeId
+    attributes: dict[int, SharedAttributeValue | ua.DataValue]
+    references: list[tuple[ua.ReferenceDescription, str | None]]  # suffix of a target in the instance
+    call: Any
+
+
+class Instances:
+    """ObjectType instances: the first by asyncua's instantiate, the others copied from it."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.templates: dict[ua.NodeId, list[_TemplateNode]] = {}
+
+    async def add(self, parent: Any, nodeid: ua.NodeId, bname: ua.QualifiedName, type_id: ua.NodeId) -> Any:
+        """The node of a new ``type_id`` instance ``nodeid`` under ``parent`` (HasComponent)."""
+        template = self.templates.get(type_id)
+        if template is None:
+            node = await parent.add_object(nodeid, bname, objecttype=type_id)
+            self.templates[type_id] = self._template(nodeid)
+            return node
+        self._copy(template, parent.nodeid, nodeid, bname)
+        return self.server.get_node(nodeid)
+
+    def _template(self, root: ua.NodeId) -> list[_TemplateNode]:
+        aspace = self.server.iserver.aspace
+        base = str(root.Identifier)
+        nodes: list[_TemplateNode] = []
+        seen: set[ua.NodeId] = set()
+        todo = [root]
+
+        def inside(t: ua.NodeId) -> str | None:
+            ident = t.Identifier
+            if t.NamespaceIndex != root.NamespaceIndex or not isinstance(ident, str):
+                return None
+            return ident[len(base) :] if ident == base or ident.startswith(f"{base}.") else None
+
+        while todo:
+            nid = todo.pop(0)
+            if nid in seen:
+                continue
+            seen.add(nid)
+            data = aspace[nid]
+            attrs = {
+                a: av if type(av) is SharedAttributeValue else av.value
+                for a, av in data.attributes.items()
+                if a != _A.NodeId
+            }
+            refs = [(r, inside(r.NodeId)) for r in data.references]
+            nodes.append(_TemplateNode(inside(nid) or "", attrs, refs, data.call))
+            todo.extend(r.NodeId for r, s in refs if r.IsForward and s is not None)
+        return nodes
+
+    def _copy(self, template: list[_TemplateNode], parent: ua.NodeId, root: ua.NodeId, bname: ua.QualifiedName) -> None:
+        aspace = self.server.iserver.aspace
+        if root in aspace:
+            ua.StatusCode(ua.StatusCodes.BadNodeIdExists).check()
+        parent_data = aspace[parent]
+        ns, base = root.NamespaceIndex, str(root.Identifier)
+        display = ua.LocalizedText(bname.Name)
+        for t in template:
+            nid = ua.NodeId(base + t.suffix, ns)
+            data = NodeData(nid)
+            attrs = data.attributes
+            attrs[_A.NodeId] = AttributeValue(ua.DataValue(ua.Variant(nid, ua.VariantType.NodeId)))
+            for a, v in t.attributes.items():
+                attrs[a] = v if type(v) is SharedAttributeValue else AttributeValue(v)  # type: ignore[arg-type]
+            refs = data.references
+            for r, suffix in t.references:
+                if suffix is not None:
+                    refs.append(
+                        ua.ReferenceDescription(
+                            ReferenceTypeId=r.ReferenceTypeId,
+                            IsForward=r.IsForward,
+                            NodeId=ua.NodeId(base + suffix, ns),
+                            NodeClass=r.NodeClass,
+                            BrowseName=bname if suffix == "" else r.BrowseName,
+                            DisplayName=display if suffix == "" else r.DisplayName,
+                            TypeDefinition=r.TypeDefinition,
+                        )
+                    )
+                elif t.suffix == "" and not r.IsForward and r.ReferenceTypeId != _HAS_TYPEDEF:
+                    refs.append(_reference(r.ReferenceTypeId, False, parent, parent_data))  # the new parent
+                else:
+                    refs.append(r)  # type definitions and other nodes outside the instance: the same
+            data.call = t.call
+            if t.suffix == "":
+                attrs[_A.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
+                attrs[_A.DisplayName] = AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
+                root_data = data
+            aspace[nid] = data
+        forward = next(r for r, s in template[0].references if s is None and not r.IsForward)
+        parent_data.references.append(
+            ua.ReferenceDescription(
+                ReferenceTypeId=forward.ReferenceTypeId,
+                IsForward=True,
+                NodeId=root,
+                NodeClass=ua.NodeClass.Object,
+                BrowseName=bname,
+                DisplayName=display,
+                TypeDefinition=_type_definition(root_data),
+            )
+        )
