@@ -53,6 +53,12 @@ def _key(value: Any) -> Any:
         return (ua.QualifiedName, value.NamespaceIndex, value.Name)
     if isinstance(value, ua.LocalizedText):
         return (ua.LocalizedText, value.Locale, value.Text)
+    if isinstance(value, ua.Variant):  # what an AddNodes item's Value is
+        inner = _key(value.Value)
+        dims = tuple(value.Dimensions) if value.Dimensions else None
+        return None if inner is None else (ua.Variant, value.VariantType, value.is_array, dims, inner)
+    if isinstance(value, ua.StatusCode):
+        return (ua.StatusCode, value.value)
     if isinstance(value, list | tuple):
         items = tuple(_key(v) for v in value)
         return None if any(k is None for k in items) else (type(value), items)
