@@ -151,6 +151,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             "opcua": {"enabled": not args.no_opcua, "endpoint": f"opc.tcp://127.0.0.1:{ports['opcua']}/openstrom"},
             "metrics": {"listen": f"127.0.0.1:{ports['http']}"},
             "mqtt": {"enabled": bool(mqtt), "url": f"mqtt://127.0.0.1:{ports['mqtt']}"},
+            **({"analysis": {"batch_s": args.batch}} if args.batch else {}),
             "devices": [{"name": f"b{k:03d}", "serial_number": s, "unit_id": k % 247 + 1}
                         for k, s in enumerate(serials, 1)],
         }))  # fmt: skip
@@ -221,6 +222,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--no-opcua", action="store_true")
     p.add_argument("--no-mqtt", action="store_true")
+    p.add_argument("--batch", type=float, help="analysis.batch_s (default: the bridge's default)")
     out = asyncio.run(run(p.parse_args()))
     save_results(out)
 

@@ -8,6 +8,7 @@ import concurrent.futures
 import datetime as dt
 import sqlite3
 import struct
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .processed import AGGREGATES, RawRow, intervals, process
 log = get_logger("bridge.opcua")
 HistoryRow = tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]  # node, server time, source time, status, value
 _DOUBLE = struct.Struct("<Bd")
+_STATEMENTS = 16384  # prepared INSERTs kept: one per historized node (4 per circuit by default)
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -49,11 +51,14 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         # on one worker thread: asyncua's save_node_value makes a thread hop and a commit per row.
         # WAL lets HistoryRead (asyncua's connection) read while a batch is written; NORMAL sync is
         # enough for history (the energy registers live in the bridge's own store).
-        self._writer = sqlite3.connect(self._db_file, check_same_thread=False)
+        # a statement per node table: the default cache of 128 would prepare every INSERT anew at 100 boards
+        self._writer = sqlite3.connect(self._db_file, check_same_thread=False, cached_statements=_STATEMENTS)
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
         self._tables: dict[ua.NodeId, str] = {}
+        self._queued: list[tuple[str, tuple[Any, ...]]] = []
+        self._lock = threading.Lock()
 
     async def _get_event_fields(self, evtypes: list[Any]) -> list[str]:
         # asyncua lists a field once per event type that has it; a column twice fails the whole table
@@ -101,18 +106,28 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
     def save_many(self, rows: list[HistoryRow]) -> None:
         """Queue a device update's measurements for the history thread. Not awaited: the update is
         done when its values are in the address space; the single worker thread keeps the rows in
-        order, and stop() waits for them."""
+        order, writes what has queued up meanwhile in one transaction, and stop() waits for it."""
         batch = []
+        stamps: dict[dt.datetime, str] = {}
         for node_id, server_ts, source_ts, status, value in rows:
             table = self._tables.get(node_id)
             if table is None:
                 table = self._tables[node_id] = self._get_table_name(node_id)
+            # what sqlite3's datetime adapter would store, made once per update rather than per row
+            server_text = stamps.get(server_ts) or stamps.setdefault(server_ts, server_ts.isoformat(" "))
+            source_text = stamps.get(source_ts) or stamps.setdefault(source_ts, source_ts.isoformat(" "))
             # asyncua's binary Variant of a Double: type byte 11, then the IEEE double little-endian
-            batch.append((table, (server_ts, source_ts, status, str(value), "Double", _DOUBLE.pack(11, value))))
-        self._pool.submit(self._write, batch).add_done_callback(_log_history_error)
+            batch.append((table, (server_text, source_text, status, str(value), "Double", _DOUBLE.pack(11, value))))
+        with self._lock:
+            idle = not self._queued
+            self._queued.extend(batch)
+        if idle:
+            self._pool.submit(self._write).add_done_callback(_log_history_error)
 
-    def _write(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
-        with self._writer:  # one transaction
+    def _write(self) -> None:
+        with self._lock:
+            batch, self._queued = self._queued, []
+        with self._writer:  # one transaction for every update queued since the last
             for table, row in batch:
                 self._writer.execute(f'INSERT INTO "{table}" VALUES (NULL, ?, ?, ?, ?, ?, ?)', row)
 
