@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 from hypothesis import given, settings
@@ -100,11 +101,17 @@ def _run(sa: StreamAnalyzer, v: np.ndarray, i: np.ndarray, sizes: list[int], **f
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.lists(st.integers(1, 4000), min_size=1, max_size=20), st.sampled_from([0.0, 0.2, 1.0, 3.0]))
-def test_spectrum_every_nth_window_and_any_batch_size_change_no_bit(sizes: list[int], batch_s: float) -> None:
+@given(
+    st.lists(st.integers(1, 4000), min_size=1, max_size=20),
+    st.sampled_from([0.0, 0.2, 1.0, 3.0]),
+    st.floats(0.0, 0.99),
+)
+def test_spectrum_every_nth_window_and_any_batch_size_change_no_bit(
+    sizes: list[int], batch_s: float, phase: float
+) -> None:
     """With the spectrum measured in one window of three, the windows in between carry it over; the
-    batch size and block cuts change nothing."""
-    settings_ = AnalyzerSettings(fs=FS, harmonics_every=3, min_batch_s=batch_s)
+    batch size, its phase and block cuts change nothing."""
+    settings_ = AnalyzerSettings(fs=FS, harmonics_every=3, min_batch_s=batch_s, batch_phase=phase)
     got = _run(StreamAnalyzer(1, settings_), VOLT, CUR, sizes)
     ref = _run(StreamAnalyzer(1, AnalyzerSettings(fs=FS, harmonics_every=3, min_batch_s=0.0)), VOLT, CUR, [VOLT.size])
     assert [_as_tuple(w) for w in got] == [_as_tuple(w) for w in ref]
@@ -127,6 +134,23 @@ def test_spectrum_every_nth_window_and_any_batch_size_change_no_bit(sizes: list[
     assert np.array_equal(np.array([got[k].thd_i[0] for k in fresh]), full.thd_i[fresh])
     # everything else is untouched by the cadence
     assert np.array_equal(np.array([w.p_w[0] for w in got]), full.p_w)
+
+
+def test_a_batch_phase_brings_the_first_batch_forward_by_its_share() -> None:
+    """Boards that connect together are measured at different moments: the first batch of a board
+    with phase p comes after (1 - p) of the batch's signal, the ones after it a whole batch apart."""
+    block = round(0.08 * FS)  # 80 ms blocks, one second a batch
+    volt, cur = waveform(3.3, f=50.0)
+    for phase, first in ((0.0, 13), (0.5, 7), (0.9, 2)):
+        sa = StreamAnalyzer(1, AnalyzerSettings(fs=FS, min_batch_s=1.0, batch_phase=phase))
+        measured = []
+        for k in range(40):
+            lo = k * block
+            if sa.feed(volt[..., lo : lo + block], cur[..., lo : lo + block], seq=k).windows:
+                measured.append(k + 1)  # blocks in when a batch was measured
+        assert measured[0] == first, phase
+        assert len(measured) >= 3, measured
+        assert all(b - a in (12, 13) for a, b in itertools.pairwise(measured)), measured
 
 
 def test_adc_counts_with_scale_and_offset_equal_volts_and_amperes() -> None:

@@ -35,6 +35,10 @@ class AnalyzerSettings:
     # work on at least this much new signal at a time: per-call numpy overhead dominates small blocks,
     # and results cannot depend on it (every decision is taken on sample positions)
     min_batch_s: float = 0.2
+    # the share of min_batch_s by which the first batch comes early (0..1): boards that connected
+    # together would otherwise all be measured in the same event-loop turn, once a batch, and the
+    # last of a hundred waits for the other 99; a per-board phase spreads them over the batch period
+    batch_phase: float = 0.0
     # measure the harmonic spectrum in one window out of this many (1 = every window); the windows in
     # between carry the last spectrum over (``WindowMetrics.harmonics_fresh`` False). The spectrum is
     # the dearest thing the core computes: an FFT over ~1563 samples per channel and window.
@@ -49,6 +53,8 @@ class AnalyzerSettings:
             raise ValueError(f"u_nominal must be > 0 V, got {self.u_nominal}")
         if not 0 <= self.min_batch_s <= 10:
             raise ValueError(f"min_batch_s must be 0..10 s, got {self.min_batch_s}")
+        if not 0 <= self.batch_phase < 1:
+            raise ValueError(f"batch_phase must be 0..1, got {self.batch_phase}")
         if not 1 <= self.harmonics_every <= 3000:
             raise ValueError(f"harmonics_every must be 1..3000 windows, got {self.harmonics_every}")
 
@@ -101,7 +107,7 @@ class StreamAnalyzer:
     def _reset(self, origin_s: float, index: int) -> None:
         self._origin_s = origin_s
         self._origin_idx = index
-        self._processed_until = index
+        self._processed_until = index - round(self.cfg.batch_phase * self.cfg.min_batch_s * self.cfg.fs)
         self._start = index  # global index of buffer column 0
         # rows: v, i, v^2, i^2, v*i (c each, see window.with_products), the products made block by
         # block while the samples are in cache; columns past _n are free room for new blocks
