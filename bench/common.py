@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: free loopback ports, a process's CPU time, the bridge's readiness,
+"""What the benchmark scripts share: free loopback ports, a process's CPU time and memory, the bridge's readiness,
 and bench/results/latest.json (each script merges its figures into it)."""
 
 from __future__ import annotations
@@ -24,6 +24,14 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def ready(port: int) -> bool:

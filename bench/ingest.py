@@ -31,7 +31,7 @@ import zlib
 from pathlib import Path
 
 import yaml
-from common import cpu_seconds, free_port, ready, save_results
+from common import cpu_seconds, free_port, ready, rss_mb, save_results
 
 from device.protocol import Connection, Role
 from device.protocol.framing import HEADER, HEADER_CRC, TRAILER, crc16
@@ -177,7 +177,11 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             await asyncio.sleep(warm)
             before, c0, g0, t0 = scrape(ports["http"]), cpu_seconds(bridge.pid), time.process_time(), time.monotonic()
             sent0 = sum(b.sent for b in boards)
-            await asyncio.sleep(span)
+            rss: list[tuple[float, float]] = []  # (seconds into the measurement, MB)
+            while (now := time.monotonic()) < t0 + span:
+                rss.append((now - t0, rss_mb(bridge.pid)))
+                await asyncio.sleep(min(args.rss_every, t0 + span - now))
+            rss.append((time.monotonic() - t0, rss_mb(bridge.pid)))
             after, c1, g1, t1 = scrape(ports["http"]), cpu_seconds(bridge.pid), time.process_time(), time.monotonic()
             sent1 = sum(b.sent for b in boards)
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -204,15 +208,22 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "latency_p99_ms_modbus": _ms(quantile(before, after, "modbus", 0.99)),
         "latency_p99_ms_opcua": _ms(quantile(before, after, "opcua", 0.99)),
         "ingest_shutdown_s": round(shutdown_s, 1),
+        f"rss_mb_{args.boards}_devices": round(max(m for _, m in rss), 1),
     }
+    half = [m for t, m in rss if t >= span / 2]
+    growth = max(half) - half[0]
     print(
         f"{args.boards} boards ({online:.0f} online), OPC UA {'off' if args.no_opcua else 'on'}, MQTT "
         f"{'on' if mqtt else 'off'}: bridge {cpu / (t1 - t0):.0%} of a core, {out['ingest_devices_per_core']} "
         f"full-rate devices per core ({out['ingest_cpu_ms_per_device_s']} ms per device-second); counted "
         f"{out['ingest_kept_up']:.1%} of the blocks sent; window to Modbus p50 {out['latency_p50_ms_modbus']} ms, "
         f"p99 {out['latency_p99_ms_modbus']} ms; to OPC UA p99 {out['latency_p99_ms_opcua']} ms; "
-        f"generator {g1 - g0:.1f} s CPU; shutdown took {shutdown_s:.1f} s"
+        f"generator {g1 - g0:.1f} s CPU; shutdown took {shutdown_s:.1f} s; resident memory "
+        f"{rss[0][1]:.0f} -> {rss[-1][1]:.0f} MB (peak {max(m for _, m in rss):.0f}), "
+        f"{growth:+.1f} MB over the second half"
     )
+    if args.max_growth_mb is not None and growth > args.max_growth_mb:
+        raise SystemExit(f"resident memory grew {growth:.1f} MB over the second half (limit {args.max_growth_mb} MB)")
     return out
 
 
@@ -223,6 +234,8 @@ def main() -> None:
     p.add_argument("--no-opcua", action="store_true")
     p.add_argument("--no-mqtt", action="store_true")
     p.add_argument("--batch", type=float, help="analysis.batch_s (default: the bridge's default)")
+    p.add_argument("--rss-every", type=float, default=5.0, help="seconds between resident-memory samples")
+    p.add_argument("--max-growth-mb", type=float, help="fail if memory grows more over the second half (soak)")
     out = asyncio.run(run(p.parse_args()))
     save_results(out)
 

@@ -20,14 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import free_port, ready, save_results
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from common import free_port, ready, rss_mb, save_results
 
 
 async def probe(port: int, stop: asyncio.Event) -> list[float]:

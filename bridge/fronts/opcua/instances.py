@@ -18,7 +18,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.server.address_space import AttributeValue, NodeData
 
-from .shared_values import SharedAttributeValue
+from .shared_values import Attributes, Node, SharedAttributeValue, table
 
 _HAS_TYPEDEF = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
 _A = ua.AttributeIds
@@ -62,7 +62,7 @@ def insert(node_mgt: Any, items: list[ua.AddNodesItem]) -> None:
         parent = aspace.get(item.ParentNodeId)
         if parent is None:
             ua.StatusCode(ua.StatusCodes.BadParentNodeIdInvalid).check()
-        data = NodeData(nid)
+        data = Node(nid)
         node_mgt._add_node_attributes(data, item, add_timestamps=True)
         aspace[nid] = data
         parent.references.append(
@@ -89,7 +89,8 @@ def insert(node_mgt: Any, items: list[ua.AddNodesItem]) -> None:
 @dataclass(slots=True)
 class _TemplateNode:
     suffix: str  # "" for the instance itself, else ".<BrowseName>..." after the instance's NodeId
-    attributes: dict[int, SharedAttributeValue | ua.DataValue]
+    table: dict[int, AttributeValue]  # its shared attribute values (shared_values.table)
+    own: dict[int, ua.DataValue]  # the values each copy gets its own AttributeValue of
     references: list[tuple[ua.ReferenceDescription, str | None]]  # suffix of a target in the instance
     call: Any
 
@@ -130,13 +131,11 @@ class Instances:
                 continue
             seen.add(nid)
             data = aspace[nid]
-            attrs = {
-                a: av if type(av) is SharedAttributeValue else av.value
-                for a, av in data.attributes.items()
-                if a != _A.NodeId
-            }
+            attrs = [(a, av) for a, av in data.attributes.items() if a != _A.NodeId]
+            shared = table({a: av for a, av in attrs if type(av) is SharedAttributeValue})
+            own = {a: av.value for a, av in attrs if type(av) is not SharedAttributeValue}
             refs = [(r, inside(r.NodeId)) for r in data.references]
-            nodes.append(_TemplateNode(inside(nid) or "", attrs, refs, data.call))
+            nodes.append(_TemplateNode(inside(nid) or "", shared, own, refs, data.call))
             todo.extend(r.NodeId for r, s in refs if r.IsForward and s is not None)
         return nodes
 
@@ -149,11 +148,12 @@ class Instances:
         display = ua.LocalizedText(bname.Name)
         for t in template:
             nid = ua.NodeId(base + t.suffix, ns)
-            data = NodeData(nid)
-            attrs = data.attributes
-            attrs[_A.NodeId] = AttributeValue(ua.DataValue(ua.Variant(nid, ua.VariantType.NodeId)))
-            for a, v in t.attributes.items():
-                attrs[a] = v if type(v) is SharedAttributeValue else AttributeValue(v)  # type: ignore[arg-type]
+            data = Node(nid)
+            own = {a: AttributeValue(v) for a, v in t.own.items()}
+            if t.suffix == "":  # the instance's own names
+                own[_A.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
+                own[_A.DisplayName] = AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
+            data.attributes = Attributes.of(nid, t.table, own or None)  # type: ignore[assignment]
             refs = data.references
             for r, suffix in t.references:
                 if suffix is not None:
@@ -174,8 +174,6 @@ class Instances:
                     refs.append(r)  # type definitions and other nodes outside the instance: the same
             data.call = t.call
             if t.suffix == "":
-                attrs[_A.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
-                attrs[_A.DisplayName] = AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
                 root_data = data
             aspace[nid] = data
         forward = next(r for r, s in template[0].references if s is None and not r.IsForward)

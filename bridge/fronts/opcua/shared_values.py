@@ -18,11 +18,12 @@ import datetime as dt
 import enum
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
 from asyncua import ua
+from asyncua.server import address_space
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData, NodeManagementService
 
 _EMPTY: MappingProxyType[int, Callable[..., Any]] = MappingProxyType({})
@@ -41,6 +42,104 @@ class SharedAttributeValue(AttributeValue):
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise TypeError("a shared OPC UA attribute value is read-only: give the node its own copy first")
+
+
+class Attributes(MutableMapping[int, AttributeValue]):
+    """A node's attributes for asyncua (``NodeData.attributes``): the shared ones in a table many
+    nodes hold at once (nodes with the same shared values have the same table), the node's own in a
+    small dict made only when it has one, and the NodeId attribute made when it is asked for. A dict
+    of 15 attributes is 632 bytes and its NodeId value ~430 more; this is ~60 for most nodes."""
+
+    __slots__ = ("_nodeid", "_own", "_shared")
+
+    def __init__(
+        self, nodeid: ua.NodeId, shared: dict[int, AttributeValue], own: dict[int, AttributeValue] | None = None
+    ) -> None:
+        self._nodeid = nodeid
+        self._shared = table(shared)
+        self._own = own or None
+
+    @classmethod
+    def of(
+        cls, nodeid: ua.NodeId, table: dict[int, AttributeValue], own: dict[int, AttributeValue] | None
+    ) -> Attributes:
+        """Attributes on a table that is already the one table of its values (see ``table``)."""
+        attrs = cls.__new__(cls)
+        attrs._nodeid, attrs._shared, attrs._own = nodeid, table, own
+        return attrs
+
+    def get(self, key: int, default: Any = None) -> Any:
+        own = self._own
+        if own is not None:
+            av = own.get(key)
+            if av is not None:
+                return av
+        av = self._shared.get(key)
+        if av is not None:
+            return av
+        return self._identity() if key == _NODE_ID else default
+
+    def __getitem__(self, key: int) -> AttributeValue:
+        av = self.get(key)
+        if av is None:
+            raise KeyError(key)
+        return av  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return key == _NODE_ID or key in self._shared or (self._own is not None and key in self._own)
+
+    def __setitem__(self, key: int, value: AttributeValue) -> None:
+        if self._own is None:
+            self._own = {}
+        self._own[key] = value
+
+    def __delitem__(self, key: int) -> None:
+        if self._own is not None and key in self._own:
+            del self._own[key]
+        elif key in self._shared:
+            self._shared = table({k: v for k, v in self._shared.items() if k != key})
+        else:
+            raise KeyError(key)
+
+    def __iter__(self) -> Iterator[int]:
+        keys = dict.fromkeys((_NODE_ID, *self._shared, *(self._own or ())))
+        return iter(keys)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def _identity(self) -> AttributeValue:
+        av = AttributeValue(ua.DataValue(ua.Variant(self._nodeid, ua.VariantType.NodeId)))
+        self[_NODE_ID] = av  # kept once asked for: a write or a subscription holds this one
+        return av
+
+
+class Node:
+    """asyncua's NodeData with slots (its own has a __dict__: ~150 bytes more a node)."""
+
+    __slots__ = ("attributes", "call", "nodeid", "references")
+
+    def __init__(self, nodeid: ua.NodeId) -> None:
+        self.nodeid = nodeid
+        self.attributes: Any = {}
+        self.references: list[ua.ReferenceDescription] = []
+        self.call: Callable[..., Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"NodeData(id:{self.nodeid}, attrs:{dict(self.attributes)}, refs:{self.references})"
+
+
+_TABLES: dict[tuple[tuple[int, int], ...], dict[int, AttributeValue]] = {}
+_NODE_ID = ua.AttributeIds.NodeId
+
+
+def table(shared: dict[int, AttributeValue]) -> dict[int, AttributeValue]:
+    """The one table of these shared values (they live as long as the process: ids are stable)."""
+    key = tuple(sorted((k, id(v)) for k, v in shared.items()))
+    known = _TABLES.get(key)
+    if known is None:
+        known = _TABLES[key] = dict(shared)
+    return known
 
 
 def _key(value: Any) -> Any:
@@ -120,6 +219,13 @@ _PLAN: tuple[tuple[str, int, int, ua.VariantType | None, bool], ...] = tuple(
 )
 
 
+def compact(nodeid: ua.NodeId, attrs: dict[int, AttributeValue]) -> Attributes:
+    """``attrs`` (without the NodeId attribute) as a node's Attributes."""
+    shared = {k: v for k, v in attrs.items() if type(v) is SharedAttributeValue}
+    own = {k: v for k, v in attrs.items() if type(v) is not SharedAttributeValue} if len(shared) < len(attrs) else None
+    return Attributes(nodeid, shared, own)
+
+
 def _own(aspace: AddressSpace, nodeid: ua.NodeId, attr: int) -> None:
     """Give the node its own copy of ``attr`` before it is changed."""
     node = aspace._nodes.get(nodeid)
@@ -134,12 +240,13 @@ def install() -> None:
     if getattr(NodeManagementService, "_openstrom_shared", False):
         return
     NodeManagementService._openstrom_shared = True  # type: ignore[attr-defined]
+    address_space.NodeData = Node  # type: ignore[misc, assignment]  # what AddNodes makes each node as
 
     def add_node_attributes(
         self: NodeManagementService, nodedata: NodeData, item: ua.AddNodesItem, add_timestamps: bool
     ) -> None:
-        a, aspace, attrs = ua.AttributeIds, self._aspace, nodedata.attributes
-        attrs[a.NodeId] = AttributeValue(ua.DataValue(ua.Variant(nodedata.nodeid, _V.NodeId)))
+        a, aspace = ua.AttributeIds, self._aspace
+        attrs: dict[int, AttributeValue] = {}
         attrs[a.BrowseName] = _attribute(aspace, a.BrowseName, _V.QualifiedName, False, item.BrowseName, False)
         attrs[a.NodeClass] = _attribute(aspace, a.NodeClass, _V.Int32, False, item.NodeClass, False)
         given = item.NodeAttributes
@@ -148,6 +255,7 @@ def install() -> None:
             if specified & bit:
                 stamp = add_timestamps and attr == a.Value
                 attrs[attr] = _attribute(aspace, attr, vtype, is_array, getattr(given, name), stamp)
+        nodedata.attributes = compact(nodedata.nodeid, attrs)  # type: ignore[assignment]
 
     NodeManagementService._add_node_attributes = add_node_attributes  # type: ignore[method-assign]
 
