@@ -129,39 +129,55 @@ class Node:
         return f"NodeData(id:{self.nodeid}, attrs:{dict(self.attributes)}, refs:{self.references})"
 
 
-_TABLES: dict[tuple[tuple[int, int], ...], dict[int, AttributeValue]] = {}
+_TABLES: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[int, AttributeValue]] = {}
 _NODE_ID = ua.AttributeIds.NodeId
 
 
 def table(shared: dict[int, AttributeValue]) -> dict[int, AttributeValue]:
     """The one table of these shared values (they live as long as the process: ids are stable)."""
-    key = tuple(sorted((k, id(v)) for k, v in shared.items()))
+    key = (tuple(shared), tuple(map(id, shared.values())))  # attributes come in one order: no sorting
     known = _TABLES.get(key)
     if known is None:
         known = _TABLES[key] = dict(shared)
     return known
 
 
+def _plain(value: Any) -> Any:
+    return (type(value), value)
+
+
+def _variant(value: ua.Variant) -> Any:
+    inner = _key(value.Value)
+    dims = tuple(value.Dimensions) if value.Dimensions else None
+    return None if inner is None else (ua.Variant, value.VariantType, value.is_array, dims, inner)
+
+
+def _sequence(value: list[Any] | tuple[Any, ...]) -> Any:
+    items = tuple(_key(v) for v in value)
+    return None if None in items else (type(value), items)
+
+
+_KEYS: dict[type, Callable[[Any], Any]] = {
+    **dict.fromkeys((type(None), str, bytes, bool, int, float, dt.datetime), _plain),
+    ua.NodeId: lambda v: (ua.NodeId, v),  # hashes and compares by namespace, identifier and type
+    ua.QualifiedName: lambda v: (ua.QualifiedName, v.NamespaceIndex, v.Name),
+    ua.LocalizedText: lambda v: (ua.LocalizedText, v.Locale, v.Text),
+    ua.Variant: _variant,  # what an AddNodes item's Value is
+    ua.StatusCode: lambda v: (ua.StatusCode, v.value),
+    list: _sequence,
+    tuple: _sequence,
+}
+
+
 def _key(value: Any) -> Any:
-    """A hashable stand-in equal for equal values of the same type, or None for one not shared."""
-    if value is None or isinstance(value, str | bytes | bool | int | float | enum.Enum | dt.datetime):
+    """A hashable stand-in equal for equal values of the same type, or None for one not shared:
+    structures (EUInformation, Range, definitions ...) stay each node's own."""
+    make = _KEYS.get(type(value))
+    if make is not None:
+        return make(value)
+    if isinstance(value, enum.Enum):  # NodeClass, AccessLevel masks ... (exact types, so by their type)
         return (type(value), value)
-    if isinstance(value, ua.NodeId):
-        return (ua.NodeId, value)  # hashes and compares by namespace, identifier and type
-    if isinstance(value, ua.QualifiedName):
-        return (ua.QualifiedName, value.NamespaceIndex, value.Name)
-    if isinstance(value, ua.LocalizedText):
-        return (ua.LocalizedText, value.Locale, value.Text)
-    if isinstance(value, ua.Variant):  # what an AddNodes item's Value is
-        inner = _key(value.Value)
-        dims = tuple(value.Dimensions) if value.Dimensions else None
-        return None if inner is None else (ua.Variant, value.VariantType, value.is_array, dims, inner)
-    if isinstance(value, ua.StatusCode):
-        return (ua.StatusCode, value.value)
-    if isinstance(value, list | tuple):
-        items = tuple(_key(v) for v in value)
-        return None if any(k is None for k in items) else (type(value), items)
-    return None  # structures (EUInformation, Range, definitions ...) stay each node's own
+    return None
 
 
 def _attribute(
@@ -221,9 +237,16 @@ _PLAN: tuple[tuple[str, int, int, ua.VariantType | None, bool], ...] = tuple(
 
 def compact(nodeid: ua.NodeId, attrs: dict[int, AttributeValue]) -> Attributes:
     """``attrs`` (without the NodeId attribute) as a node's Attributes."""
-    shared = {k: v for k, v in attrs.items() if type(v) is SharedAttributeValue}
-    own = {k: v for k, v in attrs.items() if type(v) is not SharedAttributeValue} if len(shared) < len(attrs) else None
-    return Attributes(nodeid, shared, own)
+    shared: dict[int, AttributeValue] = {}
+    own: dict[int, AttributeValue] | None = None
+    for k, v in attrs.items():
+        if type(v) is SharedAttributeValue:
+            shared[k] = v
+        elif own is None:
+            own = {k: v}
+        else:
+            own[k] = v
+    return Attributes.of(nodeid, table(shared), own)
 
 
 def _own(aspace: AddressSpace, nodeid: ua.NodeId, attr: int) -> None:
