@@ -126,3 +126,62 @@ async def test_the_batch_insert_refuses_a_node_in_use_and_a_missing_parent() -> 
         orphan.apply(server.iserver.node_mgt_service)
     browse = await server.nodes.objects.get_children()
     assert ua.NodeId("v", idx) in [n.nodeid for n in browse]
+
+
+class _Built(AddressSpace):
+    """An address space that builds every circuit (no copies): the reference for the copies."""
+
+    @property  # type: ignore[override]
+    def _circuit_template(self) -> None:
+        return None
+
+    @_circuit_template.setter
+    def _circuit_template(self, value: object) -> None:
+        pass
+
+
+async def _space(cls: type[AddressSpace], names: list[tuple[str, str]]) -> tuple[Server, AddressSpace]:
+    server = Server()
+    await server.init()
+    space = cls(server, lambda d, c, n: lambda *a: None, energy_model=True)
+    devices = []
+    for k, (name, circuit_name) in enumerate(names):
+        config = Device(
+            name=name, serial_number=f"S{k}", unit_id=1 + k, circuit_names={7: circuit_name} if circuit_name else {}
+        )
+        devices.append(DeviceState(config=config))
+    await space.build(devices)
+    return server, space
+
+
+async def test_a_copied_circuit_with_its_conditions_and_energy_model_equals_a_built_one() -> None:
+    logging.disable(logging.WARNING)
+    try:
+        speed.install()
+        shared_values.install()
+        names = [("d0", ""), ("line-2", "Pump 7")]
+        copied_server, copied = await _space(AddressSpace, names)
+        built_server, built = await _space(_Built, names)
+    finally:
+        logging.disable(logging.NOTSET)
+    idx = copied.idx
+    for name in ("d0", "line-2"):
+        for k in (1, 2, 7, 10):
+            root = ua.NodeId(f"{name}.Circuit{k:02d}", idx)
+            got, want = _subtree(copied_server, root), _subtree(built_server, root)
+            assert len(want) > 300  # the instance, 7 conditions with their states, the energy model
+            assert got.keys() == want.keys(), (name, k)
+            for suffix in want:
+                if suffix == "":  # the circuit object's own references hold its parent's names
+                    assert got[suffix][0] == want[suffix][0]
+                    continue
+                assert got[suffix][:2] == want[suffix][:2], (name, k, suffix)
+            for alarm in ("dip", "overcurrent", "relay_wear"):
+                key = (name, k, alarm)
+                assert copied.nodes.condition_nodes[key] == built.nodes.condition_nodes[key]
+            assert copied.nodes.ecm[(name, k)] == built.nodes.ecm[(name, k)]
+    aspace = copied_server.iserver.aspace
+    source = aspace[ua.NodeId("line-2.Circuit07.Alarms.overcurrent.SourceName", idx)]
+    assert source.attributes[ua.AttributeIds.Value].value.Value.Value == "line-2 circuit 7"
+    tag = aspace[ua.NodeId("line-2.Circuit07.Energy.ApplicationTag", idx)]
+    assert tag.attributes[ua.AttributeIds.Value].value.Value.Value == "Pump 7"

@@ -47,7 +47,7 @@ from .catalogue import (
 )
 from .conditions import Condition
 from .ecm import EnergyModel
-from .instances import Instances
+from .instances import Instances, Template
 
 MethodHandler = Callable[..., Awaitable[Any]]
 HandlerFactory = Callable[[str, int, str], MethodHandler]  # (device, circuit or 0, method name) -> handler
@@ -94,6 +94,18 @@ class Nodes:
             del self.by_condition_node[nid]
 
 
+@dataclass(slots=True)
+class _CircuitTemplate:
+    """The first circuit built, for the others to copy."""
+
+    nodes: Template
+    prefix: str
+    where: str  # its conditions' SourceName
+    tag: str  # its Energy object's ApplicationTag
+    conditions: dict[str, ConditionNodes]
+    ecm: dict[str, ua.NodeId] | None
+
+
 async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
     return ua.StatusCode(ua.StatusCodes.BadNotImplemented)  # the type's own method; instances have theirs
 
@@ -105,6 +117,7 @@ class AddressSpace:
         self.handlers = handlers
         self.nodes = Nodes()
         self.instances = Instances(server)
+        self._circuit_template: _CircuitTemplate | None = None
         self.idx = 0
         self.root: Any = None
         self.circuit_type: Any = None
@@ -375,9 +388,7 @@ class AddressSpace:
         for cs in dev.circuits:
             cname = f"Circuit{cs.index:02d}"
             prefix = f"{name}.{cname}"
-            cobj = await self.instances.add(
-                folder, ua.NodeId(prefix, idx), ua.QualifiedName(cname, idx), self.circuit_type.nodeid
-            )
+            cobj = await self._circuit(folder, name, cs.index, cs.name)
             if cs.name != cname:
                 await cobj.write_attribute(
                     ua.AttributeIds.DisplayName,
@@ -392,15 +403,55 @@ class AddressSpace:
             nodes.values[(name, cs.index, "relay")] = relay_id
             nodes.relays[relay_id] = (name, cs.index)
             self._link_methods(prefix, name, cs.index, CIRCUIT_METHODS)
+            nodes.emitters[(name, cs.index)] = cobj
+            await asyncio.sleep(0)  # one circuit at a time: the loop serves Modbus and the links between
+
+    async def _circuit(self, folder: Any, device: str, circuit: int, tag: str) -> Any:
+        """A circuit's object with everything below it: its measurements, relay and methods (the
+        type's instance), its Alarms with their conditions, its OPC 34100 Energy object. The first
+        is built; every other is a copy of it (renamed, with its own SourceName and ApplicationTag):
+        ~4 times faster than building the ~400 nodes again."""
+        s, idx = self.server, self.idx
+        prefix = f"{device}.Circuit{circuit:02d}"
+        nid, bname = ua.NodeId(prefix, idx), ua.QualifiedName(f"Circuit{circuit:02d}", idx)
+        where = f"{device} circuit {circuit}"
+        t = self._circuit_template
+        if t is None or where == tag:  # a tag equal to the SourceName could not be told apart in a copy
+            cobj = await self.instances.add(folder, nid, bname, self.circuit_type.nodeid)
             await cobj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
             await self._generates(cobj, OFF_NORMAL, EXCLUSIVE_LIMIT, self.voltage_event_type.nodeid)
-            nodes.emitters[(name, cs.index)] = cobj
-            await self._add_conditions(cobj, prefix, name, cs.index, CIRCUIT_CONDITIONS)
+            built = await self._add_conditions(cobj, prefix, device, circuit, CIRCUIT_CONDITIONS)
+            ecm = None
             if self.energy is not None:
-                nodes.ecm[(name, cs.index)] = self.energy.build_circuit(
-                    s.iserver.node_mgt_service, cobj.nodeid, prefix, idx, cs.name
+                ecm = self.energy.build_circuit(s.iserver.node_mgt_service, cobj.nodeid, prefix, idx, tag)
+            if t is None and where != tag:
+                nodes = self.instances.template(nid, texts=(where, tag))
+                self._circuit_template = _CircuitTemplate(nodes, prefix, where, tag, built, ecm)
+        else:
+            self.instances.copy(t.nodes, folder.nodeid, nid, bname, {t.where: where, t.tag: tag})
+            cobj = s.get_node(nid)
+
+            def rename(v: Any) -> Any:
+                ident = v.Identifier if isinstance(v, ua.NodeId) and v.NamespaceIndex == idx else None
+                if isinstance(ident, str) and (ident == t.prefix or ident.startswith(t.prefix + ".")):
+                    return ua.NodeId(prefix + ident[len(t.prefix) :], idx)
+                return where if isinstance(v, str) and v == t.where else v
+
+            built = {
+                alarm: ConditionNodes(
+                    node=rename(cn.node),
+                    type_id=cn.type_id,
+                    kind=cn.kind,
+                    fields={path: rename(n) for path, n in cn.fields.items()},
+                    static={k: rename(v) for k, v in cn.static.items()},
                 )
-            await asyncio.sleep(0)  # one circuit at a time: the loop serves Modbus and the links between
+                for alarm, cn in t.conditions.items()
+            }
+            self._register_conditions(device, circuit, built)
+            ecm = None if t.ecm is None else {k: rename(v) for k, v in t.ecm.items()}
+        if ecm is not None:
+            self.nodes.ecm[(device, circuit)] = ecm
+        return cobj
 
     async def _generates(self, emitter: Any, *event_types: ua.NodeId) -> None:
         """GeneratesEvent references: clients see what an emitter sends, and the event history
@@ -410,7 +461,7 @@ class AddressSpace:
 
     async def _add_conditions(
         self, parent: Any, prefix: str, device: str, circuit: int, alarms: tuple[str, ...]
-    ) -> None:
+    ) -> dict[str, ConditionNodes]:
         """One condition instance per alarm (OffNormalAlarmType or ExclusiveLimitAlarmType), in the
         source's Alarms folder, with HasCondition from the source."""
         folder = await parent.add_folder(ua.NodeId(f"{prefix}.Alarms", self.idx), ua.QualifiedName("Alarms", self.idx))
@@ -419,6 +470,10 @@ class AddressSpace:
         built = build_conditions(
             self.server.iserver.node_mgt_service, self.idx, folder.nodeid, parent.nodeid, where, prefix, inputs
         )
+        self._register_conditions(device, circuit, built)
+        return built
+
+    def _register_conditions(self, device: str, circuit: int, built: dict[str, ConditionNodes]) -> None:
         for alarm, cn in built.items():
             cond = Condition(device=device, circuit=circuit, alarm=alarm, node=cn.node)
             self.nodes.conditions[(device, circuit, alarm)] = cond

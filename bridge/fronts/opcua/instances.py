@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,11 @@ class _TemplateNode:
     own: dict[int, ua.DataValue]  # the values each copy gets its own AttributeValue of
     references: list[tuple[ua.ReferenceDescription, str | None]]  # suffix of a target in the instance
     call: Any
+    inside: dict[int, tuple[str, ua.DataValue]]  # NodeId values naming a node of the instance: suffix
+    texts: dict[int, ua.DataValue]  # string values a copy may replace (``copy``'s texts)
+
+
+Template = list[_TemplateNode]
 
 
 class Instances:
@@ -100,19 +106,21 @@ class Instances:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.templates: dict[ua.NodeId, list[_TemplateNode]] = {}
+        self.templates: dict[ua.NodeId, Template] = {}
 
     async def add(self, parent: Any, nodeid: ua.NodeId, bname: ua.QualifiedName, type_id: ua.NodeId) -> Any:
         """The node of a new ``type_id`` instance ``nodeid`` under ``parent`` (HasComponent)."""
         template = self.templates.get(type_id)
         if template is None:
             node = await parent.add_object(nodeid, bname, objecttype=type_id)
-            self.templates[type_id] = self._template(nodeid)
+            self.templates[type_id] = self.template(nodeid)
             return node
-        self._copy(template, parent.nodeid, nodeid, bname)
+        self.copy(template, parent.nodeid, nodeid, bname)
         return self.server.get_node(nodeid)
 
-    def _template(self, root: ua.NodeId) -> list[_TemplateNode]:
+    def template(self, root: ua.NodeId, texts: tuple[str, ...] = ()) -> Template:
+        """``root`` and every node below it whose NodeId it prefixes, as a template to copy; string
+        values equal to one of ``texts`` are the ones a copy may replace."""
         aspace = self.server.iserver.aspace
         base = str(root.Identifier)
         nodes: list[_TemplateNode] = []
@@ -131,16 +139,40 @@ class Instances:
                 continue
             seen.add(nid)
             data = aspace[nid]
-            attrs = [(a, av) for a, av in data.attributes.items() if a != _A.NodeId]
-            shared = table({a: av for a, av in attrs if type(av) is SharedAttributeValue})
-            own = {a: av.value for a, av in attrs if type(av) is not SharedAttributeValue}
+            shared: dict[int, AttributeValue] = {}
+            own: dict[int, ua.DataValue] = {}
+            relative: dict[int, tuple[str, ua.DataValue]] = {}
+            replaceable: dict[int, ua.DataValue] = {}
+            for a, av in data.attributes.items():
+                value = av.value.Value.Value if av.value is not None and av.value.Value is not None else None
+                where = inside(value) if isinstance(value, ua.NodeId) else None
+                if a == _A.NodeId:
+                    continue
+                if where is not None:
+                    relative[a] = (where, av.value)
+                elif isinstance(value, str) and value in texts:
+                    replaceable[a] = av.value
+                elif type(av) is SharedAttributeValue:
+                    shared[a] = av
+                else:
+                    own[a] = av.value
             refs = [(r, inside(r.NodeId)) for r in data.references]
-            nodes.append(_TemplateNode(inside(nid) or "", shared, own, refs, data.call))
+            nodes.append(_TemplateNode(inside(nid) or "", table(shared), own, refs, data.call, relative, replaceable))
             todo.extend(r.NodeId for r, s in refs if r.IsForward and s is not None)
         return nodes
 
-    def _copy(self, template: list[_TemplateNode], parent: ua.NodeId, root: ua.NodeId, bname: ua.QualifiedName) -> None:
+    def copy(
+        self,
+        template: Template,
+        parent: ua.NodeId,
+        root: ua.NodeId,
+        bname: ua.QualifiedName,
+        texts: dict[str, str] | None = None,
+    ) -> None:
+        """A copy of ``template`` as ``root`` under ``parent``: NodeIds (and NodeId values) of the
+        template's nodes renamed to ``root``'s, its string values in ``texts`` replaced."""
         aspace = self.server.iserver.aspace
+        texts = texts or {}
         if root in aspace:
             ua.StatusCode(ua.StatusCodes.BadNodeIdExists).check()
         parent_data = aspace[parent]
@@ -150,6 +182,12 @@ class Instances:
             nid = ua.NodeId(base + t.suffix, ns)
             data = Node(nid)
             own = {a: AttributeValue(v) for a, v in t.own.items()}
+            for a, (rel, dv) in t.inside.items():
+                renamed = ua.Variant(ua.NodeId(base + rel, ns), ua.VariantType.NodeId)
+                own[a] = AttributeValue(dataclasses.replace(dv, Value=renamed))
+            for a, dv in t.texts.items():
+                text = texts.get(dv.Value.Value, dv.Value.Value)  # type: ignore[union-attr]
+                own[a] = AttributeValue(dataclasses.replace(dv, Value=ua.Variant(text, ua.VariantType.String)))
             if t.suffix == "":  # the instance's own names
                 own[_A.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
                 own[_A.DisplayName] = AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
