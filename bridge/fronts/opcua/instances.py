@@ -178,13 +178,20 @@ class Instances:
         parent_data = aspace[parent]
         ns, base = root.NamespaceIndex, str(root.Identifier)
         display = ua.LocalizedText(bname.Name)
+        ids = {
+            t.suffix: ua.NodeId(base + t.suffix, ns) for t in template
+        }  # one NodeId a node, shared by its references
+
+        def renamed(suffix: str) -> ua.NodeId:
+            return ids.get(suffix) or ids.setdefault(suffix, ua.NodeId(base + suffix, ns))
+
         for t in template:
-            nid = ua.NodeId(base + t.suffix, ns)
+            nid = ids[t.suffix]
             data = Node(nid)
             own = {a: AttributeValue(v) for a, v in t.own.items()}
             for a, (rel, dv) in t.inside.items():
-                renamed = ua.Variant(ua.NodeId(base + rel, ns), ua.VariantType.NodeId)
-                own[a] = AttributeValue(dataclasses.replace(dv, Value=renamed))
+                value = ua.Variant(renamed(rel), ua.VariantType.NodeId)
+                own[a] = AttributeValue(dataclasses.replace(dv, Value=value))
             for a, dv in t.texts.items():
                 text = texts.get(dv.Value.Value, dv.Value.Value)  # type: ignore[union-attr]
                 own[a] = AttributeValue(dataclasses.replace(dv, Value=ua.Variant(text, ua.VariantType.String)))
@@ -199,7 +206,7 @@ class Instances:
                         ua.ReferenceDescription(
                             ReferenceTypeId=r.ReferenceTypeId,
                             IsForward=r.IsForward,
-                            NodeId=ua.NodeId(base + suffix, ns),
+                            NodeId=renamed(suffix),
                             NodeClass=r.NodeClass,
                             BrowseName=bname if suffix == "" else r.BrowseName,
                             DisplayName=display if suffix == "" else r.DisplayName,
