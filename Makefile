@@ -33,9 +33,9 @@ bench: venv
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/service.py --tls
 	$(BIN)/python bench/modbus.py
-	$(BIN)/python bench/startup.py --devices 1 --devices 10
-	$(BIN)/python bench/ingest.py --boards 60
-	$(BIN)/python bench/ingest.py --boards 100 --no-opcua
+	$(BIN)/python bench/startup.py --devices 1 --devices 10 --devices 100
+	$(BIN)/python bench/ingest.py --boards 100
+	$(BIN)/python bench/ingest.py --boards 100 --no-opcua --no-mqtt
 	$(BIN)/python bench/tls.py
 	$(BIN)/python bench/hostile.py
 

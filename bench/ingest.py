@@ -236,8 +236,11 @@ def main() -> None:
     p.add_argument("--batch", type=float, help="analysis.batch_s (default: the bridge's default)")
     p.add_argument("--rss-every", type=float, default=5.0, help="seconds between resident-memory samples")
     p.add_argument("--max-growth-mb", type=float, help="fail if memory grows more over the second half (soak)")
-    out = asyncio.run(run(p.parse_args()))
-    save_results(out)
+    args = p.parse_args()
+    out = asyncio.run(run(args))
+    # the figures the targets name are those with every front on; a lighter run is recorded beside them
+    tag = "".join(("_no_opcua" if args.no_opcua else "", "_no_mqtt" if args.no_mqtt else ""))
+    save_results({f"{k}{tag}": v for k, v in out.items()})
 
 
 if __name__ == "__main__":

@@ -109,10 +109,11 @@ class StreamAnalyzer:
         self._origin_idx = index
         self._processed_until = index - round(self.cfg.batch_phase * self.cfg.min_batch_s * self.cfg.fs)
         self._start = index  # global index of buffer column 0
-        # rows: v, i, v^2, i^2, v*i (c each, see window.with_products), the products made block by
-        # block while the samples are in cache; columns past _n are free room for new blocks
-        self._buf = np.empty((5 * self.c, 0))
-        self._scratch = np.empty((5 * self.c, 0))
+        # rows: v, i (c each); columns past _n are free room for new blocks. The products the
+        # measurement sums (v^2, i^2, v*i: window.with_products) are made per batch, for that batch
+        # only: kept here they were 3/5 of a board's memory (~3 MB at 10 circuits), for no gain in speed
+        self._buf = np.empty((2 * self.c, 0))
+        self._scratch = np.empty((2 * self.c, 0))
         self._n = 0
         self._win_count = 0  # synchronised windows since the reset: picks those whose spectrum is measured
         self._held: WindowMetrics | None = None  # the last window with a fresh spectrum
@@ -209,22 +210,21 @@ class StreamAnalyzer:
         need = self._n + n
         if need > self._buf.shape[1]:
             # a quarter of room to spare, not double: the buffer settles at one batch plus the open
-            # window after a few grows, and at 10 circuits x 5 rows doubling left 6.7 MB a board (4 used)
-            grown = np.empty((5 * c, max(need + need // 4, 4096) + 40))
+            # window after a few grows, where doubling left it ~60 % larger than it ever needs
+            grown = np.empty((2 * c, max(need + need // 4, 4096) + 40))
             grown[:, : self._n] = self._buf[:, : self._n]
             self._buf = grown
         # Built in a small contiguous block first, then copied in: numpy's elementwise loops over
         # short rows of a wide buffer cost 3-4x the same work on contiguous memory, a strided copy does not.
         if self._scratch.shape[1] != n:
-            self._scratch = np.empty((5 * c, n))
+            self._scratch = np.empty((2 * c, n))
         blk = self._scratch
         blk[:c] = va
         blk[c : 2 * c] = ia
         if scale is not None:
-            blk[: 2 * c] *= scale[:, None]
+            blk *= scale[:, None]
         if offset is not None:
-            blk[: 2 * c] += offset[:, None]
-        fill_products(blk)
+            blk += offset[:, None]
         self._buf[:, self._n : need] = blk
         self._n = need
 
@@ -246,7 +246,11 @@ class StreamAnalyzer:
 
     def _process(self, *, final: bool) -> Update:
         self._processed_until = self.end
-        events, crossings = self._half_cycles()
+        c, n = self.c, self._n
+        work = np.empty((5 * c, n))  # this batch's samples with their products (freed after it)
+        work[: 2 * c] = self._buf[:, :n]
+        fill_products(work)
+        events, crossings = self._half_cycles(work)
         if crossings.size:
             self._rising = np.concatenate((self._rising, crossings))
             self._cycle_edges = np.concatenate((self._cycle_edges, crossings))
@@ -302,14 +306,14 @@ class StreamAnalyzer:
             a = self._origin_idx - 0.5 if self._win_start is None else self._win_start
             if self.end > self._origin_idx and self.end - 0.5 - a >= 1.0 and ready(a, self.end - 0.5, False, True):
                 self._win_start = self.end - 0.5
-        windows = self._measure(np.asarray(edges), np.asarray(synced, dtype=bool)) if synced else []
+        windows = self._measure(work, np.asarray(edges), np.asarray(synced, dtype=bool)) if synced else []
         self._trim()
         aggregates = self.aggregator.add_windows(windows)
         times = self._origin_s + (crossings - self._origin_idx) / self.cfg.fs
         freq = self.class_a.add(times) if crossings.size else []
         return Update(windows, events, aggregates, freq)
 
-    def _measure(self, edges: FloatArray, synced: npt.NDArray[np.bool_]) -> list[WindowMetrics]:
+    def _measure(self, work: FloatArray, edges: FloatArray, synced: npt.NDArray[np.bool_]) -> list[WindowMetrics]:
         # the spectrum of a window that is not synchronised to the mains is not a harmonic spectrum
         # (IEC 61000-4-7 asks for 10/12 whole cycles): only synchronised windows measure one, every
         # `harmonics_every`-th of them and the first ever; the others carry the last one over
@@ -329,7 +333,7 @@ class StreamAnalyzer:
                 self._flag_val[:, cut[0] : cut[-1]], (cut[:-1] - cut[0])[nonempty], axis=1
             )
         windows = measure_windows(
-            self._buf[:, : self._n],
+            work,
             self._start,
             edges,
             fs=self.cfg.fs,
@@ -350,7 +354,7 @@ class StreamAnalyzer:
         self.energy.add_windows(windows)
         return windows
 
-    def _half_cycles(self) -> tuple[list[VoltageEvent], FloatArray]:
+    def _half_cycles(self, work: FloatArray) -> tuple[list[VoltageEvent], FloatArray]:
         """Settle crossings, form half-cycle boundaries, compute Urms(1/2) and run the event detector.
         Returns the finished events and the newly settled rising crossings."""
         det = self._det
@@ -366,7 +370,7 @@ class StreamAnalyzer:
         edges = np.minimum(edges, self.end - 0.5)
         lo = math.floor(edges[0] + 0.5) - self._start
         hi = min(math.floor(edges[-1] + 0.5) + 1 - self._start, self._x.shape[1])
-        sums = segment_sums(self._buf[2 * self.c : 3 * self.c, lo:hi], self._start + lo, edges)
+        sums = segment_sums(work[2 * self.c : 3 * self.c, lo:hi], self._start + lo, edges)
         counts = np.diff(edges)
         self._bounds_last = float(bounds[-1])
         prev = self._half_prev
