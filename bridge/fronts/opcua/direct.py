@@ -36,9 +36,22 @@ log = get_logger(__name__)
 _VALUE = ua.AttributeIds.Value
 _NULL = ua.Variant(None, ua.VariantType.Null)
 _DISABLED = ua.MonitoringMode.Disabled
-_STATUS_VALUE = ua.DataChangeTrigger.StatusValue
 _BAD = 0x80000000  # the severity bit of a status code
 _NOTIFY = MonitoredItemService.datachange_callback
+
+
+class SharedDataValue(ua.DataValue):
+    """A DataValue the bridge never mutates after writing it.
+
+    asyncua deep-copies the value once per monitored item on every change (most of the cost of an
+    update with clients subscribed). Python's copy protocol lets a class say that a deep copy of it is
+    itself; ours are built fresh for every write and never touched again, so sharing is safe and the
+    update cost no longer grows with the number of subscribers. Serialisation is unchanged (asyncua
+    encodes by the declared field type, DataValue).
+    """
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SharedDataValue:
+        return self
 
 
 @types.coroutine
@@ -67,6 +80,13 @@ async def _finish(coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
         log.error("an OPC UA data-change callback failed", error=repr(exc))
 
 
+def _null_if_bad(dv: ua.DataValue) -> ua.DataValue:
+    status = dv.StatusCode
+    if status is not None and status.value & _BAD:
+        return dataclasses.replace(dv, Value=_NULL)  # Part 4 7.7.1: a bad value is null
+    return dv
+
+
 class DirectWriter:
     def __init__(self, server: Any) -> None:
         self.aspace = server.iserver.aspace
@@ -80,24 +100,37 @@ class DirectWriter:
     def write(self, node: ua.NodeId, dv: ua.DataValue) -> None:
         """Store ``dv`` as the Value of ``node`` and tell its subscribers (an unknown node: nothing,
         as the service answers it)."""
-        status = dv.StatusCode
-        if status is not None and status.value & _BAD:
-            dv = dataclasses.replace(dv, Value=_NULL)  # Part 4 7.7.1: a bad value is null
+        av = self._values.get(node) or self.target(node)
+        if av is not None:
+            self.store(av, dv)
+            return
+        data = self.aspace._nodes.get(node)
+        av = data.attributes.get(_VALUE) if data is not None else None
+        if av is not None and av.value_setter is not None:  # not kept: a setter may replace what it holds
+            dv = _null_if_bad(dv)
+            av.value_setter(data, _VALUE, dv)
+            self._tell(av, dv)
+
+    def target(self, node: ua.NodeId) -> AttributeValue | None:
+        """The node's own Value attribute, to ``store`` into (kept until ``forget``); None for an
+        unknown node or one whose value has a setter."""
         av = self._values.get(node)
-        if av is None:
-            data = self.aspace._nodes.get(node)
-            if data is None:
-                return
-            av = data.attributes.get(_VALUE)
-            if av is None:
-                return
-            if type(av) is SharedAttributeValue:  # the node's own from now on: it is the one kept here
-                av = data.attributes[_VALUE] = AttributeValue(av.value)
-            if av.value_setter is not None:
-                av.value_setter(data, _VALUE, dv)  # not kept: a setter may replace what it holds
-                self._tell(av, dv)
-                return
-            self._values[node] = av
+        if av is not None:
+            return av
+        data = self.aspace._nodes.get(node)
+        if data is None:
+            return None
+        av = data.attributes.get(_VALUE)
+        if av is None or av.value_setter is not None:
+            return None
+        if type(av) is SharedAttributeValue:  # the node's own from now on: it is the one kept here
+            av = data.attributes[_VALUE] = AttributeValue(av.value)
+        self._values[node] = av
+        return av
+
+    def store(self, av: AttributeValue, dv: ua.DataValue) -> None:
+        """``dv`` into a node's Value attribute from ``target``, and its subscribers told."""
+        dv = _null_if_bad(dv)
         av.value = dv
         av.value_callback = None
         if av.datachange_callbacks:
@@ -117,14 +150,14 @@ class DirectWriter:
         if mdata.mode == _DISABLED:
             return
         values = mdata.mvalue
-        values.old_dvalue = values.current_dvalue
-        values.current_dvalue = copy.deepcopy(dv)  # the bridge's own DataValues copy as themselves
+        old = values.old_dvalue = values.current_dvalue
+        values.current_dvalue = dv if type(dv) is SharedDataValue else copy.deepcopy(dv)
         flt = mdata.filter
         if flt:
             if not (items._is_data_changed(values, flt.Trigger) and items._is_deadband_exceeded(values, flt)):
                 return
-        elif not items._is_data_changed(values, _STATUS_VALUE):
-            return
+        elif old is not None and old.StatusCode == dv.StatusCode and old.Value == dv.Value:
+            return  # asyncua's StatusValue trigger: neither the status nor the value changed
         event = ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=dv)
         sub = items.isub
         queue = sub._triggered_datachanges

@@ -25,7 +25,7 @@ from .catalogue import (
     FREQUENCY,
     HARMONIC_ORDERS,
 )
-from .direct import DirectWriter
+from .direct import DirectWriter, SharedDataValue
 from .history import HistoryRow, MeasurementHistory
 
 GOOD = ua.StatusCode(ua.StatusCodes.Good)
@@ -34,6 +34,7 @@ BAD_NO_COMM = ua.StatusCode(ua.StatusCodes.BadNoCommunication)
 WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 _STATUS = {Level.GOOD: GOOD, Level.UNCERTAIN: UNCERTAIN_LAST, Level.BAD: BAD_NO_COMM}
 _ECM_TYPES = [(e, getattr(ua.VariantType, e.vtype)) for e in ECM_MEASUREMENTS]
+_WINDOW_MEASUREMENTS = (*CIRCUIT_MEASUREMENTS, FREQUENCY)
 HISTORIZABLE = {m.browse_name: m.field for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY)}
 
 
@@ -51,20 +52,6 @@ def historized_fields(browse_names: tuple[str, ...]) -> frozenset[str]:
 def status_of(q: Quality) -> ua.StatusCode:
     """The quality rule in OPC UA terms."""
     return _STATUS[q.level]
-
-
-class SharedDataValue(ua.DataValue):
-    """A DataValue the bridge never mutates after writing it.
-
-    asyncua deep-copies the value once per monitored item on every change (most of the cost of an
-    update with clients subscribed). Python's copy protocol lets a class say that a deep copy of it is
-    itself; ours are built fresh for every write and never touched again, so sharing is safe and the
-    update cost no longer grows with the number of subscribers. Serialisation is unchanged (asyncua
-    encodes by the declared field type, DataValue).
-    """
-
-    def __deepcopy__(self, memo: dict[int, object]) -> SharedDataValue:
-        return self
 
 
 _new = object.__new__
@@ -89,6 +76,7 @@ class ValueWriter:
     def __init__(self, server: Server, nodes: Nodes) -> None:
         self.server = server
         self.direct = DirectWriter(server)
+        self._plans: dict[tuple[str, int], Any] = {}  # (device, circuit) -> _plan
         self.nodes = nodes
         self.history: MeasurementHistory | None = None
         self._written: dict[ua.NodeId, tuple[Any, ua.VariantType, int]] = {}  # see put
@@ -99,6 +87,7 @@ class ValueWriter:
         """New nodes hold their initial values: nothing written before applies to them."""
         self._written.clear()
         self._shown.pop(device, None)
+        self._plans.clear()
         self.direct.forget()
 
     def put(
@@ -168,6 +157,26 @@ class ValueWriter:
             self.history.save_many(history)
         self.updates += 1
 
+    def _plan(self, device: str, c: int) -> tuple[list[tuple[Any, Any, ua.NodeId, bool]], list[tuple[Any, Any, Any]]]:
+        """A circuit's measurement and energy-model nodes with their Value attributes, looked up once
+        (until ``forget``): a window writes ~33 values a circuit."""
+        historized = self.history.nodes if self.history is not None else frozenset()
+        target = self.direct.target
+        measurements = []
+        for m in _WINDOW_MEASUREMENTS:
+            node = self.nodes.values[(device, c, m.field)]
+            av = target(node)
+            if av is None:
+                raise KeyError(f"OPC UA node {node} has no value of its own to write")
+            measurements.append((m, av, node, node in historized))
+        energy = []
+        for e, vtype in _ECM_TYPES if (device, c) in self.nodes.ecm else ():
+            av = target(self.nodes.ecm[(device, c)][e.browse_name])
+            if av is None:
+                raise KeyError(f"OPC UA energy-model node {e.browse_name} of {device} circuit {c} has no value")
+            energy.append((e, vtype, av))
+        return measurements, energy
+
     def _measurements(
         self,
         dev: DeviceState,
@@ -179,36 +188,36 @@ class ValueWriter:
     ) -> None:
         snap = dev.snapshot
         cv = snap.circuits[c - 1] if snap is not None and c <= len(snap.circuits) else None
-        write = self.direct.write
         double = ua.VariantType.Double
-        historized = self.history.nodes if self.history is not None else frozenset()
+        plan = self._plans.get((dev.name, c))
+        if plan is None:
+            plan = self._plans[(dev.name, c)] = self._plan(dev.name, c)
+        measurements, energy = plan
+        store = self.direct.store
         shared: dict[str, SharedDataValue] = {}  # by model field ("freq_hz" for the frequency)
-        for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY):
+        for m, av, node, historized in measurements:
             if cv is None or snap is None:
                 value = 0.0
             elif m is FREQUENCY:
                 value = snap.freq_hz
             else:
                 value = float(getattr(cv, m.field))
-            node = self.nodes.values[(dev.name, c, m.field)]
             dv = shared[m.field] = shared_value(value, double, status, src, now)
-            write(node, dv)
-            if history is not None and node in historized:
+            store(av, dv)
+            if history is not None and historized:
                 history.append((node, now, src, status.value, value))
-        ecm = self.nodes.ecm.get((dev.name, c))
-        if ecm is not None:
-            for e, vtype in _ECM_TYPES:
-                # the same value as a circuit measurement of the same type: the same (immutable) DataValue
-                known = shared.get(e.source) if vtype == double else None
-                if known is not None:
-                    dv = known
+        for e, vtype, av in energy:
+            # the same value as a circuit measurement of the same type: the same (immutable) DataValue
+            known = shared.get(e.source) if vtype == double else None
+            if known is not None:
+                dv = known
+            else:
+                if cv is None or snap is None:
+                    value = 0.0
                 else:
-                    if cv is None or snap is None:
-                        value = 0.0
-                    else:
-                        value = snap.freq_hz if e.source == "freq_hz" else float(getattr(cv, e.source))
-                    dv = shared_value(value, vtype, status, src, now)
-                write(ecm[e.browse_name], dv)
+                    value = snap.freq_hz if e.source == "freq_hz" else float(getattr(cv, e.source))
+                dv = shared_value(value, vtype, status, src, now)
+            store(av, dv)
         for m in CIRCUIT_SPECTRA:
             values = () if cv is None else getattr(cv, m.field)
             spectrum = [float(x) for x in values[:HARMONIC_ORDERS]]
