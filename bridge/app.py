@@ -190,6 +190,7 @@ class BridgeApp:
         finally:
             gc.enable()
             await self._shutdown()
+            gc.unfreeze()  # what start-up made may be collected again (a process that runs bridges in turn)
 
     # ------------------------------------------------------------------ live reload
 
