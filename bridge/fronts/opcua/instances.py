@@ -8,6 +8,9 @@
   type, its supertypes and every child's modelling rule); the nodes it made, right after, are the
   template every further instance of that type copies, with the instance's NodeIds (asyncua's own
   scheme, ``<instance>.<BrowseName>`` down the tree). Shared attribute values stay shared.
+  ``template``/``copy`` do the same for any subtree named by a NodeId prefix (the address space copies
+  a whole circuit with its conditions this way): NodeId values that name the subtree's own nodes are
+  renamed in the copy, and chosen string values replaced.
 """
 
 from __future__ import annotations

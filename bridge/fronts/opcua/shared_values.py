@@ -9,7 +9,10 @@ AttributeValue per distinct value here; the first write, value callback, setter 
 subscription on a node's attribute gives that node its own copy first (copy on write), so every node
 still changes alone. The NodeId attribute, unique to each node, is never shared.
 
-The standard namespace asyncua loads at start-up goes through the same path, so it shares too.
+A node's attributes are then kept as compactly (``Attributes``): its shared values in one table that
+every node with the same set holds, its own in a dict made only when it has one, its NodeId
+attribute made when read; and asyncua's NodeData gets slots (``Node``). A device went from 34 to
+4.5 MB. The standard namespace asyncua loads at start-up goes through the same path, so it shares too.
 """
 
 from __future__ import annotations
