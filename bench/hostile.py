@@ -25,15 +25,15 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import rss_mb
 from service import BIN, free_port, scrape, wait_until
 
 from device.protocol.framing import HEADER, HEADER_CRC, MAGIC, VERSION, crc16
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) in MB."""
+    return rss_mb(pid), rss_mb(pid, "VmHWM")
 
 
 async def flood(ports: dict[str, int], per_port: int, hold: float) -> tuple[int, int]:
@@ -90,10 +90,10 @@ def main() -> None:
         try:
             wait_until(lambda: scrape(metrics).get("openstrom_device_online", 0) == 1, 60, "the device")
             time.sleep(5)
-            idle_rss, _ = rss_mb(bridge.pid)
+            idle_rss, _ = memory_mb(bridge.pid)
             before = scrape(metrics)
             opened, closed = asyncio.run(flood(ports, args.per_port, args.hold))
-            rss, peak = rss_mb(bridge.pid)
+            rss, peak = memory_mb(bridge.pid)
             after = scrape(metrics)
         finally:
             for p in (sim, bridge):

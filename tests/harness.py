@@ -37,6 +37,22 @@ def free_port() -> int:
             return port
 
 
+async def plain_opcua_server(name: str) -> tuple[Any, str, int]:
+    """A bare asyncua server with the bridge's shared attribute values, no security, on a free
+    loopback port, not started yet: (server, endpoint URL, index of the namespace ``urn:test:<name>``)."""
+    from asyncua import Server, ua
+
+    from bridge.fronts.opcua import shared_values
+
+    shared_values.install()
+    server = Server()
+    await server.init()
+    url = f"opc.tcp://127.0.0.1:{free_port()}/{name}"
+    server.set_endpoint(url)
+    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    return server, url, await server.register_namespace(f"urn:test:{name}")
+
+
 def bridge_config(tmp: Path, **overrides: Any) -> tuple[Config, dict[str, int]]:
     ports = {k: free_port() for k in ("device", "modbus", "sunspec", "opcua", "http")}
     doc: dict[str, Any] = {

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from asyncua import Client, Server, ua
+from asyncua import Client, ua
 
-from bridge.fronts.opcua import shared_values
 from bridge.fronts.opcua.direct import DirectWriter
 from bridge.fronts.opcua.values import shared_value
-from tests.harness import free_port
+from tests.harness import plain_opcua_server
 
 GOOD = ua.StatusCode(ua.StatusCodes.Good)
 
@@ -37,13 +36,7 @@ async def drain(q: asyncio.Queue[tuple[str, object, ua.StatusCode]], wait: float
 
 
 async def test_direct_writes_notify_as_the_write_service_does() -> None:
-    shared_values.install()
-    server = Server()
-    await server.init()
-    port = free_port()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/direct")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-    idx = await server.register_namespace("urn:test:direct")
+    server, url, idx = await plain_opcua_server("direct")
     plain = await server.nodes.objects.add_variable(ua.NodeId("plain", idx), "plain", 0.0)
     band = await server.nodes.objects.add_variable(ua.NodeId("band", idx), "band", 0.0)
     service = await server.nodes.objects.add_variable(ua.NodeId("service", idx), "service", 0.0)
@@ -57,7 +50,7 @@ async def test_direct_writes_notify_as_the_write_service_does() -> None:
     writer = DirectWriter(server)
     await server.start()
     try:
-        async with Client(f"opc.tcp://127.0.0.1:{port}/direct") as client:
+        async with Client(url) as client:
             changes = Changes()
             sub = await client.create_subscription(20, changes)
             await sub.subscribe_data_change([client.get_node(plain.nodeid)], queuesize=10)

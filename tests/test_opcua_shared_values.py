@@ -7,11 +7,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from asyncua import Client, Server, ua
+from asyncua import Client, ua
 
-from bridge.fronts.opcua import shared_values
 from bridge.fronts.opcua.shared_values import SharedAttributeValue
-from tests.harness import free_port
+from tests.harness import plain_opcua_server
 
 
 class Changes:
@@ -23,13 +22,7 @@ class Changes:
 
 
 async def test_equal_attributes_are_shared_and_each_node_changes_alone(tmp_path: Path) -> None:
-    shared_values.install()
-    server = Server()
-    await server.init()
-    port = free_port()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/shared")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-    idx = await server.register_namespace("urn:test:shared")
+    server, url, idx = await plain_opcua_server("shared")
     objects = server.nodes.objects
     a = await objects.add_variable(ua.NodeId("a", idx), ua.QualifiedName("Reading", idx), 1.5)
     b = await objects.add_variable(ua.NodeId("b", idx), ua.QualifiedName("Reading", idx), 1.5)
@@ -48,7 +41,7 @@ async def test_equal_attributes_are_shared_and_each_node_changes_alone(tmp_path:
     )
     assert await server.start() is None
     try:
-        async with Client(f"opc.tcp://127.0.0.1:{port}/shared") as client:
+        async with Client(url) as client:
             ca, cb = client.get_node(a.nodeid), client.get_node(b.nodeid)
             changes = Changes()
             sub = await client.create_subscription(20, changes)

@@ -106,6 +106,11 @@ class _CircuitTemplate:
     ecm: dict[str, ua.NodeId] | None
 
 
+def _source_name(device: str, circuit: int) -> str:
+    """The SourceName of a device's (circuit 0) or a circuit's conditions."""
+    return f"{device} circuit {circuit}" if circuit else device
+
+
 async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
     return ua.StatusCode(ua.StatusCodes.BadNotImplemented)  # the type's own method; instances have theirs
 
@@ -414,7 +419,7 @@ class AddressSpace:
         s, idx = self.server, self.idx
         prefix = f"{device}.Circuit{circuit:02d}"
         nid, bname = ua.NodeId(prefix, idx), ua.QualifiedName(f"Circuit{circuit:02d}", idx)
-        where = f"{device} circuit {circuit}"
+        where = _source_name(device, circuit)
         t = self._circuit_template
         if t is None or where == tag:  # a tag equal to the SourceName could not be told apart in a copy
             cobj = await self.instances.add(folder, nid, bname, self.circuit_type.nodeid)
@@ -466,7 +471,7 @@ class AddressSpace:
         source's Alarms folder, with HasCondition from the source."""
         folder = await parent.add_folder(ua.NodeId(f"{prefix}.Alarms", self.idx), ua.QualifiedName("Alarms", self.idx))
         inputs = [(a, CONDITION_KINDS[a], ua.NodeId(f"{prefix}.{CONDITION_KINDS[a].input}", self.idx)) for a in alarms]
-        where = f"{device} circuit {circuit}" if circuit else device
+        where = _source_name(device, circuit)
         built = build_conditions(
             self.server.iserver.node_mgt_service, self.idx, folder.nodeid, parent.nodeid, where, prefix, inputs
         )

@@ -30,7 +30,7 @@ from asyncua.server.monitored_item_service import MonitoredItemService
 
 from bridge.logs import get_logger
 
-from .shared_values import SharedAttributeValue
+from .shared_values import own_value
 
 log = get_logger(__name__)
 _VALUE = ua.AttributeIds.Value
@@ -100,7 +100,7 @@ class DirectWriter:
     def write(self, node: ua.NodeId, dv: ua.DataValue) -> None:
         """Store ``dv`` as the Value of ``node`` and tell its subscribers (an unknown node: nothing,
         as the service answers it)."""
-        av = self._values.get(node) or self.target(node)
+        av = self.target(node)
         if av is not None:
             self.store(av, dv)
             return
@@ -123,8 +123,8 @@ class DirectWriter:
         av = data.attributes.get(_VALUE)
         if av is None or av.value_setter is not None:
             return None
-        if type(av) is SharedAttributeValue:  # the node's own from now on: it is the one kept here
-            av = data.attributes[_VALUE] = AttributeValue(av.value)
+        av = own_value(data, _VALUE)  # the node's own from now on: it is the one kept here
+        assert av is not None
         self._values[node] = av
         return av
 

@@ -201,7 +201,7 @@ class Instances:
             if t.suffix == "":  # the instance's own names
                 own[_A.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
                 own[_A.DisplayName] = AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
-            data.attributes = Attributes.of(nid, t.table, own or None)  # type: ignore[assignment]
+            data.attributes = Attributes(nid, t.table, own or None)  # type: ignore[assignment]
             refs = data.references
             for r, suffix in t.references:
                 if suffix is not None:

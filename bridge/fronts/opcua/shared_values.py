@@ -56,20 +56,10 @@ class Attributes(MutableMapping[int, AttributeValue]):
     __slots__ = ("_nodeid", "_own", "_shared")
 
     def __init__(
-        self, nodeid: ua.NodeId, shared: dict[int, AttributeValue], own: dict[int, AttributeValue] | None = None
+        self, nodeid: ua.NodeId, shared: dict[int, AttributeValue], own: dict[int, AttributeValue] | None
     ) -> None:
-        self._nodeid = nodeid
-        self._shared = table(shared)
-        self._own = own or None
-
-    @classmethod
-    def of(
-        cls, nodeid: ua.NodeId, table: dict[int, AttributeValue], own: dict[int, AttributeValue] | None
-    ) -> Attributes:
-        """Attributes on a table that is already the one table of its values (see ``table``)."""
-        attrs = cls.__new__(cls)
-        attrs._nodeid, attrs._shared, attrs._own = nodeid, table, own
-        return attrs
+        """``shared``: the one table of these values (``table``); ``own``: None when there are none."""
+        self._nodeid, self._shared, self._own = nodeid, shared, own
 
     def get(self, key: int, default: Any = None) -> Any:
         own = self._own
@@ -249,17 +239,23 @@ def compact(nodeid: ua.NodeId, attrs: dict[int, AttributeValue]) -> Attributes:
             own = {k: v}
         else:
             own[k] = v
-    return Attributes.of(nodeid, table(shared), own)
+    return Attributes(nodeid, table(shared), own)
+
+
+def own_value(node: Any, attr: int) -> AttributeValue | None:
+    """The node's own AttributeValue of ``attr``, made from the shared one first if it holds that
+    (copy on write); None when the node has no such attribute."""
+    av = node.attributes.get(attr)
+    if type(av) is SharedAttributeValue:
+        av = node.attributes[attr] = AttributeValue(av.value)  # DataValues are replaced, never changed: share it
+    return av  # type: ignore[no-any-return]
 
 
 def _own(aspace: AddressSpace, nodeid: ua.NodeId, attr: int) -> None:
     """Give the node its own copy of ``attr`` before it is changed."""
     node = aspace._nodes.get(nodeid)
-    if node is None:
-        return
-    av = node.attributes.get(attr)
-    if type(av) is SharedAttributeValue:
-        node.attributes[attr] = AttributeValue(av.value)  # DataValues are replaced, never changed: share it
+    if node is not None:
+        own_value(node, attr)
 
 
 def install() -> None:
