@@ -9,6 +9,8 @@ roles, certificate, trust list), history.
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,22 @@ from .values import ValueWriter, historized_fields
 log = get_logger("bridge.opcua")
 
 
+_NS0_CODE = "asyncua.server.standard_address_space"
+
+
+def _forget_standard_namespace_code() -> None:
+    """asyncua builds the standard namespace by running ~12 MB of generated code, kept imported for
+    good; let it go once the namespace is built, so the devices' nodes reuse that memory (another
+    server in this process imports it again: 20 ms). Modules are cycles (their functions hold their
+    globals) and start-up pauses the collector: one collection frees them, while few objects exist."""
+    package = sys.modules.get("asyncua.server")
+    if package is not None and hasattr(package, "standard_address_space"):
+        delattr(package, "standard_address_space")
+    for name in [m for m in sys.modules if m == _NS0_CODE or m.startswith(_NS0_CODE + ".")]:
+        del sys.modules[name]
+    gc.collect()
+
+
 class OpcUaFront:
     def __init__(self, config: Config, model: ModelView, commands: CommandPath | None, state_dir: Path) -> None:
         self.config = config
@@ -71,6 +89,7 @@ class OpcUaFront:
     async def build(self) -> None:
         s = self.server
         await s.init()
+        _forget_standard_namespace_code()
         s.set_endpoint(self.endpoint)
         s.set_server_name(self.config.bridge.name)
         await s.set_application_uri(application_uri(self.config))

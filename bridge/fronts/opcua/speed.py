@@ -7,8 +7,9 @@ the same answers.
   is added (nodeset imports), when they are worked out again.
 - An event filter for a set of event types is built by browsing every field of every type
   (``get_filter_from_event_type``); the bridge asks for the same few sets for every emitter and
-  condition. Filters are kept by their types, pickled, and handed out as fresh copies (a subscription
-  keeps its own).
+  condition. Filters are kept by their types. The server's own subscriptions (event history: one per
+  emitter, ~100 select clauses each) share one filter, which nothing changes; a client's gets a fresh
+  copy, unpickled, as its caller may change it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from typing import Any
 from asyncua import ua
 from asyncua.common import subscription
 from asyncua.server.address_space import NodeManagementService, ViewService
+from asyncua.server.internal_session import InternalSession
 
 _NULL = ua.NodeId(ua.ObjectIds.Null)
 _SUBTYPES: dict[tuple[int, ua.NodeId], frozenset[ua.NodeId]] = {}
 _FILTERS: dict[tuple[int, tuple[ua.NodeId, ...], bool], bytes] = {}
+_SHARED: dict[tuple[int, tuple[ua.NodeId, ...], bool], ua.EventFilter] = {}
 
 
 def install() -> None:
@@ -51,6 +54,11 @@ def install() -> None:
     async def event_filter(evtypes: list[Any], where_clause_generation: bool = True) -> ua.EventFilter:
         session = evtypes[0].session if evtypes else None
         key = (id(session), tuple(t.nodeid for t in evtypes), where_clause_generation)
+        if isinstance(session, InternalSession):
+            shared = _SHARED.get(key)
+            if shared is None:
+                shared = _SHARED[key] = await build_filter(evtypes, where_clause_generation)
+            return shared  # 40 KB of clauses a historized emitter, 110 emitters for 10 devices
         known = _FILTERS.get(key)
         if known is None:
             built = await build_filter(evtypes, where_clause_generation)
