@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
+from asyncua.server.address_space import AttributeValue
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bridge.fronts.opcua.shared_values import SharedAttributeValue
+from bridge.config import Device
+from bridge.fronts.opcua import shared_values
+from bridge.fronts.opcua.address_space import AddressSpace
+from bridge.fronts.opcua.shared_values import Node, SharedAttributeValue, SharedReferences
+from bridge.model.state import DeviceState
 from tests.harness import plain_opcua_server
 
 
@@ -65,3 +73,99 @@ async def test_equal_attributes_are_shared_and_each_node_changes_alone(tmp_path:
             assert changes.values.empty()
     finally:
         await server.stop()
+
+
+async def test_sibling_reference_lists_are_shared_and_each_node_changes_alone() -> None:
+    """A copied circuit's properties hold one reference list; adding or deleting a reference on one
+    (asyncua's own services), deleting a node they point to or a whole device changes that node's
+    references alone. Browsed over a client too."""
+    logging.disable(logging.WARNING)  # asyncua's instantiate warns about optional AnalogItem children
+    try:
+        server, url, _ = await plain_opcua_server("references")
+        space = AddressSpace(server, lambda d, c, n: lambda *a: None, energy_model=False)
+        devices = [DeviceState(config=Device(name=n, serial_number=f"S{k}", unit_id=1 + k)) for k, n in enumerate("ab")]
+        await space.build(devices)
+    finally:
+        logging.disable(logging.NOTSET)
+    aspace, idx = server.iserver.aspace, space.idx
+    prefix = "b.Circuit03.Alarms.overcurrent"
+    one, two = (aspace[ua.NodeId(f"{prefix}.{p}", idx)] for p in ("SourceName", "SourceNode"))
+    assert one.references is two.references  # the same reference back to the condition, the same type
+    assert type(one.references) is SharedReferences
+    with pytest.raises(TypeError):
+        one.references.append(one.references[0])
+    before = list(two.references)
+
+    target = server.get_node(ua.NodeId("a.Circuit01", idx))
+    await server.get_node(one.nodeid).add_reference(target, ua.ObjectIds.HasNotifier, forward=True)
+    assert [r.NodeId for r in one.references if r.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasNotifier)] == [
+        target.nodeid
+    ]
+    assert two.references == before
+    assert any(r.NodeId == one.nodeid and not r.IsForward for r in aspace[target.nodeid].references)
+
+    three = aspace[ua.NodeId(f"{prefix}.Message", idx)]
+    assert three.references is two.references
+    await server.get_node(three.nodeid).delete_reference(
+        ua.NodeId(ua.ObjectIds.PropertyType), ua.ObjectIds.HasTypeDefinition, forward=True
+    )
+    assert not any(r.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasTypeDefinition) for r in three.references)
+    assert two.references == before
+
+    await server.delete_nodes([server.get_node(ua.NodeId("a.Circuit02", idx))])  # target references go
+    await space.remove_device("a")
+    assert not any(r.NodeId == target.nodeid for r in one.references)
+    assert two.references == before and ua.NodeId("a", idx) not in aspace
+
+    assert await server.start() is None
+    try:
+        async with Client(url) as client:
+            refs = await client.get_node(two.nodeid).get_references(ua.ObjectIds.References, ua.BrowseDirection.Both)
+            assert sorted((r.ReferenceTypeId, r.IsForward, r.NodeId) for r in refs) == sorted(
+                (r.ReferenceTypeId, r.IsForward, r.NodeId) for r in before
+            )
+            back = [r for r in refs if not r.IsForward and r.NodeId == ua.NodeId(prefix, idx)]
+            assert back and back[0].BrowseName.Name == "overcurrent"
+    finally:
+        await server.stop()
+
+
+_ATTRS = st.sampled_from([ua.AttributeIds.Value, ua.AttributeIds.DataType, ua.AttributeIds.BrowseName, 99])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shared=st.lists(_ATTRS, unique=True, max_size=3),
+    steps=st.lists(st.tuples(st.sampled_from(["set", "del"]), _ATTRS), max_size=12),
+)
+def test_a_nodes_attributes_behave_as_a_dict_of_its_own_values_over_the_shared_ones(
+    shared: list[int], steps: list[tuple[str, int]]
+) -> None:
+    """The compact node (shared table, own values as a flat tuple) against a plain dict model."""
+    values = {a: AttributeValue(ua.DataValue(ua.Variant(float(a)))) for a in (*shared, 99)}
+    node = Node(ua.NodeId("n", 2))
+    node.set(shared_values.table({a: values[a] for a in shared}), None)
+    model: dict[int, AttributeValue] = {a: values[a] for a in shared}
+    own: dict[int, AttributeValue] = {}
+    for k, (op, attr) in enumerate(steps):
+        if op == "set":
+            own[attr] = model[attr] = AttributeValue(ua.DataValue(ua.Variant(float(k))))
+            node[attr] = model[attr]
+        elif attr in own:  # deleting an own value shows the shared one again
+            del node[attr], own[attr]
+            model.pop(attr)
+            if attr in shared:
+                model[attr] = values[attr]
+        elif attr in model:
+            del node[attr]
+            del model[attr]
+            shared.remove(attr)
+        else:
+            with pytest.raises(KeyError):
+                del node[attr]
+        for a in (ua.AttributeIds.Value, ua.AttributeIds.DataType, ua.AttributeIds.BrowseName, 99):
+            assert node.get(a) is model.get(a), (steps[: k + 1], a)
+            assert (a in node) == (a in model)
+        assert set(node) == {ua.AttributeIds.NodeId, *model}
+    assert node[ua.AttributeIds.NodeId].value.Value.Value == ua.NodeId("n", 2)
+    assert node.attributes is node

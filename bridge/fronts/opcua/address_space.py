@@ -353,8 +353,8 @@ class AddressSpace:
                 other = ref.NodeId
                 if other in doomed or other not in aspace:
                     continue
-                refs = aspace[other].references
-                refs[:] = [r for r in refs if r.NodeId not in doomed]
+                data = aspace[other]
+                data.references = [r for r in data.references if r.NodeId not in doomed]  # shared or not
         for nid in doomed:
             data = aspace[nid]
             if ua.AttributeIds.Value in data.attributes:

@@ -22,7 +22,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.server.address_space import AttributeValue, NodeData
 
-from .shared_values import Attributes, Node, SharedAttributeValue, table
+from .shared_values import Node, SharedAttributeValue, SharedReferences, own_references, table, value_of
 
 _HAS_TYPEDEF = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
 _A = ua.AttributeIds
@@ -69,7 +69,7 @@ def insert(node_mgt: Any, items: list[ua.AddNodesItem]) -> None:
         data = Node(nid)
         node_mgt._add_node_attributes(data, item, add_timestamps=True)
         aspace[nid] = data
-        parent.references.append(
+        own_references(parent).append(
             ua.ReferenceDescription(
                 ReferenceTypeId=item.ReferenceTypeId,
                 IsForward=True,
@@ -99,6 +99,7 @@ class _TemplateNode:
     call: Any
     inside: dict[int, tuple[str, ua.DataValue]]  # NodeId values naming a node of the instance: suffix
     texts: dict[int, ua.DataValue]  # string values a copy may replace (``copy``'s texts)
+    siblings: tuple[int, ...] | None  # a copy's nodes with the same key share one reference list
 
 
 Template = list[_TemplateNode]
@@ -129,6 +130,17 @@ class Instances:
         nodes: list[_TemplateNode] = []
         seen: set[ua.NodeId] = set()
         todo = [root]
+        equal: dict[tuple[Any, ...], ua.ReferenceDescription] = {}
+
+        def canonical(r: ua.ReferenceDescription, suffix: str | None) -> ua.ReferenceDescription:
+            """One template reference for equal references into the instance (every child's own
+            reference back to its parent, say), so a copy makes one of each."""
+            if suffix is None:
+                return r
+            b, d = r.BrowseName, r.DisplayName
+            key = (r.ReferenceTypeId, r.IsForward, suffix, r.NodeClass, b.NamespaceIndex, b.Name,
+                   d.Locale, d.Text, r.TypeDefinition)  # fmt: skip
+            return equal.setdefault(key, r)
 
         def inside(t: ua.NodeId) -> str | None:
             ident = t.Identifier
@@ -159,8 +171,13 @@ class Instances:
                     shared[a] = av
                 else:
                     own[a] = av.value
-            refs = [(r, inside(r.NodeId)) for r in data.references]
-            nodes.append(_TemplateNode(inside(nid) or "", table(shared), own, refs, data.call, relative, replaceable))
+            refs = [(canonical(r, s), s) for r in data.references for s in (inside(r.NodeId),)]
+            suffix = inside(nid) or ""
+            # a node with no forward reference into the instance (a property, a leaf variable) has
+            # the references its siblings have; the instance's root has its new parent's own
+            alone = suffix == "" or any(r.IsForward and s is not None for r, s in refs)
+            siblings = None if alone else tuple(id(r) for r, _ in refs)
+            nodes.append(_TemplateNode(suffix, table(shared), own, refs, data.call, relative, replaceable, siblings))
             todo.extend(r.NodeId for r, s in refs if r.IsForward and s is not None)
         return nodes
 
@@ -188,25 +205,35 @@ class Instances:
         def renamed(suffix: str) -> ua.NodeId:
             return ids.get(suffix) or ids.setdefault(suffix, ua.NodeId(base + suffix, ns))
 
+        made: dict[int, ua.ReferenceDescription] = {}  # a template reference's copy, by its id
+        lists: dict[tuple[int, ...], SharedReferences] = {}
+
         for t in template:
             nid = ids[t.suffix]
             data = Node(nid)
-            own = {a: AttributeValue(v) for a, v in t.own.items()}
+            own = {a: value_of(v) for a, v in t.own.items()}
             for a, (rel, dv) in t.inside.items():
                 value = ua.Variant(renamed(rel), ua.VariantType.NodeId)
-                own[a] = AttributeValue(dataclasses.replace(dv, Value=value))
+                own[a] = value_of(dataclasses.replace(dv, Value=value))
             for a, dv in t.texts.items():
                 text = texts.get(dv.Value.Value, dv.Value.Value)  # type: ignore[union-attr]
-                own[a] = AttributeValue(dataclasses.replace(dv, Value=ua.Variant(text, ua.VariantType.String)))
+                own[a] = value_of(dataclasses.replace(dv, Value=ua.Variant(text, ua.VariantType.String)))
             if t.suffix == "":  # the instance's own names
-                own[_A.BrowseName] = AttributeValue(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
-                own[_A.DisplayName] = AttributeValue(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
-            data.attributes = Attributes(nid, t.table, own or None)  # type: ignore[assignment]
+                own[_A.BrowseName] = value_of(ua.DataValue(ua.Variant(bname, ua.VariantType.QualifiedName)))
+                own[_A.DisplayName] = value_of(ua.DataValue(ua.Variant(display, ua.VariantType.LocalizedText)))
+            data.set(t.table, own or None)
+            shared = lists.get(t.siblings) if t.siblings is not None else None
+            if shared is not None:
+                data.references = shared
+                data.call = t.call
+                aspace[nid] = data
+                continue
             refs = data.references
             for r, suffix in t.references:
                 if suffix is not None:
-                    refs.append(
-                        ua.ReferenceDescription(
+                    rd = made.get(id(r))
+                    if rd is None:
+                        rd = made[id(r)] = ua.ReferenceDescription(
                             ReferenceTypeId=r.ReferenceTypeId,
                             IsForward=r.IsForward,
                             NodeId=renamed(suffix),
@@ -215,17 +242,19 @@ class Instances:
                             DisplayName=display if suffix == "" else r.DisplayName,
                             TypeDefinition=r.TypeDefinition,
                         )
-                    )
+                    refs.append(rd)
                 elif t.suffix == "" and not r.IsForward and r.ReferenceTypeId != _HAS_TYPEDEF:
                     refs.append(_reference(r.ReferenceTypeId, False, parent, parent_data))  # the new parent
                 else:
                     refs.append(r)  # type definitions and other nodes outside the instance: the same
+            if t.siblings is not None:
+                data.references = lists[t.siblings] = SharedReferences(refs)
             data.call = t.call
             if t.suffix == "":
                 root_data = data
             aspace[nid] = data
         forward = next(r for r, s in template[0].references if s is None and not r.IsForward)
-        parent_data.references.append(
+        own_references(parent_data).append(
             ua.ReferenceDescription(
                 ReferenceTypeId=forward.ReferenceTypeId,
                 IsForward=True,

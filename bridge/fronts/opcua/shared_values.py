@@ -9,10 +9,12 @@ AttributeValue per distinct value here; the first write, value callback, setter 
 subscription on a node's attribute gives that node its own copy first (copy on write), so every node
 still changes alone. The NodeId attribute, unique to each node, is never shared.
 
-A node's attributes are then kept as compactly (``Attributes``): its shared values in one table that
-every node with the same set holds, its own in a dict made only when it has one, its NodeId
-attribute made when read; and asyncua's NodeData gets slots (``Node``). A device went from 34 to
-4.5 MB. The standard namespace asyncua loads at start-up goes through the same path, so it shares too.
+A node's attributes are then kept as compactly: its shared values in one table that every node with
+the same set holds, its own in a dict made only when it has one, its NodeId attribute made when
+read; asyncua's NodeData gets slots and is its own attributes mapping (``Node``). Reference lists
+are shared the same way where siblings have the same ones (``SharedReferences``, copied on the first
+change). A device went from 34 to 4.5 MB, then ~2.5 MB. The standard namespace asyncua loads at
+start-up goes through the same path, so it shares too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import datetime as dt
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
@@ -32,6 +34,15 @@ from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData,
 _EMPTY: MappingProxyType[int, Callable[..., Any]] = MappingProxyType({})
 _SHARED: dict[tuple[Any, ...], SharedAttributeValue] = {}
 _LIMIT = 200_000  # distinct shared values kept; past it a value is simply not shared
+
+
+def value_of(dv: ua.DataValue) -> AttributeValue:
+    """A node's own AttributeValue of ``dv``. Its table of data-change subscribers is the one empty,
+    read-only table until a client subscribes (``add_datachange_callback`` gives it its own first):
+    most values never have one, and an empty dict each was ~1.3 MB for 10 devices."""
+    av = AttributeValue(dv)
+    av.datachange_callbacks = _EMPTY  # type: ignore[assignment]
+    return av
 
 
 class SharedAttributeValue(AttributeValue):
@@ -47,26 +58,55 @@ class SharedAttributeValue(AttributeValue):
         raise TypeError("a shared OPC UA attribute value is read-only: give the node its own copy first")
 
 
-class Attributes(MutableMapping[int, AttributeValue]):
-    """A node's attributes for asyncua (``NodeData.attributes``): the shared ones in a table many
-    nodes hold at once (nodes with the same shared values have the same table), the node's own in a
-    small dict made only when it has one, and the NodeId attribute made when it is asked for. A dict
-    of 15 attributes is 632 bytes and its NodeId value ~430 more; this is ~60 for most nodes."""
+class Node(MutableMapping[int, AttributeValue]):
+    """asyncua's NodeData with slots (its own has a __dict__: ~150 bytes more a node), which is its
+    own attributes mapping (``node.attributes is node``: one object a node, not two).
 
-    __slots__ = ("_nodeid", "_own", "_shared")
+    The attributes: the shared ones in a table many nodes hold at once (nodes with the same shared
+    values have the same table), the node's own as a flat tuple (attribute, value, attribute, value
+    ...: most nodes have none, the others one to three; a dict of one was ~220 bytes, the tuple
+    ~70), and the NodeId attribute made when it is asked for. A dict of 15 attributes is 632 bytes
+    and its NodeId value ~430 more; this is ~70 for most nodes, references aside. ``references`` may be a
+    ``SharedReferences`` list several sibling nodes hold: ``own_references`` before changing it."""
 
-    def __init__(
-        self, nodeid: ua.NodeId, shared: dict[int, AttributeValue], own: dict[int, AttributeValue] | None
-    ) -> None:
+    __slots__ = ("_own", "_shared", "call", "nodeid", "references")
+
+    def __init__(self, nodeid: ua.NodeId) -> None:
+        self.nodeid = nodeid
+        self.references: list[ua.ReferenceDescription] = []
+        self.call: Callable[..., Any] | None = None
+        self._shared: dict[int, AttributeValue] = _NO_VALUES
+        self._own: tuple[Any, ...] | None = None
+
+    @property
+    def attributes(self) -> Node:
+        return self
+
+    @attributes.setter
+    def attributes(self, attrs: Mapping[int, AttributeValue]) -> None:
+        if attrs is not self:
+            fill(self, {k: v for k, v in attrs.items() if k != _NODE_ID})
+
+    def set(self, shared: dict[int, AttributeValue], own: dict[int, AttributeValue] | None) -> None:
         """``shared``: the one table of these values (``table``); ``own``: None when there are none."""
-        self._nodeid, self._shared, self._own = nodeid, shared, own
+        self._shared = shared
+        self._own = None if not own else tuple(x for pair in own.items() for x in pair)
+
+    def __eq__(self, other: object) -> bool:  # a node, not a mapping: equal to itself only
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"NodeData(id:{self.nodeid}, attrs:{dict(self)}, refs:{self.references})"
 
     def get(self, key: int, default: Any = None) -> Any:
         own = self._own
         if own is not None:
-            av = own.get(key)
-            if av is not None:
-                return av
+            for i in range(0, len(own), 2):
+                if own[i] == key:
+                    return own[i + 1]
         av = self._shared.get(key)
         if av is not None:
             return av
@@ -79,56 +119,74 @@ class Attributes(MutableMapping[int, AttributeValue]):
         return av  # type: ignore[no-any-return]
 
     def __contains__(self, key: object) -> bool:
-        return key == _NODE_ID or key in self._shared or (self._own is not None and key in self._own)
+        return key == _NODE_ID or key in self._shared or key in self._own_keys()
+
+    def _own_keys(self) -> tuple[int, ...]:
+        return () if self._own is None else self._own[::2]
 
     def __setitem__(self, key: int, value: AttributeValue) -> None:
-        if self._own is None:
-            self._own = {}
-        self._own[key] = value
+        own = self._own or ()
+        for i in range(0, len(own), 2):
+            if own[i] == key:
+                self._own = (*own[:i], key, value, *own[i + 2 :])
+                return
+        self._own = (*own, key, value)
 
     def __delitem__(self, key: int) -> None:
-        if self._own is not None and key in self._own:
-            del self._own[key]
+        own = self._own or ()
+        if key in own[::2]:
+            i = own[::2].index(key) * 2
+            self._own = (*own[:i], *own[i + 2 :]) or None
         elif key in self._shared:
             self._shared = table({k: v for k, v in self._shared.items() if k != key})
         else:
             raise KeyError(key)
 
     def __iter__(self) -> Iterator[int]:
-        keys = dict.fromkeys((_NODE_ID, *self._shared, *(self._own or ())))
+        keys = dict.fromkeys((_NODE_ID, *self._shared, *self._own_keys()))
         return iter(keys)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def _identity(self) -> AttributeValue:
-        av = AttributeValue(ua.DataValue(ua.Variant(self._nodeid, ua.VariantType.NodeId)))
+        av = value_of(ua.DataValue(ua.Variant(self.nodeid, ua.VariantType.NodeId)))
         self[_NODE_ID] = av  # kept once asked for: a write or a subscription holds this one
         return av
 
 
-class Node:
-    """asyncua's NodeData with slots (its own has a __dict__: ~150 bytes more a node)."""
+class SharedReferences(list[ua.ReferenceDescription]):
+    """One reference list several nodes hold at once (the properties of one parent, say: each has
+    the same reference back to it and the same type definition; a ReferenceDescription is never
+    changed in place). Read-only: changing it raises, ``own_references`` gives a node its copy."""
 
-    __slots__ = ("attributes", "call", "nodeid", "references")
+    __slots__ = ()
 
-    def __init__(self, nodeid: ua.NodeId) -> None:
-        self.nodeid = nodeid
-        self.attributes: Any = {}
-        self.references: list[ua.ReferenceDescription] = []
-        self.call: Callable[..., Any] | None = None
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a shared OPC UA reference list is read-only: give the node its own copy first")
 
-    def __repr__(self) -> str:
-        return f"NodeData(id:{self.nodeid}, attrs:{dict(self.attributes)}, refs:{self.references})"
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
 
 
-_TABLES: dict[tuple[tuple[int, ...], tuple[int, ...]], dict[int, AttributeValue]] = {}
+def own_references(node: Any) -> list[ua.ReferenceDescription]:
+    """The node's own reference list, copied from a shared one first (copy on write)."""
+    refs = node.references
+    if type(refs) is SharedReferences:
+        refs = node.references = list(refs)
+    return refs  # type: ignore[no-any-return]
+
+
+_NO_VALUES: dict[int, AttributeValue] = {}  # never filled: a node given none
+_TABLES: dict[tuple[Any, ...], dict[int, AttributeValue]] = {}
 _NODE_ID = ua.AttributeIds.NodeId
 
 
 def table(shared: dict[int, AttributeValue]) -> dict[int, AttributeValue]:
     """The one table of these shared values (they live as long as the process: ids are stable)."""
-    key = (tuple(shared), tuple(map(id, shared.values())))  # attributes come in one order: no sorting
+    # attributes come in one order (no sorting); AttributeValues compare by identity. One flat tuple:
+    # a pair of tuples of the attributes and the values' ids held ~2 MB of keys for 10 devices
+    key = (*shared, *shared.values())
     known = _TABLES.get(key)
     if known is None:
         known = _TABLES[key] = dict(shared)
@@ -190,7 +248,7 @@ def _attribute(
     now = dt.datetime.now(dt.UTC) if timestamps else None
     dv = ua.DataValue(variant, SourceTimestamp=now, ServerTimestamp=now if aspace.force_server_timestamp else None)
     if k is None or len(_SHARED) >= _LIMIT:
-        return AttributeValue(dv)
+        return value_of(dv)
     av = _SHARED[key] = SharedAttributeValue(dv)
     return av
 
@@ -228,8 +286,8 @@ _PLAN: tuple[tuple[str, int, int, ua.VariantType | None, bool], ...] = tuple(
 )
 
 
-def compact(nodeid: ua.NodeId, attrs: dict[int, AttributeValue]) -> Attributes:
-    """``attrs`` (without the NodeId attribute) as a node's Attributes."""
+def fill(node: Node, attrs: dict[int, AttributeValue]) -> None:
+    """Give ``node`` the attributes ``attrs`` (without the NodeId attribute), shared ones shared."""
     shared: dict[int, AttributeValue] = {}
     own: dict[int, AttributeValue] | None = None
     for k, v in attrs.items():
@@ -239,7 +297,7 @@ def compact(nodeid: ua.NodeId, attrs: dict[int, AttributeValue]) -> Attributes:
             own = {k: v}
         else:
             own[k] = v
-    return Attributes(nodeid, table(shared), own)
+    node.set(table(shared), own)
 
 
 def own_value(node: Any, attr: int) -> AttributeValue | None:
@@ -247,7 +305,7 @@ def own_value(node: Any, attr: int) -> AttributeValue | None:
     (copy on write); None when the node has no such attribute."""
     av = node.attributes.get(attr)
     if type(av) is SharedAttributeValue:
-        av = node.attributes[attr] = AttributeValue(av.value)  # DataValues are replaced, never changed: share it
+        av = node.attributes[attr] = value_of(av.value)  # DataValues are replaced, never changed: share it
     return av  # type: ignore[no-any-return]
 
 
@@ -256,6 +314,14 @@ def _own(aspace: AddressSpace, nodeid: ua.NodeId, attr: int) -> None:
     node = aspace._nodes.get(nodeid)
     if node is not None:
         own_value(node, attr)
+
+
+def _subscribable(aspace: AddressSpace, nodeid: ua.NodeId, attr: int) -> None:
+    """Give the node its own copy of ``attr`` with a table of its own for data-change subscribers."""
+    node = aspace._nodes.get(nodeid)
+    av = None if node is None else own_value(node, attr)
+    if av is not None and av.datachange_callbacks is _EMPTY:
+        av.datachange_callbacks = {}
 
 
 def install() -> None:
@@ -277,7 +343,7 @@ def install() -> None:
             if specified & bit:
                 stamp = add_timestamps and attr == a.Value
                 attrs[attr] = _attribute(aspace, attr, vtype, is_array, getattr(given, name), stamp)
-        nodedata.attributes = compact(nodedata.nodeid, attrs)  # type: ignore[assignment]
+        fill(nodedata, attrs)  # type: ignore[arg-type]
 
     NodeManagementService._add_node_attributes = add_node_attributes  # type: ignore[method-assign]
 
@@ -285,22 +351,54 @@ def install() -> None:
         "write_attribute_value",
         "set_attribute_value_callback",
         "set_attribute_value_setter",
-        "add_datachange_callback",
     ):
         setattr(AddressSpace, method, _owning(getattr(AddressSpace, method)))
+    AddressSpace.add_datachange_callback = _owning(AddressSpace.add_datachange_callback, _subscribable)  # type: ignore[method-assign]
+    _own_references_first()
 
 
-def _owning(method: Callable[..., Any]) -> Callable[..., Any]:
+def _own_references_first() -> None:
+    """asyncua changes a node's reference list in three places (a reference added, one deleted, a
+    node deleted with the references to it): each gives the node its own list first."""
+    add_unique = NodeManagementService._add_unique_reference
+    delete_unique = NodeManagementService._delete_unique_reference
+    delete_one = NodeManagementService._delete_node
+
+    def add_unique_reference(self: NodeManagementService, nodedata: NodeData, desc: Any) -> ua.StatusCode:
+        own_references(nodedata)
+        return add_unique(self, nodedata, desc)
+
+    def delete_unique_reference(self: NodeManagementService, item: Any, invert: bool = False) -> ua.StatusCode:
+        source = self._aspace.get(item.TargetNodeId if invert else item.SourceNodeId)
+        if source is not None:
+            own_references(source)
+        return delete_unique(self, item, invert)
+
+    def delete_node(self: NodeManagementService, item: ua.DeleteNodesItem, user: Any) -> ua.StatusCode:
+        if item.DeleteTargetReferences and item.NodeId in self._aspace:
+            for data in self._aspace._nodes.values():
+                if any(r.NodeId == item.NodeId for r in data.references):
+                    own_references(data)
+        return delete_one(self, item, user)
+
+    NodeManagementService._add_unique_reference = add_unique_reference  # type: ignore[method-assign]
+    NodeManagementService._delete_unique_reference = delete_unique_reference  # type: ignore[method-assign]
+    NodeManagementService._delete_node = delete_node  # type: ignore[method-assign]
+
+
+def _owning(
+    method: Callable[..., Any], first: Callable[[AddressSpace, ua.NodeId, int], None] = _own
+) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(method):
 
         async def write(self: AddressSpace, nodeid: ua.NodeId, attr: int, *args: Any) -> Any:
-            _own(self, nodeid, attr)
+            first(self, nodeid, attr)
             return await method(self, nodeid, attr, *args)
 
         return functools.wraps(method)(write)
 
     def change(self: AddressSpace, nodeid: ua.NodeId, attr: int, *args: Any) -> Any:
-        _own(self, nodeid, attr)
+        first(self, nodeid, attr)
         return method(self, nodeid, attr, *args)
 
     return functools.wraps(method)(change)
