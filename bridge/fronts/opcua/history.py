@@ -1,5 +1,11 @@
-"""OPC UA history: asyncua's SQLite storage (and its HistoryRead), with measurement rows written by
-the bridge itself, one transaction per device update on one worker thread."""
+"""OPC UA history: asyncua's SQLite storage (and its HistoryRead) for events; measurement rows in one
+table of the bridge's own, written by the bridge itself, one transaction per device update on one
+worker thread, and read back for HistoryRead (raw and processed).
+
+asyncua keeps a table per historized node: 40 a board (4 measurements x 10 circuits), 4 000 for 100
+boards, each table's schema held by both connections (~25 MB at 100 boards), a CREATE TABLE each at
+start-up and a prepared INSERT each while streaming. Measurements share one table, keyed by a small
+number per node (``MeasurementNodes``); tables of that older layout are moved into it once."""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import sqlite3
-import struct
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,8 +28,9 @@ from .processed import AGGREGATES, RawRow, intervals, process
 
 log = get_logger("bridge.opcua")
 HistoryRow = tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]  # node, server time, source time, status, value
-_DOUBLE = struct.Struct("<Bd")
-_STATEMENTS = 16384  # prepared INSERTs kept: one per historized node (4 per circuit by default)
+_VALUES = "MeasurementValues"
+_NODES = "MeasurementNodes"
+_NAN = float("nan")  # SQLite stores a NaN as NULL
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -51,13 +57,19 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         # on one worker thread: asyncua's save_node_value makes a thread hop and a commit per row.
         # WAL lets HistoryRead (asyncua's connection) read while a batch is written; NORMAL sync is
         # enough for history (the energy registers live in the bridge's own store).
-        # a statement per node table: the default cache of 128 would prepare every INSERT anew at 100 boards
-        self._writer = sqlite3.connect(self._db_file, check_same_thread=False, cached_statements=_STATEMENTS)
+        self._writer = sqlite3.connect(self._db_file, check_same_thread=False)
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
+        with self._writer:
+            self._writer.execute(f"CREATE TABLE IF NOT EXISTS {_NODES} (Node INTEGER PRIMARY KEY, NodeId TEXT UNIQUE)")
+            self._writer.execute(
+                f"CREATE TABLE IF NOT EXISTS {_VALUES} (Node INTEGER NOT NULL, SourceTimestamp TEXT NOT NULL, "
+                "ServerTimestamp TEXT NOT NULL, StatusCode INTEGER NOT NULL, Value REAL)"
+            )
+            self._writer.execute(f"CREATE INDEX IF NOT EXISTS {_VALUES}ByTime ON {_VALUES} (Node, SourceTimestamp)")
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
-        self._tables: dict[ua.NodeId, str] = {}
-        self._queued: list[tuple[str, tuple[Any, ...]]] = []
+        self._keys: dict[ua.NodeId, int] = {}  # a historized measurement node's number in the table
+        self._queued: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
 
     async def _get_event_fields(self, evtypes: list[Any]) -> list[str]:
@@ -86,17 +98,43 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
 
     async def raw_rows(self, node_id: ua.NodeId, start: dt.datetime, end: dt.datetime) -> list[RawRow]:
         """(source time, status, value) of a measurement node's rows from start to end, in time order."""
-        table = self._get_table_name(node_id)
         rows: list[RawRow] = []
         async with self._db.execute(
-            f'SELECT SourceTimestamp, StatusCode, Value FROM "{table}" WHERE SourceTimestamp BETWEEN ? AND ? '
-            "ORDER BY SourceTimestamp",
-            (start, end),
+            f"SELECT SourceTimestamp, StatusCode, Value FROM {_VALUES} WHERE Node = ? AND SourceTimestamp "
+            "BETWEEN ? AND ? ORDER BY SourceTimestamp, rowid",
+            (self._keys.get(node_id, -1), _utc(start).isoformat(" "), _utc(end).isoformat(" ")),
         ) as cursor:
             async for ts, status, value in cursor:
-                when = ts if isinstance(ts, dt.datetime) else dt.datetime.fromisoformat(str(ts))
-                rows.append((_utc(when), int(status), float(value)))
+                rows.append((_utc(dt.datetime.fromisoformat(ts)), int(status), _NAN if value is None else value))
         return rows
+
+    async def read_node_history(
+        self, node_id: ua.NodeId, start: dt.datetime | None, end: dt.datetime | None, nb_values: int
+    ) -> tuple[list[ua.DataValue], dt.datetime | None]:
+        """HistoryRead of raw values, as asyncua's (bounds, order, limit, continuation), from the
+        measurements' table; a node historized by asyncua itself reads from its own table."""
+        key = self._keys.get(node_id)
+        if key is None:
+            return await super().read_node_history(node_id, start, end, nb_values)  # type: ignore[no-any-return]
+        start_text, end_text, order, limit = self._get_bounds(start, end, nb_values)
+        results: list[ua.DataValue] = []
+        async with self._db.execute(
+            f"SELECT ServerTimestamp, SourceTimestamp, StatusCode, Value FROM {_VALUES} WHERE Node = ? AND "
+            f"SourceTimestamp BETWEEN ? AND ? ORDER BY SourceTimestamp {order}, rowid {order} LIMIT ?",
+            (key, start_text, end_text, limit),
+        ) as cursor:
+            async for server_ts, source_ts, status, value in cursor:
+                results.append(
+                    ua.DataValue(
+                        ua.Variant(_NAN if value is None else value, ua.VariantType.Double),
+                        StatusCode=ua.StatusCode(status),
+                        SourceTimestamp=dt.datetime.fromisoformat(source_ts),
+                        ServerTimestamp=dt.datetime.fromisoformat(server_ts),
+                    )
+                )
+        most = self.max_history_data_response_size
+        more = results[most].SourceTimestamp if len(results) > most else None
+        return results[:most], more
 
     async def stop(self) -> None:
         self._pool.shutdown(wait=True)
@@ -104,22 +142,35 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         await super().stop()
 
     async def new_historized_nodes(self, node_ids: list[ua.NodeId]) -> None:
-        """Tables for measurement nodes, as asyncua's new_historized_node makes them, all in one
-        transaction on the history thread (asyncua's makes a thread hop and a commit per node:
-        4 000 of them for 100 boards). A table that exists already is kept with its rows."""
+        """Numbers for measurement nodes in the measurements' table (a node's number is kept from
+        run to run), all in one transaction on the history thread; a node's table of the older
+        layout is moved into it, rows in their order, and dropped."""
         for nid in node_ids:
             self._datachanges_period[nid] = None, 0
-        tables = [self._get_table_name(nid) for nid in node_ids]
-        await asyncio.wrap_future(self._pool.submit(self._create, tables))
+        keys = await asyncio.wrap_future(self._pool.submit(self._number, node_ids))
+        self._keys.update(keys)
 
-    def _create(self, tables: list[str]) -> None:
-        with self._writer:
-            for table in tables:
-                self._writer.execute(
-                    f'CREATE TABLE IF NOT EXISTS "{table}" (_Id INTEGER PRIMARY KEY NOT NULL, ServerTimestamp '
-                    "TIMESTAMP, SourceTimestamp TIMESTAMP, StatusCode INTEGER, Value TEXT, VariantType TEXT, "
-                    "VariantBinary BLOB)"
-                )
+    def _number(self, node_ids: list[ua.NodeId]) -> dict[ua.NodeId, int]:
+        w = self._writer
+        old = {name for (name,) in w.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        moved = 0
+        with w:
+            w.executemany(f"INSERT OR IGNORE INTO {_NODES} (NodeId) VALUES (?)", [(n.to_string(),) for n in node_ids])
+            known = dict(w.execute(f"SELECT NodeId, Node FROM {_NODES}").fetchall())
+            keys = {n: known[n.to_string()] for n in node_ids}
+            for nid, key in keys.items():
+                table = self._get_table_name(nid)
+                if table in old:  # the older layout's table of this node: its rows, then the table, go
+                    moved += w.execute(
+                        f"INSERT INTO {_VALUES} SELECT ?, SourceTimestamp, ServerTimestamp, StatusCode, CASE Value "
+                        "WHEN 'nan' THEN NULL WHEN 'inf' THEN 9e999 WHEN '-inf' THEN -9e999 ELSE CAST(Value AS REAL) "
+                        f'END FROM "{table}" ORDER BY _Id',
+                        (key,),
+                    ).rowcount
+                    w.execute(f'DROP TABLE "{table}"')
+        if moved:
+            log.info("OPC UA history moved into one measurements table", rows=moved)
+        return keys
 
     def save_many(self, rows: list[HistoryRow]) -> None:
         """Queue a device update's measurements for the history thread. Not awaited: the update is
@@ -127,15 +178,15 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         order, writes what has queued up meanwhile in one transaction, and stop() waits for it."""
         batch = []
         stamps: dict[dt.datetime, str] = {}
+        keys = self._keys
         for node_id, server_ts, source_ts, status, value in rows:
-            table = self._tables.get(node_id)
-            if table is None:
-                table = self._tables[node_id] = self._get_table_name(node_id)
+            key = keys.get(node_id)
+            if key is None:
+                continue  # not historized (the projection only sends historized nodes)
             # what sqlite3's datetime adapter would store, made once per update rather than per row
             server_text = stamps.get(server_ts) or stamps.setdefault(server_ts, server_ts.isoformat(" "))
             source_text = stamps.get(source_ts) or stamps.setdefault(source_ts, source_ts.isoformat(" "))
-            # asyncua's binary Variant of a Double: type byte 11, then the IEEE double little-endian
-            batch.append((table, (server_text, source_text, status, str(value), "Double", _DOUBLE.pack(11, value))))
+            batch.append((key, source_text, server_text, status, value))
         with self._lock:
             idle = not self._queued
             self._queued.extend(batch)
@@ -146,8 +197,15 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         with self._lock:
             batch, self._queued = self._queued, []
         with self._writer:  # one transaction for every update queued since the last
-            for table, row in batch:
-                self._writer.execute(f'INSERT INTO "{table}" VALUES (NULL, ?, ?, ?, ?, ?, ?)', row)
+            self._writer.executemany(f"INSERT INTO {_VALUES} VALUES (?, ?, ?, ?, ?)", batch)
+
+    async def prune(self, cutoff: dt.datetime) -> None:
+        """Measurement rows older than ``cutoff`` deleted (one statement, on the history thread)."""
+        await asyncio.wrap_future(self._pool.submit(self._prune, _utc(cutoff).isoformat(" ")))
+
+    def _prune(self, cutoff: str) -> None:
+        with self._writer:
+            self._writer.execute(f"DELETE FROM {_VALUES} WHERE SourceTimestamp < ?", (cutoff,))
 
 
 class MeasurementHistory:
@@ -222,9 +280,7 @@ class MeasurementHistory:
     async def prune_forever(self) -> None:
         while True:
             cutoff = dt.datetime.now(dt.UTC) - self.keep
-            for nid in list(self.nodes):  # a device accepted meanwhile may add nodes
-                table = self.storage._get_table_name(nid)
-                await self.storage.execute_sql_delete("SourceTimestamp < ?", (cutoff,), table, nid)
+            await self.storage.prune(cutoff)
             for nid in list(self.emitters):
                 table = self.storage._get_table_name(nid)
                 await self.storage.execute_sql_delete("_Timestamp < ?", (cutoff,), table, nid)

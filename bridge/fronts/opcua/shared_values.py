@@ -23,9 +23,9 @@ import datetime as dt
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from asyncua import ua
 from asyncua.server import address_space
@@ -36,13 +36,29 @@ _SHARED: dict[tuple[Any, ...], SharedAttributeValue] = {}
 _LIMIT = 200_000  # distinct shared values kept; past it a value is simply not shared
 
 
+class OwnValue:
+    """asyncua's AttributeValue with slots (its own has a __dict__: ~80 bytes more each; asyncua only
+    reads and sets these four fields, it never checks the class)."""
+
+    __slots__ = ("datachange_callbacks", "value", "value_callback", "value_setter")
+
+    def __init__(self, value: ua.DataValue) -> None:
+        self.value: ua.DataValue | None = value
+        self.value_callback: Callable[..., Any] | None = None
+        self.value_setter: Callable[..., Any] | None = None
+        self.datachange_callbacks: Any = _EMPTY
+
+    def __str__(self) -> str:
+        return f"AttributeValue({self.value_callback or self.value})"
+
+    __repr__ = __str__
+
+
 def value_of(dv: ua.DataValue) -> AttributeValue:
     """A node's own AttributeValue of ``dv``. Its table of data-change subscribers is the one empty,
     read-only table until a client subscribes (``add_datachange_callback`` gives it its own first):
     most values never have one, and an empty dict each was ~1.3 MB for 10 devices."""
-    av = AttributeValue(dv)
-    av.datachange_callbacks = _EMPTY  # type: ignore[assignment]
-    return av
+    return cast(AttributeValue, OwnValue(dv))  # the same fields: asyncua duck-types it
 
 
 class SharedAttributeValue(AttributeValue):
@@ -167,6 +183,25 @@ class SharedReferences(list[ua.ReferenceDescription]):
 
     append = extend = insert = remove = pop = clear = sort = reverse = _refuse  # type: ignore[assignment]
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+
+
+def share_references(nodes: Iterable[Any]) -> None:
+    """Equal references of ``nodes`` made one object, and equal reference lists one shared list
+    (asyncua's standard namespace: 20 500 references, 8 600 distinct; 6 200 lists, 3 650 distinct)."""
+    equal: dict[tuple[Any, ...], ua.ReferenceDescription] = {}
+    lists: dict[tuple[int, ...], SharedReferences] = {}
+    for node in nodes:
+        refs = []
+        for r in node.references:
+            b, d = r.BrowseName, r.DisplayName
+            key = (r.ReferenceTypeId, r.IsForward, r.NodeId, r.NodeClass, b.NamespaceIndex, b.Name, d.Locale, d.Text,
+                   r.TypeDefinition)  # fmt: skip
+            refs.append(equal.setdefault(key, r))
+        ids = tuple(map(id, refs))
+        known = lists.get(ids)
+        if known is None:
+            known = lists[ids] = SharedReferences(refs)
+        node.references = known
 
 
 def own_references(node: Any) -> list[ua.ReferenceDescription]:

@@ -1,0 +1,92 @@
+"""The measurements' history table: rows of every historized node in one table, read back per node
+over a real asyncua client (raw, in order, limits, continuation, reverse), NaN kept, retention
+pruned, and a history file of the older one-table-per-node layout moved in once, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import sqlite3
+from pathlib import Path
+
+from asyncua import Client, ua
+
+from bridge.fronts.opcua.history import MeasurementHistory
+from tests.harness import plain_opcua_server
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _at(s: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=s)
+
+
+def _old_layout(path: Path, table: str, rows: list[tuple[float, float]]) -> None:
+    """A history file as the bridge wrote it before: one asyncua-style table per measurement node."""
+    db = sqlite3.connect(path)
+    db.execute(
+        f'CREATE TABLE "{table}" (_Id INTEGER PRIMARY KEY NOT NULL, ServerTimestamp TIMESTAMP, SourceTimestamp '
+        "TIMESTAMP, StatusCode INTEGER, Value TEXT, VariantType TEXT, VariantBinary BLOB)"
+    )
+    for s, v in rows:
+        db.execute(
+            f'INSERT INTO "{table}" VALUES (NULL, ?, ?, 0, ?, "Double", NULL)',
+            (_at(s).isoformat(" "), _at(s).isoformat(" "), str(v)),
+        )
+    db.commit()
+    db.close()
+
+
+async def test_measurements_share_one_table_and_each_node_reads_its_own_rows(tmp_path: Path) -> None:
+    path = tmp_path / "opcua_history.sqlite"
+    server, url, idx = await plain_opcua_server("history")
+    objects = server.nodes.objects
+    volts = await objects.add_variable(ua.NodeId("dev.Circuit01.Voltage", idx), "Voltage", 0.0)
+    amps = await objects.add_variable(ua.NodeId("dev.Circuit01.Current", idx), "Current", 0.0)
+    old_table = f"{idx}_dev_Circuit01_Current"
+    _old_layout(path, old_table, [(0.0, 1.25), (1.0, math.nan), (2.0, 2.5)])
+
+    history = MeasurementHistory(server, path, retention_days=7)
+    await history.start([])
+    await history.historize([volts.nodeid, amps.nodeid])
+    history.save_many([(volts.nodeid, _at(s), _at(s), 0, 230.0 + s) for s in range(10)])
+    history.save_many([(amps.nodeid, _at(3), _at(3), ua.StatusCodes.UncertainLastUsableValue, 3.75)])
+    await asyncio.wrap_future(history.storage._pool.submit(lambda: None))  # the writes are in
+    history.storage.max_history_data_response_size = 4  # continuation points after 4 values
+
+    db = sqlite3.connect(path)
+    tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert old_table not in tables and tables >= {"MeasurementValues", "MeasurementNodes"}
+    assert db.execute("SELECT count(*) FROM MeasurementValues").fetchone() == (14,)
+    db.close()
+
+    assert await server.start() is None
+    try:
+        async with Client(url) as client:
+            v = await client.get_node(volts.nodeid).read_raw_history(_at(0), _at(60))  # 3 continuation reads
+            assert [d.Value.Value for d in v] == [230.0 + s for s in range(10)]
+            assert [d.SourceTimestamp for d in v] == [_at(s) for s in range(10)]
+            a = await client.get_node(amps.nodeid).read_raw_history(_at(0), _at(60))
+            assert [d.SourceTimestamp for d in a] == [_at(s) for s in range(4)]
+            assert a[0].Value.Value == 1.25 and math.isnan(a[1].Value.Value) and a[2].Value.Value == 2.5
+            assert a[3].Value.Value == 3.75 and a[3].StatusCode.value == ua.StatusCodes.UncertainLastUsableValue
+            last = await client.get_node(volts.nodeid).read_raw_history(None, _at(60), numvalues=2)
+            assert [d.Value.Value for d in last] == [239.0, 238.0]  # no start: newest first
+            some = await client.get_node(volts.nodeid).read_raw_history(_at(2), _at(4))
+            assert [d.Value.Value for d in some] == [232.0, 233.0, 234.0]
+
+            await history.storage.prune(_at(5))
+            v = await client.get_node(volts.nodeid).read_raw_history(_at(0), _at(60))
+            assert [d.Value.Value for d in v] == [230.0 + s for s in range(5, 10)]
+            assert await client.get_node(amps.nodeid).read_raw_history(_at(0), _at(60)) == []
+    finally:
+        await server.stop()
+        await history.storage.stop()
+
+    again = MeasurementHistory(server, path, retention_days=7)  # the same numbers from run to run
+    await again.storage.init()
+    await again.historize([amps.nodeid, volts.nodeid])
+    rows = await again.storage.raw_rows(volts.nodeid, _at(0), _at(60))
+    assert [r[2] for r in rows] == [230.0 + s for s in range(5, 10)]
+    await again.storage.stop()
