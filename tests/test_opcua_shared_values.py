@@ -136,19 +136,25 @@ _ATTRS = st.sampled_from([ua.AttributeIds.Value, ua.AttributeIds.DataType, ua.At
 @settings(max_examples=200, deadline=None)
 @given(
     shared=st.lists(_ATTRS, unique=True, max_size=3),
-    steps=st.lists(st.tuples(st.sampled_from(["set", "del"]), _ATTRS), max_size=12),
+    steps=st.lists(st.tuples(st.sampled_from(["set", "del", "call", "uncall"]), _ATTRS), max_size=12),
 )
 def test_a_nodes_attributes_behave_as_a_dict_of_its_own_values_over_the_shared_ones(
     shared: list[int], steps: list[tuple[str, int]]
 ) -> None:
-    """The compact node (shared table, own values as a flat tuple) against a plain dict model."""
+    """The compact node (shared table, own values and a method's callback as a flat tuple) against a
+    plain dict model."""
     values = {a: AttributeValue(ua.DataValue(ua.Variant(float(a)))) for a in (*shared, 99)}
     node = Node(ua.NodeId("n", 2))
     node.set(shared_values.table({a: values[a] for a in shared}), None)
     model: dict[int, AttributeValue] = {a: values[a] for a in shared}
     own: dict[int, AttributeValue] = {}
+    call = None
     for k, (op, attr) in enumerate(steps):
-        if op == "set":
+        if op == "call":
+            node.call = call = lambda *a, k=k: k
+        elif op == "uncall":
+            node.call = call = None
+        elif op == "set":
             own[attr] = model[attr] = AttributeValue(ua.DataValue(ua.Variant(float(k))))
             node[attr] = model[attr]
         elif attr in own:  # deleting an own value shows the shared one again
@@ -167,5 +173,6 @@ def test_a_nodes_attributes_behave_as_a_dict_of_its_own_values_over_the_shared_o
             assert node.get(a) is model.get(a), (steps[: k + 1], a)
             assert (a in node) == (a in model)
         assert set(node) == {ua.AttributeIds.NodeId, *model}
+        assert node.call is call
     assert node[ua.AttributeIds.NodeId].value.Value.Value == ua.NodeId("n", 2)
     assert node.attributes is node

@@ -19,7 +19,7 @@ from asyncua.common.instantiate_util import instantiate
 
 from bridge.model import DeviceState
 
-from .alarm_nodes import EXCLUSIVE_LIMIT, OFF_NORMAL, ConditionNodes, build_conditions
+from .alarm_nodes import EXCLUSIVE_LIMIT, OFF_NORMAL, ConditionNodes, FieldMap, build_conditions
 from .catalogue import (
     CIRCUIT_AGGREGATES,
     CIRCUIT_CONDITIONS,
@@ -104,6 +104,10 @@ class _CircuitTemplate:
     tag: str  # its Energy object's ApplicationTag
     conditions: dict[str, ConditionNodes]
     ecm: dict[str, ua.NodeId] | None
+    field_index: dict[str, dict[str, int]] = field(init=False)  # per condition: path -> position
+
+    def __post_init__(self) -> None:
+        self.field_index = {a: {p: k for k, p in enumerate(cn.fields)} for a, cn in self.conditions.items()}
 
 
 def _source_name(device: str, circuit: int) -> str:
@@ -323,6 +327,13 @@ class AddressSpace:
 
     # --------------------------------------------------------------- instances
 
+    def _known(self, ident: str) -> ua.NodeId:
+        """The address space's own NodeId object of a node (the front's maps hold it, not an equal
+        copy with its own string: ~60 KB a device)."""
+        nid = ua.NodeId(ident, self.idx)
+        data = self.server.iserver.aspace.get(nid)
+        return nid if data is None else data.nodeid  # type: ignore[no-any-return]
+
     def _link_methods(self, prefix: str, device: str, circuit: int, methods: tuple[Method, ...]) -> None:
         for m in methods:
             node = self.server.get_node(ua.NodeId(f"{prefix}.{m.name}", self.idx))
@@ -380,11 +391,11 @@ class AddressSpace:
         )
         arrays = (*DEVICE_FAULT_ARRAYS, *(r for r, _ in DEVICE_RECORD_ARRAYS))
         for field_name in (*(p for p, _ in DEVICE_PROPERTIES), *(v for v, _ in DEVICE_VARIABLES), *arrays):
-            nodes.device_vars[(name, field_name)] = ua.NodeId(f"{name}.{field_name}", idx)
+            nodes.device_vars[(name, field_name)] = self._known(f"{name}.{field_name}")
         await s.get_node(nodes.device_vars[(name, "SerialNumber")]).write_value(dev.config.serial_number)
         self._link_methods(name, name, 0, DEVICE_METHODS)
         for browse, key, _description in LIMIT_PROPERTIES:
-            nodes.add_limit(ua.NodeId(f"{name}.AlarmLimits.{browse}", idx), name, 0, key)
+            nodes.add_limit(self._known(f"{name}.AlarmLimits.{browse}"), name, 0, key)
         await obj.set_event_notifier([ua.EventNotifier.SubscribeToEvents, ua.EventNotifier.HistoryRead])
         await self._generates(obj, OFF_NORMAL, EXCLUSIVE_LIMIT)
         nodes.emitters[(name, 0)] = obj
@@ -400,11 +411,11 @@ class AddressSpace:
                     ua.DataValue(ua.Variant(ua.LocalizedText(cs.name), ua.VariantType.LocalizedText)),
                 )
             for m in (*CIRCUIT_MEASUREMENTS, FREQUENCY, *CIRCUIT_SPECTRA, *CIRCUIT_AGGREGATES):
-                nodes.values[(name, cs.index, m.field)] = ua.NodeId(f"{prefix}.{m.browse_name}", idx)
+                nodes.values[(name, cs.index, m.field)] = self._known(f"{prefix}.{m.browse_name}")
             for counter in (*(n for n, _ in CIRCUIT_COUNTERS), *(n for n, _ in CIRCUIT_RELAY_STATE)):
-                nodes.values[(name, cs.index, counter)] = ua.NodeId(f"{prefix}.{counter}", idx)
-            nodes.add_limit(ua.NodeId(f"{prefix}.{OVERCURRENT_LIMIT}", idx), name, cs.index, "overcurrent_a")
-            relay_id = ua.NodeId(f"{prefix}.Relay", idx)
+                nodes.values[(name, cs.index, counter)] = self._known(f"{prefix}.{counter}")
+            nodes.add_limit(self._known(f"{prefix}.{OVERCURRENT_LIMIT}"), name, cs.index, "overcurrent_a")
+            relay_id = self._known(f"{prefix}.Relay")
             nodes.values[(name, cs.index, "relay")] = relay_id
             nodes.relays[relay_id] = (name, cs.index)
             self._link_methods(prefix, name, cs.index, CIRCUIT_METHODS)
@@ -445,12 +456,13 @@ class AddressSpace:
                     return renamed if node is None else node.nodeid
                 return where if isinstance(v, str) and v == t.where else v
 
+            index = t.field_index
             built = {
                 alarm: ConditionNodes(
                     node=rename(cn.node),
                     type_id=cn.type_id,
                     kind=cn.kind,
-                    fields={path: rename(n) for path, n in cn.fields.items()},
+                    fields=FieldMap(index[alarm], tuple(rename(n) for n in cn.fields.values())),
                     static={k: rename(v) for k, v in cn.static.items()},
                 )
                 for alarm, cn in t.conditions.items()

@@ -9,6 +9,7 @@ device); these are built from a table of the mandatory children in one AddNodes 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,25 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _V = ua.VariantType
 
 
+class FieldMap(Mapping[str, ua.NodeId]):
+    """A copied condition's fields: the browse paths held once for every copy of a condition (an
+    index), the copy's NodeIds in a tuple. A dict of ~30 fields each was ~1.2 KB a condition."""
+
+    __slots__ = ("_index", "_nodes")
+
+    def __init__(self, index: dict[str, int], nodes: tuple[ua.NodeId, ...]) -> None:
+        self._index, self._nodes = index, nodes
+
+    def __getitem__(self, path: str) -> ua.NodeId:
+        return self._nodes[self._index[path]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
 @dataclass(slots=True)
 class ConditionNodes:
     """One condition instance: its node, its type, and the NodeIds of the variables the front writes
@@ -55,7 +75,7 @@ class ConditionNodes:
     node: ua.NodeId
     type_id: ua.NodeId
     kind: ConditionKind
-    fields: dict[str, ua.NodeId] = field(default_factory=dict)
+    fields: Mapping[str, ua.NodeId] = field(default_factory=dict)
     static: dict[str, Any] = field(default_factory=dict)  # the values that never change (class, input)
 
 
@@ -100,7 +120,7 @@ def _condition(
     def child(path: str, parent: ua.NodeId = nid, **kw: Any) -> ua.NodeId:
         node = ua.NodeId(f"{base}.{path}", idx)
         batch.var(node, parent, path.rpartition("/")[2], **kw)
-        cond.fields[path] = node
+        cond.fields[path] = node  # type: ignore[index]  # a dict while it is built
         return node
 
     severity = ALARM_SEVERITY.get(alarm, 500)

@@ -85,14 +85,30 @@ class Node(MutableMapping[int, AttributeValue]):
     and its NodeId value ~430 more; this is ~70 for most nodes, references aside. ``references`` may be a
     ``SharedReferences`` list several sibling nodes hold: ``own_references`` before changing it."""
 
-    __slots__ = ("_own", "_shared", "call", "nodeid", "references")
+    __slots__ = ("_own", "_shared", "nodeid", "references")
 
     def __init__(self, nodeid: ua.NodeId) -> None:
         self.nodeid = nodeid
         self.references: list[ua.ReferenceDescription] = []
-        self.call: Callable[..., Any] | None = None
         self._shared: dict[int, AttributeValue] = _NO_VALUES
         self._own: tuple[Any, ...] | None = None
+
+    @property
+    def call(self) -> Callable[..., Any] | None:
+        """A method node's callback: kept with the own values (few nodes are methods; a slot each
+        was 8 bytes on every node), under a key no attribute has."""
+        own = self._own or ()
+        for i in range(0, len(own), 2):
+            if own[i] == _CALL:
+                return own[i + 1]  # type: ignore[no-any-return]
+        return None
+
+    @call.setter
+    def call(self, fn: Callable[..., Any] | None) -> None:
+        if fn is not None:
+            self[_CALL] = fn  # type: ignore[assignment]
+        elif _CALL in (self._own or ())[::2]:
+            del self[_CALL]
 
     @property
     def attributes(self) -> Node:
@@ -138,7 +154,10 @@ class Node(MutableMapping[int, AttributeValue]):
         return key == _NODE_ID or key in self._shared or key in self._own_keys()
 
     def _own_keys(self) -> tuple[int, ...]:
-        return () if self._own is None else self._own[::2]
+        if self._own is None:
+            return ()
+        keys = self._own[::2]
+        return tuple(k for k in keys if k != _CALL) if _CALL in keys else keys
 
     def __setitem__(self, key: int, value: AttributeValue) -> None:
         own = self._own or ()
@@ -215,6 +234,7 @@ def own_references(node: Any) -> list[ua.ReferenceDescription]:
 _NO_VALUES: dict[int, AttributeValue] = {}  # never filled: a node given none
 _TABLES: dict[tuple[Any, ...], dict[int, AttributeValue]] = {}
 _NODE_ID = ua.AttributeIds.NodeId
+_CALL = -1  # a method node's callback among its own values (no attribute has this id)
 
 
 def table(shared: dict[int, AttributeValue]) -> dict[int, AttributeValue]:
