@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +168,39 @@ def test_adc_counts_with_scale_and_offset_equal_volts_and_amperes() -> None:
     b = _run(StreamAnalyzer(2, AnalyzerSettings(fs=FS)), volts, amps, [625])
     assert len(a) == len(b) > 0
     assert [_as_tuple(w) for w in a] == [_as_tuple(w) for w in b]
+
+
+@pytest.mark.parametrize("wide", [1, 2**9])  # 24-bit counts, and counts no int32 holds
+def test_counts_are_held_as_counts_and_a_calibration_mid_batch_scales_each_run_by_its_own(wide: int) -> None:
+    """ADC counts stay int32 in the buffer (half of float64), each run of blocks scaled by the scale
+    it came with: the windows are the same bits as volts scaled block by block, and so when floats
+    follow counts in one batch, or the counts do not fit 32 bits (they go in as volts)."""
+    rng = np.random.default_rng(5)
+    cv = rng.integers(-(2**23), 2**23, size=(2, 9000)) * wide
+    ci = rng.integers(-(2**23), 2**23, size=(2, 9000)) * wide
+    first = (np.array([3e-5, 2.9e-5, 1.1e-5, 1.2e-5]) / wide, np.array([0.5, -0.25, 0.01, 0.0]))
+    second = (np.array([3.1e-5, 2.8e-5, 1.0e-5, 1.3e-5]) / wide, np.array([0.25, 0.0, 0.0, 0.02]))
+
+    def run(how: str) -> list[tuple[object, ...]]:
+        sa = StreamAnalyzer(2, AnalyzerSettings(fs=FS, min_batch_s=1.0))
+        out = []
+        for k in range(18):
+            scale, offset = first if k < 7 else second  # a calibration lands in the middle of the first batch
+            v, i = cv[:, k * 500 : (k + 1) * 500], ci[:, k * 500 : (k + 1) * 500]
+            if how == "volts" or (how == "mixed" and k >= 11):
+                v, i = v * scale[:2, None] + offset[:2, None], i * scale[2:, None] + offset[2:, None]
+                out += sa.feed(v, i, seq=k).windows
+            else:
+                out += sa.feed(v, i, seq=k, scale=scale, offset=offset).windows
+            if how == "counts" and k == 8:
+                assert (sa._buf.dtype == np.int32) == (wide == 1)
+                assert len(sa._segments) == (2 if wide == 1 else 0)
+        return [_as_tuple(w) for w in out + sa.flush().windows]
+
+    want = run("volts")
+    assert len(want) >= 5
+    assert run("counts") == want
+    assert run("mixed") == want
 
 
 def _board_counts(seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -225,3 +225,38 @@ async def test_the_status_view_shows_the_plant_once_as_json_as_text_and_refreshi
         assert views.decode().count("board1 (OS-SIM-0001)") >= 3
     code, _, err = await cli("status", "--once", *api)  # the bridge has stopped
     assert code == 1 and "cannot reach" in err
+
+
+def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(tmp_path: Path) -> None:
+    """Idle, a device's ring spans the pre-trigger cycles and the detection delay; an event noticed
+    that late still gets its whole record, pre- and post-trigger samples, from the ring."""
+    import comtrade
+
+    config = bridge_config(tmp_path)[0]
+    model = Model(config)
+    rec = EventRecorder(config, model, tmp_path)
+    pre, post = config.records.pre_cycles / 50, config.records.post_cycles / 50
+    delay = config.analysis.batch_s + 0.4  # within what the ring allows for detection
+    blocks = _blocks(model, 8)
+    for b in blocks[:60]:
+        model.samples.publish(b)
+
+    def span() -> float:
+        ring = rec._ring["board1"]
+        return max(h.t1_s for h in ring) - min(h.t0_s for h in ring)
+
+    block_s = 625 / FS
+    assert span() <= pre + config.analysis.batch_s + 0.5 + block_s
+    assert span() < pre + post + config.analysis.batch_s  # not the post-trigger cycles too
+    from bridge.model import Trigger
+
+    t = blocks[59].t0_s + block_s - delay
+    model.samples.trigger(Trigger("board1", t, "dip", 3))
+    for b in blocks[60:]:
+        model.samples.publish(b)
+    assert rec.saved == 1
+    r = comtrade.Comtrade()
+    cfg = next((tmp_path / "records").glob("*.cfg"))
+    r.load(str(cfg), str(cfg.with_suffix(".dat")))
+    assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
+    assert span() <= pre + config.analysis.batch_s + 0.5 + block_s  # idle again

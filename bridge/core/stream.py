@@ -21,6 +21,22 @@ from .events import EventDetector, Thresholds, VoltageEvent
 from .window import WindowMetrics, fill_products, measure_windows, segment_sums
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def _fits_int32(a: npt.NDArray[Any]) -> bool:
+    """Counts the buffer holds exactly as int32: an ADC of up to 24 bits gives them (decoded as
+    int64), but a device's word is checked, not trusted."""
+    if a.dtype.kind not in "iu":
+        return False
+    if a.dtype.itemsize < 4 or (a.dtype.kind == "i" and a.dtype.itemsize == 4):
+        return True
+    return a.size == 0 or (int(a.min()) >= -(2**31) and int(a.max()) < 2**31)
+
+
+def _same(a: FloatArray | None, b: npt.ArrayLike | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
 SYNC_TOLERANCE = 1.25  # a window may be this much longer than nominal (down to 40 Hz at 50 Hz nominal)
 
 
@@ -111,8 +127,13 @@ class StreamAnalyzer:
         self._start = index  # global index of buffer column 0
         # rows: v, i (c each); columns past _n are free room for new blocks. The products the
         # measurement sums (v^2, i^2, v*i: window.with_products) are made per batch, for that batch
-        # only: kept here they were 3/5 of a board's memory (~3 MB at 10 circuits), for no gain in speed
-        self._buf = np.empty((2 * self.c, 0))
+        # only: kept here they were 3/5 of a board's memory (~3 MB at 10 circuits), for no gain in speed.
+        # ADC counts are kept as counts (int32: half of float64, 0.9 MB a board) with the scale and
+        # offset of each run of blocks (``_segments``: first column, scale, offset), turned into volts
+        # and amperes per batch with the same float64 arithmetic as block by block: the same results
+        # bit for bit. Volts and amperes fed as floats are kept as float64.
+        self._buf: npt.NDArray[Any] = np.empty((2 * self.c, 0))
+        self._segments: list[tuple[int, FloatArray, FloatArray | None]] = []
         self._scratch = np.empty((2 * self.c, 0))
         self._n = 0
         self._win_count = 0  # synchronised windows since the reset: picks those whose spectrum is measured
@@ -128,10 +149,6 @@ class StreamAnalyzer:
         self._flag_pos = np.empty(0)
         self._flag_val = np.empty((self.c, 0), dtype=bool)
         self.last_urms_half = np.full(self.c, np.nan)  # latest Urms(1/2) per circuit, volts
-
-    @property
-    def _x(self) -> FloatArray:
-        return self._buf[: 2 * self.c, : self._n]
 
     @property
     def end(self) -> int:
@@ -208,12 +225,31 @@ class StreamAnalyzer:
     ) -> None:
         c, n = self.c, va.shape[1]
         need = self._n + n
+        counts = scale is not None and _fits_int32(va) and _fits_int32(ia)
+        if counts != (self._buf.dtype == np.int32):
+            if self._n == 0:
+                self._buf = np.empty((2 * c, self._buf.shape[1]), dtype=np.int32 if counts else np.float64)
+                self._segments = []
+            else:  # floats after counts: what is held becomes volts and amperes, and stays so
+                self._buf, counts = self._volts(self._buf.shape[1]), False
+                self._segments = []
         if need > self._buf.shape[1]:
-            # a quarter of room to spare, not double: the buffer settles at one batch plus the open
-            # window after a few grows, where doubling left it ~60 % larger than it ever needs
-            grown = np.empty((2 * c, max(need + need // 4, 4096) + 40))
+            # room for two more blocks, not double: the buffer settles at one batch plus the open
+            # window after a few grows in the first batch (a copy each), where doubling left it ~60 %
+            # and a quarter to spare ~25 % larger than it ever needs
+            grown = np.empty((2 * c, max(need + 2 * n, 4096)), dtype=self._buf.dtype)
             grown[:, : self._n] = self._buf[:, : self._n]
             self._buf = grown
+        if counts:
+            assert scale is not None
+            last = self._segments[-1] if self._segments else None
+            if last is None or not _same(last[1], scale) or not _same(last[2], offset):
+                self._segments.append((self._n, np.array(scale, dtype=np.float64),
+                                       None if offset is None else np.array(offset, dtype=np.float64)))  # fmt: skip
+            self._buf[:c, self._n : need] = va
+            self._buf[c : 2 * c, self._n : need] = ia
+            self._n = need
+            return
         # Built in a small contiguous block first, then copied in: numpy's elementwise loops over
         # short rows of a wide buffer cost 3-4x the same work on contiguous memory, a strided copy does not.
         if self._scratch.shape[1] != n:
@@ -244,11 +280,29 @@ class StreamAnalyzer:
 
     # ------------------------------------------------------------------ processing
 
+    def _volts(self, columns: int) -> FloatArray:
+        """The held samples as float64 volts and amperes, ``columns`` wide."""
+        out = np.empty((2 * self.c, columns))
+        self._volts_into(out)
+        return out
+
+    def _volts_into(self, out: FloatArray) -> None:
+        """The held samples into ``out[:, :n]`` as volts and amperes (counts scaled run by run)."""
+        n = self._n
+        out[:, :n] = self._buf[:, :n]
+        if self._buf.dtype == np.int32:
+            bounds = [a for a, _, _ in self._segments[1:]] + [n]
+            for (a, scale, offset), b in zip(self._segments, bounds, strict=True):
+                part = out[:, a:b]
+                part *= scale[:, None]  # as block by block: counts times scale, then the offset
+                if offset is not None:
+                    part += offset[:, None]
+
     def _process(self, *, final: bool) -> Update:
         self._processed_until = self.end
         c, n = self.c, self._n
         work = np.empty((5 * c, n))  # this batch's samples with their products (freed after it)
-        work[: 2 * c] = self._buf[:, :n]
+        self._volts_into(work[: 2 * c])
         fill_products(work)
         events, crossings = self._half_cycles(work)
         if crossings.size:
@@ -359,7 +413,7 @@ class StreamAnalyzer:
         Returns the finished events and the newly settled rising crossings."""
         det = self._det
         begin = max(self._start, det.settled_until - det.half - 1)
-        cr = det.push(self._x[0, begin - self._start :], begin)
+        cr = det.push(work[0, begin - self._start :], begin)
         rising = cr.position[cr.rising]
         half = self.cfg.fs / (2 * self.cfg.f_nominal)
         bounds = self._merge_bounds(cr.position, det.settled_until, half)
@@ -369,7 +423,7 @@ class StreamAnalyzer:
         edges = np.concatenate(([max(self._bounds_last, self._start - 0.5)], bounds))
         edges = np.minimum(edges, self.end - 0.5)
         lo = math.floor(edges[0] + 0.5) - self._start
-        hi = min(math.floor(edges[-1] + 0.5) + 1 - self._start, self._x.shape[1])
+        hi = min(math.floor(edges[-1] + 0.5) + 1 - self._start, self._n)
         sums = segment_sums(work[2 * self.c : 3 * self.c, lo:hi], self._start + lo, edges)
         counts = np.diff(edges)
         self._bounds_last = float(bounds[-1])
@@ -425,6 +479,9 @@ class StreamAnalyzer:
             self._buf[:, :rest] = self._buf[:, drop : self._n]
             self._n = rest
             self._start = keep
+            if self._segments:  # the runs of counts move with their samples; the run at 0 stays
+                moved = [(max(0, a - drop), sc, off) for a, sc, off in self._segments]
+                self._segments = [seg for k, seg in enumerate(moved) if k + 1 == len(moved) or moved[k + 1][0] > 0]
         if self._win_start is not None and self._cycle_edges.size:
             self._cycle_edges = self._cycle_edges[self._cycle_edges > self._win_start]
         if self._win_start is not None and self._flag_pos.size:

@@ -1,12 +1,13 @@
 """The event recorder: a short ring of every device's raw samples, cut into a COMTRADE record around
 each trigger (a voltage event's start, or a manual request), kept under a size and age policy.
 
-Memory per device is bounded by the ring: pre-trigger + post-trigger + the detection delay (an event
-is seen one measurement batch after it starts), as 16-bit counts where the ADC allows. A record waits
-until its post-trigger samples have arrived; one whose samples are gone (a trigger older than the
-ring, as for events in blocks replayed after an outage that outlasted it) is written with what the ring
-still holds, or not at all, and the log says so. File names carry device, trigger time and kind, so a
-replayed block's event is not recorded twice.
+Memory per device is bounded by the ring: pre-trigger + the detection delay (an event is seen one
+measurement batch after it starts), and the post-trigger cycles too while a record waits for them,
+as 16- or 24-bit counts where the ADC allows. A record waits until its post-trigger samples have arrived;
+one whose samples are gone (a trigger older than the ring, as for events in blocks replayed after an
+outage that outlasted it) is written with what the ring still holds, or not at all, and the log says
+so. File names carry device, trigger time and kind, so a replayed block's event is not recorded
+twice.
 """
 
 from __future__ import annotations
@@ -36,13 +37,34 @@ _DETECTION_SLACK_S = 0.5
 class _Held:
     t0_s: float
     fs: float
-    counts: np.ndarray  # (2 x circuits, n)
+    counts: np.ndarray  # (2 x circuits, n), or (2 x circuits, n, 3) bytes of 24-bit counts (``_narrow``)
     scale: np.ndarray
     offset: np.ndarray
 
     @property
     def t1_s(self) -> float:
         return self.t0_s + int(self.counts.shape[1]) / self.fs
+
+
+def _narrow(counts: np.ndarray) -> np.ndarray:
+    """Counts as narrow as they fit: 16 bits; 24 (three bytes a sample, little-endian: a 24-bit
+    ADC's, a quarter less than int32 for the second of ring each board holds); else 32."""
+    peak = int(np.abs(counts).max(initial=0))
+    if peak <= 0x7FFF:
+        return counts.astype(np.int16)
+    wide = counts.astype("<i4")
+    if peak > 0x7FFFFF:
+        return wide
+    return wide.view(np.uint8).reshape(*wide.shape, 4)[..., :3].copy()
+
+
+def _wide(counts: np.ndarray) -> np.ndarray:
+    """Held counts back as integers (``_narrow``'s 24-bit bytes sign-extended to int32)."""
+    if counts.ndim == 2:
+        return counts
+    out = np.zeros((*counts.shape[:2], 4), dtype=np.uint8)
+    out[..., 1:] = counts  # the low byte left zero: an arithmetic shift back extends the sign
+    return out.view("<i4")[..., 0] >> 8
 
 
 def record_name(device: str, trigger: Trigger) -> str:
@@ -94,12 +116,12 @@ class EventRecorder:
     def _on_block(self, block: SampleBlock) -> None:
         if block.device not in self.model.devices or not self.cfg.enabled:
             return
-        # the ring holds counts as narrow as the ADC allows: 16 bits, else 32 (an ADC has no more)
-        peak = int(np.abs(block.counts).max(initial=0))
-        counts = block.counts.astype(np.int16 if peak <= 32767 else np.int32)
+        counts = _narrow(block.counts)
         ring = self._ring.setdefault(block.device, collections.deque())
         ring.append(_Held(block.t0_s, block.fs, counts, block.scale.copy(), block.offset.copy()))
         keep = self._ring_s(block.device)
+        if not self._pending.get(block.device):  # post-trigger samples matter once a record waits
+            keep -= self._cycles_s(block.device)[1]
         newest = max(h.t1_s for h in ring)
         while ring and ring[0].t1_s < newest - keep:
             ring.popleft()
@@ -166,7 +188,7 @@ class EventRecorder:
                 run = [h]  # a gap before the trigger: start after it
                 continue
             run.append(h)
-        counts = np.concatenate([h.counts for h in run], axis=1)
+        counts = np.concatenate([_wide(h.counts) for h in run], axis=1)
         t0 = run[0].t0_s
         first = max(0, round((start - t0) * fs))
         last = min(counts.shape[1], round((end - t0) * fs))
