@@ -88,6 +88,7 @@ class OpcUaFront:
         return self.space.idx
 
     async def build(self) -> None:
+        shared_values.install()  # before the standard namespace is loaded: it shares too
         s = self.server
         await s.init()
         _forget_standard_namespace_code()
@@ -104,7 +105,6 @@ class OpcUaFront:
         install_session_hooks()
         install_standard_event_filters()
         speed.install()
-        shared_values.install()  # before the standard namespace is loaded: it shares too
         await self.build()
         s = self.server
         policies = [
