@@ -53,6 +53,9 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
 
     async def init(self) -> None:
         await super().init()
+        # asyncua's connection stores the rare events and answers HistoryRead (scans of one node's
+        # rows by index): 512 KB of page cache, not SQLite's 2 MB, which start-up's event tables filled
+        await self._db.execute("PRAGMA cache_size=-512")
         # A second connection of our own writes the measurements, one transaction per device update,
         # on one worker thread: asyncua's save_node_value makes a thread hop and a commit per row.
         # WAL lets HistoryRead (asyncua's connection) read while a batch is written; NORMAL sync is
