@@ -22,7 +22,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.server.address_space import AttributeValue, NodeData
 
-from .shared_values import Node, SharedAttributeValue, SharedReferences, own_references, table, value_of
+from .shared_values import Node, SharedAttributeValue, SharedReferences, Table, own_references, table, value_of
 
 _HAS_TYPEDEF = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
 _A = ua.AttributeIds
@@ -93,7 +93,7 @@ def insert(node_mgt: Any, items: list[ua.AddNodesItem]) -> None:
 @dataclass(slots=True)
 class _TemplateNode:
     suffix: str  # "" for the instance itself, else ".<BrowseName>..." after the instance's NodeId
-    table: dict[int, AttributeValue]  # its shared attribute values (shared_values.table)
+    table: Table  # its shared attribute values (shared_values.table)
     own: dict[int, ua.DataValue]  # the values each copy gets its own AttributeValue of
     references: list[tuple[ua.ReferenceDescription, str | None]]  # suffix of a target in the instance
     call: Any
