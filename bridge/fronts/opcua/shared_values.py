@@ -9,9 +9,9 @@ AttributeValue per distinct value here; the first write, value callback, setter 
 subscription on a node's attribute gives that node its own copy first (copy on write), so every node
 still changes alone. The NodeId attribute, unique to each node, is never shared.
 
-A node's attributes are then kept as compactly: its shared values in one table that every node with
-the same set holds, its own in a dict made only when it has one, its NodeId attribute made when
-read; asyncua's NodeData gets slots and is its own attributes mapping (``Node``). Reference lists
+A node's attributes are then kept as compactly: its shared values in one ``Table`` that every node
+with the same set holds, its own values in a flat tuple made only when it has one, its NodeId
+attribute made when read; asyncua's NodeData gets slots and is its own attributes mapping (``Node``). Reference lists
 are shared the same way where siblings have the same ones (``SharedReferences``, copied on the first
 change). A device went from 34 to 4.5 MB, then ~2.5 MB. The standard namespace asyncua loads at
 start-up goes through the same path, so it shares too.
