@@ -108,8 +108,9 @@ class EventRecorder:
         return self.cfg.pre_cycles / f, self.cfg.post_cycles / f
 
     def _ring_s(self, device: str) -> float:
+        """The span the ring holds: the post-trigger cycles only while a record waits for them."""
         pre, post = self._cycles_s(device)
-        return pre + post + self._batch_s + _DETECTION_SLACK_S
+        return pre + (post if self._pending.get(device) else 0.0) + self._batch_s + _DETECTION_SLACK_S
 
     # ------------------------------------------------------------------ input
 
@@ -120,8 +121,6 @@ class EventRecorder:
         ring = self._ring.setdefault(block.device, collections.deque())
         ring.append(_Held(block.t0_s, block.fs, counts, block.scale.copy(), block.offset.copy()))
         keep = self._ring_s(block.device)
-        if not self._pending.get(block.device):  # post-trigger samples matter once a record waits
-            keep -= self._cycles_s(block.device)[1]
         newest = max(h.t1_s for h in ring)
         while ring and ring[0].t1_s < newest - keep:
             ring.popleft()

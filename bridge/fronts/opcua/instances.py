@@ -22,7 +22,16 @@ from typing import Any
 from asyncua import ua
 from asyncua.server.address_space import AttributeValue, NodeData
 
-from .shared_values import Node, SharedAttributeValue, SharedReferences, Table, own_references, table, value_of
+from .shared_values import (
+    Node,
+    SharedAttributeValue,
+    SharedReferences,
+    Table,
+    own_references,
+    reference_key,
+    table,
+    value_of,
+)
 
 _HAS_TYPEDEF = ua.NodeId(ua.ObjectIds.HasTypeDefinition)
 _A = ua.AttributeIds
@@ -135,12 +144,7 @@ class Instances:
         def canonical(r: ua.ReferenceDescription, suffix: str | None) -> ua.ReferenceDescription:
             """One template reference for equal references into the instance (every child's own
             reference back to its parent, say), so a copy makes one of each."""
-            if suffix is None:
-                return r
-            b, d = r.BrowseName, r.DisplayName
-            key = (r.ReferenceTypeId, r.IsForward, suffix, r.NodeClass, b.NamespaceIndex, b.Name,
-                   d.Locale, d.Text, r.TypeDefinition)  # fmt: skip
-            return equal.setdefault(key, r)
+            return r if suffix is None else equal.setdefault(reference_key(r), r)
 
         def inside(t: ua.NodeId) -> str | None:
             ident = t.Identifier

@@ -11,10 +11,10 @@ still changes alone. The NodeId attribute, unique to each node, is never shared.
 
 A node's attributes are then kept as compactly: its shared values in one ``Table`` that every node
 with the same set holds, its own values in a flat tuple made only when it has one, its NodeId
-attribute made when read; asyncua's NodeData gets slots and is its own attributes mapping (``Node``). Reference lists
-are shared the same way where siblings have the same ones (``SharedReferences``, copied on the first
-change). A device went from 34 to 4.5 MB, then ~2.5 MB. The standard namespace asyncua loads at
-start-up goes through the same path, so it shares too.
+attribute made when read; asyncua's NodeData gets slots and is its own attributes mapping
+(``Node``). Reference lists are shared the same way where siblings have the same ones
+(``SharedReferences``, copied on the first change). A device went from 34 to 4.5 MB, then ~2.5 MB.
+The standard namespace asyncua loads at start-up goes through the same path, so it shares too.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ class Node(MutableMapping[int, AttributeValue]):
     values have the same table), the node's own as a flat tuple (attribute, value, attribute, value
     ...: most nodes have none, the others one to three; a dict of one was ~220 bytes, the tuple
     ~70), and the NodeId attribute made when it is asked for. A dict of 15 attributes is 632 bytes
-    and its NodeId value ~430 more; this is ~70 for most nodes, references aside. ``references`` may be a
-    ``SharedReferences`` list several sibling nodes hold: ``own_references`` before changing it."""
+    and its NodeId value ~430 more; this is ~70 for most nodes, references aside. ``references`` may
+    be a ``SharedReferences`` list several sibling nodes hold: ``own_references`` before changing it."""
 
     __slots__ = ("_own", "_shared", "nodeid", "references")
 
@@ -97,18 +97,23 @@ class Node(MutableMapping[int, AttributeValue]):
     def call(self) -> Callable[..., Any] | None:
         """A method node's callback: kept with the own values (few nodes are methods; a slot each
         was 8 bytes on every node), under a key no attribute has."""
-        own = self._own or ()
-        for i in range(0, len(own), 2):
-            if own[i] == _CALL:
-                return own[i + 1]  # type: ignore[no-any-return]
-        return None
+        i = self._own_at(_CALL)
+        return None if i is None else self._own[i + 1]  # type: ignore[index, no-any-return]
 
     @call.setter
     def call(self, fn: Callable[..., Any] | None) -> None:
         if fn is not None:
             self[_CALL] = fn  # type: ignore[assignment]
-        elif _CALL in (self._own or ())[::2]:
+        elif self._own_at(_CALL) is not None:
             del self[_CALL]
+
+    def _own_at(self, key: int) -> int | None:
+        """Where ``key`` is in the own values' flat tuple, or None."""
+        own = self._own or ()
+        for i in range(0, len(own), 2):
+            if own[i] == key:
+                return i
+        return None
 
     @property
     def attributes(self) -> Node:
@@ -134,11 +139,10 @@ class Node(MutableMapping[int, AttributeValue]):
         return f"NodeData(id:{self.nodeid}, attrs:{dict(self)}, refs:{self.references})"
 
     def get(self, key: int, default: Any = None) -> Any:
-        own = self._own
-        if own is not None:
-            for i in range(0, len(own), 2):
-                if own[i] == key:
-                    return own[i + 1]
+        if self._own is not None:
+            i = self._own_at(key)
+            if i is not None:
+                return self._own[i + 1]
         av = self._shared.get(key)
         if av is not None:
             return av
@@ -160,17 +164,12 @@ class Node(MutableMapping[int, AttributeValue]):
         return tuple(k for k in keys if k != _CALL) if _CALL in keys else keys
 
     def __setitem__(self, key: int, value: AttributeValue) -> None:
-        own = self._own or ()
-        for i in range(0, len(own), 2):
-            if own[i] == key:
-                self._own = (*own[:i], key, value, *own[i + 2 :])
-                return
-        self._own = (*own, key, value)
+        own, i = self._own or (), self._own_at(key)
+        self._own = (*own, key, value) if i is None else (*own[:i], key, value, *own[i + 2 :])
 
     def __delitem__(self, key: int) -> None:
-        own = self._own or ()
-        if key in own[::2]:
-            i = own[::2].index(key) * 2
+        own, i = self._own or (), self._own_at(key)
+        if i is not None:
             self._own = (*own[:i], *own[i + 2 :]) or None
         elif key in self._shared:
             self._shared = table({k: v for k, v in self._shared.items() if k != key})
@@ -204,18 +203,20 @@ class SharedReferences(list[ua.ReferenceDescription]):
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
 
 
+def reference_key(r: ua.ReferenceDescription) -> tuple[Any, ...]:
+    """What makes two ReferenceDescriptions equal (the class compares by identity)."""
+    b, d = r.BrowseName, r.DisplayName
+    return (r.ReferenceTypeId, r.IsForward, r.NodeId, r.NodeClass, b.NamespaceIndex, b.Name, d.Locale, d.Text,
+            r.TypeDefinition)  # fmt: skip
+
+
 def share_references(nodes: Iterable[Any]) -> None:
     """Equal references of ``nodes`` made one object, and equal reference lists one shared list
     (asyncua's standard namespace: 20 500 references, 8 600 distinct; 6 200 lists, 3 650 distinct)."""
     equal: dict[tuple[Any, ...], ua.ReferenceDescription] = {}
     lists: dict[tuple[int, ...], SharedReferences] = {}
     for node in nodes:
-        refs = []
-        for r in node.references:
-            b, d = r.BrowseName, r.DisplayName
-            key = (r.ReferenceTypeId, r.IsForward, r.NodeId, r.NodeClass, b.NamespaceIndex, b.Name, d.Locale, d.Text,
-                   r.TypeDefinition)  # fmt: skip
-            refs.append(equal.setdefault(key, r))
+        refs = [equal.setdefault(reference_key(r), r) for r in node.references]
         ids = tuple(map(id, refs))
         known = lists.get(ids)
         if known is None:
