@@ -57,8 +57,9 @@ async def test_measurements_share_one_table_and_each_node_reads_its_own_rows(tmp
 
     db = sqlite3.connect(path)
     tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert old_table not in tables and tables >= {"MeasurementValues", "MeasurementNodes"}
-    assert db.execute("SELECT count(*) FROM MeasurementValues").fetchone() == (14,)
+    assert old_table not in tables and tables >= {"MeasurementRows", "MeasurementLayouts", "MeasurementNodes"}
+    # the moved table's 3 rows, one row per update (10 of volts, 1 of amps): nothing counted twice
+    assert db.execute("SELECT count(*) FROM MeasurementRows").fetchone() == (14,)
     db.close()
 
     assert await server.start() is None
@@ -90,3 +91,49 @@ async def test_measurements_share_one_table_and_each_node_reads_its_own_rows(tmp
     rows = await again.storage.raw_rows(volts.nodeid, _at(0), _at(60))
     assert [r[2] for r in rows] == [230.0 + s for s in range(5, 10)]
     await again.storage.stop()
+
+
+async def test_an_update_is_one_row_and_the_previous_layout_is_moved_in(tmp_path: Path) -> None:
+    path = tmp_path / "opcua_history.sqlite"
+    server, _, idx = await plain_opcua_server("history-rows")
+    volts, amps = ua.NodeId("dev.Circuit01.Voltage", idx), ua.NodeId("dev.Circuit01.Current", idx)
+    db = sqlite3.connect(path)  # the previous layout: a row per value, node numbers kept
+    db.execute("CREATE TABLE MeasurementNodes (Node INTEGER PRIMARY KEY, NodeId TEXT UNIQUE)")
+    db.executemany("INSERT INTO MeasurementNodes VALUES (?, ?)", [(1, volts.to_string()), (2, amps.to_string())])
+    db.execute(
+        "CREATE TABLE MeasurementValues (Node INTEGER NOT NULL, SourceTimestamp TEXT NOT NULL, "
+        "ServerTimestamp TEXT NOT NULL, StatusCode INTEGER NOT NULL, Value REAL)"
+    )
+    db.executemany(
+        "INSERT INTO MeasurementValues VALUES (?, ?, ?, 0, ?)",
+        [
+            (n, _at(s).isoformat(" "), _at(s).isoformat(" "), v)
+            for n, s, v in [(1, 0, 230.0), (2, 0, None), (1, 1, 231.0)]
+        ],
+    )
+    db.commit()
+    db.close()
+
+    history = MeasurementHistory(server, path, retention_days=7)
+    await history.storage.init()
+    await history.historize([volts, amps])
+    uncertain = ua.StatusCodes.UncertainLastUsableValue
+    history.save_many([(volts, _at(5), _at(5), 0, 235.0), (amps, _at(5), _at(5), uncertain, 5.5)])
+    history.save_many([(volts, _at(6), _at(6), 0, 236.0), (amps, _at(6), _at(6), 0, math.inf)])
+    await asyncio.wrap_future(history.storage._pool.submit(lambda: None))
+
+    db = sqlite3.connect(path)
+    tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "MeasurementValues" not in tables
+    assert db.execute("SELECT count(*) FROM MeasurementRows").fetchone() == (3 + 2,)  # an update is one row
+    db.close()
+    v = await history.storage.raw_rows(volts, _at(0), _at(60))
+    assert v == [(_at(0), 0, 230.0), (_at(1), 0, 231.0), (_at(5), 0, 235.0), (_at(6), 0, 236.0)]
+    a = await history.storage.raw_rows(amps, _at(0), _at(60))
+    assert [r[:2] for r in a] == [(_at(0), 0), (_at(5), uncertain), (_at(6), 0)]
+    assert math.isnan(a[0][2]) and a[1][2] == 5.5 and a[2][2] == math.inf
+    newest, _ = await history.storage.read_node_history(amps, None, _at(60), 2)
+    assert [d.Value.Value for d in newest] == [math.inf, 5.5]
+    await history.storage.prune(_at(5))
+    assert [r[2] for r in await history.storage.raw_rows(volts, _at(0), _at(60))] == [235.0, 236.0]
+    await history.storage.stop()

@@ -1,11 +1,15 @@
-"""OPC UA history: asyncua's SQLite storage (and its HistoryRead) for events; measurement rows in one
-table of the bridge's own, written by the bridge itself, one transaction per device update on one
-worker thread, and read back for HistoryRead (raw and processed).
+"""OPC UA history: asyncua's SQLite storage (and its HistoryRead) for events; measurements in tables
+of the bridge's own, written by the bridge itself, one transaction per device update on one worker
+thread, and read back for HistoryRead (raw and processed).
 
-asyncua keeps a table per historized node: 40 a board (4 measurements x 10 circuits), 4 000 for 100
-boards, each table's schema held by both connections (~25 MB at 100 boards), a CREATE TABLE each at
-start-up and a prepared INSERT each while streaming. Measurements share one table, keyed by a small
-number per node (``MeasurementNodes``); tables of that older layout are moved into it once."""
+A device update's measurements (40 a board: 4 a circuit) share their timestamps, so they are one row:
+the nodes' values packed together, their node numbers once in a layout the row refers to. asyncua
+keeps a table per historized node instead (4 000 for 100 boards, each table's schema held by both
+connections, ~25 MB, a CREATE TABLE each at start-up and a prepared INSERT each while streaming); a
+row per value in one table indexed by node and time (the bridge's previous layout) inserts into
+4 000 places of its index at once, which outgrows SQLite's page cache within minutes and then costs
+a page read a value. One row per update touches one place per device, and takes a tenth of the
+disk. Tables of both older layouts are moved in once."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,9 +33,15 @@ from .processed import AGGREGATES, RawRow, intervals, process
 
 log = get_logger("bridge.opcua")
 HistoryRow = tuple[ua.NodeId, dt.datetime, dt.datetime, int, float]  # node, server time, source time, status, value
-_VALUES = "MeasurementValues"
+_ROWS = "MeasurementRows"
+_LAYOUTS = "MeasurementLayouts"
 _NODES = "MeasurementNodes"
-_NAN = float("nan")  # SQLite stores a NaN as NULL
+_VALUES = "MeasurementValues"  # the previous layout: a row per value
+_NAN = float("nan")  # SQLite stores a REAL NaN as NULL (packed values keep theirs)
+
+
+def _packed(fmt: str, items: list[Any]) -> bytes:
+    return struct.pack(f"<{len(items)}{fmt}", *items)
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -63,17 +74,72 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         self._writer = sqlite3.connect(self._db_file, check_same_thread=False)
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")
-        with self._writer:
-            self._writer.execute(f"CREATE TABLE IF NOT EXISTS {_NODES} (Node INTEGER PRIMARY KEY, NodeId TEXT UNIQUE)")
-            self._writer.execute(
-                f"CREATE TABLE IF NOT EXISTS {_VALUES} (Node INTEGER NOT NULL, SourceTimestamp TEXT NOT NULL, "
-                "ServerTimestamp TEXT NOT NULL, StatusCode INTEGER NOT NULL, Value REAL)"
+        w = self._writer
+        with w:
+            w.execute(f"CREATE TABLE IF NOT EXISTS {_NODES} (Node INTEGER PRIMARY KEY, NodeId TEXT UNIQUE)")
+            w.execute(f"CREATE TABLE IF NOT EXISTS {_LAYOUTS} (Layout INTEGER PRIMARY KEY, Nodes BLOB NOT NULL UNIQUE)")
+            # StatusCode: one integer for every value of the row, or their codes packed (uint32 each);
+            # Value: the values packed (float64 each, in the layout's order), or a REAL of a moved row
+            w.execute(
+                f"CREATE TABLE IF NOT EXISTS {_ROWS} (Layout INTEGER NOT NULL, SourceTimestamp TEXT NOT NULL, "
+                "ServerTimestamp TEXT NOT NULL, StatusCode NOT NULL, Value)"
             )
-            self._writer.execute(f"CREATE INDEX IF NOT EXISTS {_VALUES}ByTime ON {_VALUES} (Node, SourceTimestamp)")
+            w.execute(f"CREATE INDEX IF NOT EXISTS {_ROWS}ByTime ON {_ROWS} (Layout, SourceTimestamp)")
+        self._keys: dict[ua.NodeId, int] = {}  # a historized measurement node's number
+        self._queued: list[tuple[Any, ...]] = []  # rows for the history thread's next transaction
+        self._queued_layouts: list[tuple[int, bytes]] = []  # and the layouts they need
+        self._lock = threading.Lock()  # for both, and for the layouts (the history thread adds some)
+        self._layouts: dict[bytes, int] = dict(w.execute(f"SELECT Nodes, Layout FROM {_LAYOUTS}").fetchall())
+        self._places: dict[int, list[tuple[int, int]]] = {}  # node number: (layout, position) of its values
+        for nodes, layout in self._layouts.items():
+            self._place(layout, nodes)
+        self._move_value_rows()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
-        self._keys: dict[ua.NodeId, int] = {}  # a historized measurement node's number in the table
-        self._queued: list[tuple[Any, ...]] = []
-        self._lock = threading.Lock()
+
+    def _place(self, layout: int, nodes: bytes) -> None:
+        for pos, (key,) in enumerate(struct.iter_unpack("<i", nodes)):
+            self._places.setdefault(key, []).append((layout, pos))
+
+    def _layout(self, keys: list[int]) -> int:
+        """The layout of these node numbers in this order (call with the lock held); a new one is
+        stored with the next write."""
+        nodes = _packed("i", keys)
+        layout = self._layouts.get(nodes)
+        if layout is None:
+            layout = self._layouts[nodes] = len(self._layouts) + 1
+            self._place(layout, nodes)
+            self._queued_layouts.append((layout, nodes))
+        return layout
+
+    def _single(self, w: sqlite3.Connection, key: int) -> int:
+        """A one-node layout, for rows moved from an older layout, stored at once (history thread)."""
+        with self._lock:
+            layout = self._layout([key])
+        w.execute(f"INSERT OR IGNORE INTO {_LAYOUTS} VALUES (?, ?)", (layout, _packed("i", [key])))
+        return layout
+
+    def _move_value_rows(self) -> None:
+        """Rows of the previous layout (a row per value, in MeasurementValues) moved in, in their
+        order, as rows of one-node layouts; the old table dropped."""
+        w = self._writer
+        if not w.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_VALUES,)).fetchone():
+            return
+        with w:
+            w.execute("CREATE TEMP TABLE Moved (Node INTEGER PRIMARY KEY, Layout INTEGER)")
+            w.executemany(
+                "INSERT INTO Moved VALUES (?, ?)",
+                [
+                    (key, self._single(w, key))
+                    for (key,) in w.execute(f"SELECT DISTINCT Node FROM {_VALUES}").fetchall()
+                ],
+            )
+            moved = w.execute(
+                f"INSERT INTO {_ROWS} SELECT m.Layout, v.SourceTimestamp, v.ServerTimestamp, v.StatusCode, v.Value "
+                f"FROM {_VALUES} v JOIN Moved m USING (Node) ORDER BY v.rowid"
+            ).rowcount
+            w.execute(f"DROP TABLE {_VALUES}")
+            w.execute("DROP TABLE Moved")
+        log.info("OPC UA history moved into the measurements' rows", rows=moved)
 
     async def _get_event_fields(self, evtypes: list[Any]) -> list[str]:
         # asyncua lists a field once per event type that has it; a column twice fails the whole table
@@ -99,42 +165,57 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         except sqlite3.Error as exc:
             log.error("OPC UA event history could not store an event", source=str(event.SourceNode), error=str(exc))
 
+    async def _values(
+        self, key: int, start: str, end: str, order: str, limit: int
+    ) -> list[tuple[str, str, int, float]]:
+        """(server time, source time, status, value) of a node's values with source times from start
+        to end (ISO text), in time order (ASC or DESC), at most ``limit`` (-1: all)."""
+        at: dict[int, list[int]] = {}
+        for layout, pos in self._places.get(key, ()):
+            at.setdefault(layout, []).append(pos)
+        if not at:
+            return []
+        found: list[tuple[str, str, int, float]] = []
+        async with self._db.execute(
+            f"SELECT Layout, ServerTimestamp, SourceTimestamp, StatusCode, Value FROM {_ROWS} WHERE Layout IN "
+            f"({', '.join('?' * len(at))}) AND SourceTimestamp BETWEEN ? AND ? "
+            f"ORDER BY SourceTimestamp {order}, rowid {order} LIMIT ?",
+            (*at, start, end, limit),
+        ) as cursor:
+            async for layout, server_ts, source_ts, status, value in cursor:
+                for pos in at[layout]:
+                    if isinstance(value, bytes):
+                        v = struct.unpack_from("<d", value, 8 * pos)[0]
+                    else:
+                        v = _NAN if value is None else value
+                    code = struct.unpack_from("<I", status, 4 * pos)[0] if isinstance(status, bytes) else status
+                    found.append((server_ts, source_ts, int(code), v))
+        return found if limit < 0 else found[:limit]
+
     async def raw_rows(self, node_id: ua.NodeId, start: dt.datetime, end: dt.datetime) -> list[RawRow]:
         """(source time, status, value) of a measurement node's rows from start to end, in time order."""
-        rows: list[RawRow] = []
-        async with self._db.execute(
-            f"SELECT SourceTimestamp, StatusCode, Value FROM {_VALUES} WHERE Node = ? AND SourceTimestamp "
-            "BETWEEN ? AND ? ORDER BY SourceTimestamp, rowid",
-            (self._keys.get(node_id, -1), _utc(start).isoformat(" "), _utc(end).isoformat(" ")),
-        ) as cursor:
-            async for ts, status, value in cursor:
-                rows.append((_utc(dt.datetime.fromisoformat(ts)), int(status), _NAN if value is None else value))
-        return rows
+        values = await self._values(
+            self._keys.get(node_id, -1), _utc(start).isoformat(" "), _utc(end).isoformat(" "), "ASC", -1
+        )
+        return [(_utc(dt.datetime.fromisoformat(ts)), status, v) for _, ts, status, v in values]
 
     async def read_node_history(
         self, node_id: ua.NodeId, start: dt.datetime | None, end: dt.datetime | None, nb_values: int
     ) -> tuple[list[ua.DataValue], dt.datetime | None]:
         """HistoryRead of raw values, as asyncua's (bounds, order, limit, continuation), from the
-        measurements' table; a node historized by asyncua itself reads from its own table."""
+        measurements' rows; a node historized by asyncua itself reads from its own table."""
         key = self._keys.get(node_id)
         if key is None:
             return await super().read_node_history(node_id, start, end, nb_values)  # type: ignore[no-any-return]
-        start_text, end_text, order, limit = self._get_bounds(start, end, nb_values)
-        results: list[ua.DataValue] = []
-        async with self._db.execute(
-            f"SELECT ServerTimestamp, SourceTimestamp, StatusCode, Value FROM {_VALUES} WHERE Node = ? AND "
-            f"SourceTimestamp BETWEEN ? AND ? ORDER BY SourceTimestamp {order}, rowid {order} LIMIT ?",
-            (key, start_text, end_text, limit),
-        ) as cursor:
-            async for server_ts, source_ts, status, value in cursor:
-                results.append(
-                    ua.DataValue(
-                        ua.Variant(_NAN if value is None else value, ua.VariantType.Double),
-                        StatusCode=ua.StatusCode(status),
-                        SourceTimestamp=dt.datetime.fromisoformat(source_ts),
-                        ServerTimestamp=dt.datetime.fromisoformat(server_ts),
-                    )
-                )
+        results = [
+            ua.DataValue(
+                ua.Variant(v, ua.VariantType.Double),
+                StatusCode=ua.StatusCode(status),
+                SourceTimestamp=dt.datetime.fromisoformat(source_ts),
+                ServerTimestamp=dt.datetime.fromisoformat(server_ts),
+            )
+            for server_ts, source_ts, status, v in await self._values(key, *self._get_bounds(start, end, nb_values))
+        ]
         most = self.max_history_data_response_size
         more = results[most].SourceTimestamp if len(results) > most else None
         return results[:most], more
@@ -163,52 +244,66 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
             keys = {n: known[n.to_string()] for n in node_ids}
             for nid, key in keys.items():
                 table = self._get_table_name(nid)
-                if table in old:  # the older layout's table of this node: its rows, then the table, go
+                if table in old:  # asyncua's table of this node: its rows, then the table, go
                     moved += w.execute(
-                        f"INSERT INTO {_VALUES} SELECT ?, SourceTimestamp, ServerTimestamp, StatusCode, CASE Value "
+                        f"INSERT INTO {_ROWS} SELECT ?, SourceTimestamp, ServerTimestamp, StatusCode, CASE Value "
                         "WHEN 'nan' THEN NULL WHEN 'inf' THEN 9e999 WHEN '-inf' THEN -9e999 ELSE CAST(Value AS REAL) "
                         f'END FROM "{table}" ORDER BY _Id',
-                        (key,),
+                        (self._single(w, key),),
                     ).rowcount
                     w.execute(f'DROP TABLE "{table}"')
         if moved:
-            log.info("OPC UA history moved into one measurements table", rows=moved)
+            log.info("OPC UA history moved into the measurements' rows", rows=moved)
         return keys
 
     def save_many(self, rows: list[HistoryRow]) -> None:
-        """Queue a device update's measurements for the history thread. Not awaited: the update is
-        done when its values are in the address space; the single worker thread keeps the rows in
-        order, writes what has queued up meanwhile in one transaction, and stop() waits for it."""
-        batch = []
-        stamps: dict[dt.datetime, str] = {}
+        """Queue a device update's measurements for the history thread, a row for the values of each
+        pair of timestamps. Not awaited: the update is done when its values are in the address space;
+        the single worker thread keeps the rows in order, writes what has queued up meanwhile in one
+        transaction, and stop() waits for it."""
+        groups: dict[tuple[dt.datetime, dt.datetime], tuple[list[int], list[int], list[float]]] = {}
         keys = self._keys
         for node_id, server_ts, source_ts, status, value in rows:
             key = keys.get(node_id)
             if key is None:
                 continue  # not historized (the projection only sends historized nodes)
-            # what sqlite3's datetime adapter would store, made once per update rather than per row
-            server_text = stamps.get(server_ts) or stamps.setdefault(server_ts, server_ts.isoformat(" "))
-            source_text = stamps.get(source_ts) or stamps.setdefault(source_ts, source_ts.isoformat(" "))
-            batch.append((key, source_text, server_text, status, value))
+            group = groups.get((source_ts, server_ts))
+            if group is None:
+                group = groups[(source_ts, server_ts)] = ([], [], [])
+            group[0].append(key)
+            group[1].append(status)
+            group[2].append(value)
+        if not groups:
+            return
         with self._lock:
             idle = not self._queued
-            self._queued.extend(batch)
+            for (source_ts, server_ts), (nodes, statuses, values) in groups.items():
+                code: int | bytes = statuses[0]
+                if statuses.count(code) != len(statuses):
+                    code = _packed("I", statuses)
+                # timestamps as sqlite3's datetime adapter stores them (asyncua's bounds compare with these)
+                row = (self._layout(nodes), source_ts.isoformat(" "), server_ts.isoformat(" "), code)
+                self._queued.append((*row, _packed("d", values)))
         if idle:
             self._pool.submit(self._write).add_done_callback(_log_history_error)
 
     def _write(self) -> None:
         with self._lock:
             batch, self._queued = self._queued, []
+            layouts, self._queued_layouts = self._queued_layouts, []
         with self._writer:  # one transaction for every update queued since the last
-            self._writer.executemany(f"INSERT INTO {_VALUES} VALUES (?, ?, ?, ?, ?)", batch)
+            self._writer.executemany(f"INSERT OR IGNORE INTO {_LAYOUTS} VALUES (?, ?)", layouts)
+            self._writer.executemany(f"INSERT INTO {_ROWS} VALUES (?, ?, ?, ?, ?)", batch)
 
     async def prune(self, cutoff: dt.datetime) -> None:
-        """Measurement rows older than ``cutoff`` deleted (one statement, on the history thread)."""
+        """Measurement rows older than ``cutoff`` deleted (a statement a layout, by its index, on the
+        history thread)."""
         await asyncio.wrap_future(self._pool.submit(self._prune, _utc(cutoff).isoformat(" ")))
 
     def _prune(self, cutoff: str) -> None:
         with self._writer:
-            self._writer.execute(f"DELETE FROM {_VALUES} WHERE SourceTimestamp < ?", (cutoff,))
+            layouts = [(layout, cutoff) for (layout,) in self._writer.execute(f"SELECT Layout FROM {_LAYOUTS}")]
+            self._writer.executemany(f"DELETE FROM {_ROWS} WHERE Layout = ? AND SourceTimestamp < ?", layouts)
 
 
 class MeasurementHistory:
