@@ -260,3 +260,31 @@ def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(t
     r.load(str(cfg), str(cfg.with_suffix(".dat")))
     assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
     assert span() <= pre + config.analysis.batch_s + 0.5 + block_s  # idle again
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "width"),
+    [
+        (-(2**15), 2**15 - 1, 2),
+        (-(2**15) - 1, 0, 3),
+        (0, 2**15, 3),
+        (-(2**23), 2**23 - 1, 3),
+        (0, 2**23, 4),
+        (-(2**31), 2**31 - 1, 4),
+    ],
+)
+def test_the_ring_holds_counts_in_as_few_bytes_as_they_need_and_gives_them_back_exactly(
+    low: int, high: int, width: int
+) -> None:
+    """16-bit counts in two bytes, a 24-bit ADC's in three, wider ones in four; every value back
+    as it came, the extremes and the sign included."""
+    from bridge.session.recorder import _Held, _narrow, _wide
+
+    rng = np.random.default_rng(7)
+    counts = rng.integers(low, high, size=(20, 625), endpoint=True, dtype=np.int64)
+    counts[0, :2] = low, high
+    held, top = _narrow(counts)
+    stored = held.nbytes + (0 if top is None else top.nbytes)
+    assert stored == width * counts.size
+    back = _wide(_Held(0.0, 0.0, FS, held, top, np.ones(20), np.zeros(20)))
+    assert back.dtype.kind == "i" and np.array_equal(back, counts)

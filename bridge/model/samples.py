@@ -16,9 +16,9 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class SampleBlock:
-    """One block as the analyzer took it: ``v`` and ``i`` are (circuits, n), calibrated; ``counts`` the
-    ADC values the device sent (voltages then currents, (2 x circuits, n)) with ``scale`` and
-    ``offset`` per channel, so that value = counts x scale + offset."""
+    """One block as the analyzer took it: ``counts`` the ADC values the device sent (voltages then
+    currents, (2 x circuits, n)) with ``scale`` and ``offset`` per channel, so that value = counts x
+    scale + offset (``scaled`` gives the calibrated volts and amperes)."""
 
     device: str
     seq: int

@@ -36,35 +36,33 @@ _DETECTION_SLACK_S = 0.5
 @dataclass(slots=True)
 class _Held:
     t0_s: float
+    t1_s: float
     fs: float
-    counts: np.ndarray  # (2 x circuits, n), or (2 x circuits, n, 3) bytes of 24-bit counts (``_narrow``)
+    counts: np.ndarray  # (2 x circuits, n): int16 or int32, or a 24-bit ADC's low 16 bits (``_narrow``)
+    high: np.ndarray | None  # the 24-bit counts' top byte (int8), else None
     scale: np.ndarray
     offset: np.ndarray
 
-    @property
-    def t1_s(self) -> float:
-        return self.t0_s + int(self.counts.shape[1]) / self.fs
+
+def _narrow(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Counts as narrow as they fit: 16 bits; 24 (a 24-bit ADC's: the low 16 bits and the top byte
+    apart, a quarter less than int32 for the second of ring each board holds); else 32. Wrapping
+    casts of the whole block, no byte shuffling: this runs for every block of every board."""
+    if counts.size == 0:
+        return counts.astype(np.int16), None
+    lo, hi = int(counts.min()), int(counts.max())
+    if lo >= -0x8000 and hi <= 0x7FFF:
+        return counts.astype(np.int16), None
+    if lo >= -0x800000 and hi <= 0x7FFFFF:
+        return counts.astype(np.uint16), (counts >> 16).astype(np.int8)
+    return counts.astype(np.int32), None
 
 
-def _narrow(counts: np.ndarray) -> np.ndarray:
-    """Counts as narrow as they fit: 16 bits; 24 (three bytes a sample, little-endian: a 24-bit
-    ADC's, a quarter less than int32 for the second of ring each board holds); else 32."""
-    peak = int(np.abs(counts).max(initial=0))
-    if peak <= 0x7FFF:
-        return counts.astype(np.int16)
-    wide = counts.astype("<i4")
-    if peak > 0x7FFFFF:
-        return wide
-    return wide.view(np.uint8).reshape(*wide.shape, 4)[..., :3].copy()
-
-
-def _wide(counts: np.ndarray) -> np.ndarray:
-    """Held counts back as integers (``_narrow``'s 24-bit bytes sign-extended to int32)."""
-    if counts.ndim == 2:
-        return counts
-    out = np.zeros((*counts.shape[:2], 4), dtype=np.uint8)
-    out[..., 1:] = counts  # the low byte left zero: an arithmetic shift back extends the sign
-    return out.view("<i4")[..., 0] >> 8
+def _wide(held: _Held) -> np.ndarray:
+    """Held counts back as integers (``_narrow``'s two parts of 24-bit counts joined as int32)."""
+    if held.high is None:
+        return held.counts
+    return (held.high.astype(np.int32) << 16) | held.counts.astype(np.int32)
 
 
 def record_name(device: str, trigger: Trigger) -> str:
@@ -81,6 +79,7 @@ class EventRecorder:
         self.folder = folder if folder.is_absolute() else state_dir / folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self._ring: dict[str, collections.deque[_Held]] = {}
+        self._newest: dict[str, float] = {}  # the end of the newest sample each ring holds
         self._pending: dict[str, list[Trigger]] = {}
         self._written: dict[str, collections.deque[tuple[float, float]]] = {}  # recent record spans
         self._batch_s = config.analysis.batch_s
@@ -99,6 +98,7 @@ class EventRecorder:
     def forget(self, device: str) -> None:
         """A reload removed the device: its ring goes (its records stay on disk)."""
         self._ring.pop(device, None)
+        self._newest.pop(device, None)
         self._pending.pop(device, None)
 
     # ------------------------------------------------------------------ timing
@@ -117,11 +117,12 @@ class EventRecorder:
     def _on_block(self, block: SampleBlock) -> None:
         if block.device not in self.model.devices or not self.cfg.enabled:
             return
-        counts = _narrow(block.counts)
+        counts, high = _narrow(block.counts)
         ring = self._ring.setdefault(block.device, collections.deque())
-        ring.append(_Held(block.t0_s, block.fs, counts, block.scale.copy(), block.offset.copy()))
+        t1 = block.t0_s + block.n / block.fs
+        ring.append(_Held(block.t0_s, t1, block.fs, counts, high, block.scale.copy(), block.offset.copy()))
         keep = self._ring_s(block.device)
-        newest = max(h.t1_s for h in ring)
+        newest = self._newest[block.device] = max(t1, self._newest.get(block.device, t1))
         while ring and ring[0].t1_s < newest - keep:
             ring.popleft()
         if self._pending.get(block.device):
@@ -143,8 +144,7 @@ class EventRecorder:
 
     def manual(self, device: str) -> Trigger:
         """A record of now (the newest sample), as for an event: pre- and post-trigger cycles."""
-        ring = self._ring.get(device)
-        t = max(h.t1_s for h in ring) if ring else time.time()
+        t = self._newest[device] if self._ring.get(device) else time.time()
         trigger = Trigger(device, t, "manual", 0)
         self._on_trigger(trigger)
         return trigger
@@ -152,10 +152,9 @@ class EventRecorder:
     # ------------------------------------------------------------------ output
 
     def _due(self, device: str) -> None:
-        ring = self._ring.get(device)
-        if not ring:
+        if not self._ring.get(device):
             return
-        newest = max(h.t1_s for h in ring)
+        newest = self._newest[device]
         pre, post = self._cycles_s(device)
         waiting = []
         for trig in self._pending.get(device, []):
@@ -187,7 +186,7 @@ class EventRecorder:
                 run = [h]  # a gap before the trigger: start after it
                 continue
             run.append(h)
-        counts = np.concatenate([_wide(h.counts) for h in run], axis=1)
+        counts = np.concatenate([_wide(h) for h in run], axis=1)
         t0 = run[0].t0_s
         first = max(0, round((start - t0) * fs))
         last = min(counts.shape[1], round((end - t0) * fs))
