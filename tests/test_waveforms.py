@@ -163,7 +163,7 @@ def _blocks(model: Model, seconds: float, t0: float = 1.8e9) -> list[SampleBlock
         idx = np.arange(n) + k * n
         v = np.round(325 * np.sin(2 * math.pi * 50 * idx / FS) / lsb).astype(np.int64)
         counts = np.tile(v, (20, 1))
-        out.append(SampleBlock("board1", k, t, FS, counts, np.full(20, lsb), np.zeros(20)))
+        out.append(SampleBlock("board1", k, t, FS, counts[:10], counts[10:], np.full(20, lsb), np.zeros(20)))
     return out
 
 
@@ -278,13 +278,46 @@ def test_the_ring_holds_counts_in_as_few_bytes_as_they_need_and_gives_them_back_
 ) -> None:
     """16-bit counts in two bytes, a 24-bit ADC's in three, wider ones in four; every value back
     as it came, the extremes and the sign included."""
-    from bridge.session.recorder import _Held, _narrow, _wide
+    from bridge.session.recorder import _hold, _wide
 
     rng = np.random.default_rng(7)
     counts = rng.integers(low, high, size=(20, 625), endpoint=True, dtype=np.int64)
     counts[0, :2] = low, high
-    held, top = _narrow(counts)
-    stored = held.nbytes + (0 if top is None else top.nbytes)
+    held = _hold(SampleBlock("board1", 0, 0.0, FS, counts[:10], counts[10:], np.ones(20), np.zeros(20)))
+    assert held.counts is not None and held.wire is None  # no payload to keep: the counts, narrowed
+    stored = held.counts.nbytes + (0 if held.high is None else held.high.nbytes)
     assert stored == width * counts.size
-    back = _wide(_Held(0.0, 0.0, FS, held, top, np.ones(20), np.zeros(20)))
+    back = _wide(held)
     assert back.dtype.kind == "i" and np.array_equal(back, counts)
+
+
+@pytest.mark.parametrize(
+    ("skip", "wide", "as_payload"),
+    [(0, False, True), (1, False, True), (400, False, False), (0, True, False)],
+)
+def test_a_binary_block_is_held_as_its_payload_and_gives_its_counts_back_exactly(
+    skip: int, wide: bool, as_payload: bool
+) -> None:
+    """A block that came as binary costs the ring its payload where that is smaller than its counts
+    at 24 bits (the device's delta coding makes it so for mains signals), else its counts; a record
+    gets every count back as sent, less those counted before."""
+    from bridge.session.recorder import _hold, _wide
+    from device.protocol import Samples
+    from device.protocol.encoding import decode_samples_binary, encode_samples_binary
+
+    rng = np.random.default_rng(3)
+    k = np.arange(625)
+    v = np.round(2**22 * np.sin(2 * math.pi * 50 * k / FS))[None, :] + rng.integers(-40, 40, (10, 625))
+    # 31-bit noise: four bytes a sample on the wire, more than 24-bit counts would take
+    i = rng.integers(-(2**30), 2**30, (10, 625)) if wide else np.round(v / 7)
+    sent = Samples(block_seq=9, t0_ns=0, sample_rate_hz=FS, circuits=tuple(range(1, 11)),
+                   v=v.astype(np.int64), i=i.astype(np.int64))  # fmt: skip
+    got = decode_samples_binary(encode_samples_binary(sent))
+    block = SampleBlock("board1", 9, 0.0, FS, got.v[:, skip:], got.i[:, skip:], np.ones(20), np.zeros(20),
+                        got.wire, skip)  # fmt: skip
+    held = _hold(block)
+    assert (held.wire is not None) is as_payload
+    if as_payload:
+        assert held.wire is not None and len(held.wire) < 3 * 20 * (625 - skip)
+    expected = np.concatenate((sent.v[:, skip:], sent.i[:, skip:]))
+    assert np.array_equal(_wide(held), expected)

@@ -16,25 +16,35 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class SampleBlock:
-    """One block as the analyzer took it: ``counts`` the ADC values the device sent (voltages then
-    currents, (2 x circuits, n)) with ``scale`` and ``offset`` per channel, so that value = counts x
-    scale + offset (``scaled`` gives the calibrated volts and amperes)."""
+    """One block as the analyzer took it: ``v`` and ``i`` the ADC counts the device sent, each
+    (circuits, n), read-only, with ``scale`` and ``offset`` per channel (voltages then currents), so
+    that value = counts x scale + offset (``scaled`` gives the calibrated volts and amperes).
+    ``wire`` is the binary payload the block was decoded from, if it was, of which the first
+    ``skip`` samples were counted before (they are not in ``v`` and ``i``)."""
 
     device: str
     seq: int
     t0_s: float  # device clock, seconds since the epoch, of the first sample
     fs: float
-    counts: npt.NDArray[np.int64]
+    v: npt.NDArray[np.int64]
+    i: npt.NDArray[np.int64]
     scale: FloatArray
     offset: FloatArray
+    wire: bytes | None = None
+    skip: int = 0
 
     @property
     def n(self) -> int:
-        return int(self.counts.shape[1])
+        return int(self.v.shape[1])
 
     @property
     def circuits(self) -> int:
-        return int(self.counts.shape[0] // 2)
+        return int(self.v.shape[0])
+
+    @property
+    def counts(self) -> npt.NDArray[np.int64]:
+        """Voltages then currents, (2 x circuits, n) (a new array)."""
+        return np.concatenate((self.v, self.i))
 
     def scaled(self) -> tuple[FloatArray, FloatArray]:
         """(volts, amperes), each (circuits, n)."""

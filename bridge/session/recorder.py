@@ -3,7 +3,8 @@ each trigger (a voltage event's start, or a manual request), kept under a size a
 
 Memory per device is bounded by the ring: pre-trigger + the detection delay (an event is seen one
 measurement batch after it starts), and the post-trigger cycles too while a record waits for them,
-as 16- or 24-bit counts where the ADC allows. A record waits until its post-trigger samples have arrived;
+as the device's binary payloads (its delta coding, smaller than the counts) or as 16- or 24-bit
+counts where the ADC allows. A record waits until its post-trigger samples have arrived;
 one whose samples are gone (a trigger older than the ring, as for events in blocks replayed after an
 outage that outlasted it) is written with what the ring still holds, or not at all, and the log says
 so. File names carry device, trigger time and kind, so a replayed block's event is not recorded
@@ -26,6 +27,7 @@ from bridge.config import Config
 from bridge.logs import audit, get_logger
 from bridge.model import Model, SampleBlock, Trigger, WaveformRecord
 from bridge.records.comtrade import AnalogChannel, record
+from device.protocol.encoding import decode_samples_binary
 
 log = get_logger("bridge.records")
 _NAME = re.compile(r"^(?P<dev>.+)_(?P<t>\d{8}T\d{6}\.\d{6})Z_(?P<kind>dip|swell|interruption|manual)(?P<c>\d*)$")
@@ -38,16 +40,20 @@ class _Held:
     t0_s: float
     t1_s: float
     fs: float
-    counts: np.ndarray  # (2 x circuits, n): int16 or int32, or a 24-bit ADC's low 16 bits (``_narrow``)
-    high: np.ndarray | None  # the 24-bit counts' top byte (int8), else None
+    channels: int
+    # either the binary payload the block came in (and the samples of it counted before) ...
+    wire: bytes | None
+    skip: int
+    # ... or the counts themselves, (2 x circuits, n), as narrow as they fit (``_narrow``)
+    counts: np.ndarray | None
+    high: np.ndarray | None
     scale: np.ndarray
     offset: np.ndarray
 
 
 def _narrow(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Counts as narrow as they fit: 16 bits; 24 (a 24-bit ADC's: the low 16 bits and the top byte
-    apart, a quarter less than int32 for the second of ring each board holds); else 32. Wrapping
-    casts of the whole block, no byte shuffling: this runs for every block of every board."""
+    apart, a quarter less than int32); else 32. Wrapping casts of the whole block, no byte shuffling."""
     if counts.size == 0:
         return counts.astype(np.int16), None
     lo, hi = int(counts.min()), int(counts.max())
@@ -58,8 +64,24 @@ def _narrow(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return counts.astype(np.int32), None
 
 
+def _hold(block: SampleBlock) -> _Held:
+    """A block for the ring. Its binary payload when the block came as one and it is no larger than
+    the counts held as 24-bit (it is smaller for a household board: the device's delta coding), so a
+    block costs nothing on the receive path; else the counts, narrowed."""
+    t1 = block.t0_s + block.n / block.fs
+    scale, offset = block.scale.copy(), block.offset.copy()
+    if block.wire is not None and len(block.wire) <= 3 * 2 * block.v.size:
+        return _Held(block.t0_s, t1, block.fs, 2 * block.circuits, block.wire, block.skip, None, None, scale, offset)
+    counts, high = _narrow(block.counts)
+    return _Held(block.t0_s, t1, block.fs, 2 * block.circuits, None, 0, counts, high, scale, offset)
+
+
 def _wide(held: _Held) -> np.ndarray:
-    """Held counts back as integers (``_narrow``'s two parts of 24-bit counts joined as int32)."""
+    """Held counts back as integers, (2 x circuits, n)."""
+    if held.wire is not None:
+        msg = decode_samples_binary(held.wire)  # it was decoded once already: it decodes again
+        return np.concatenate((msg.v[:, held.skip :], msg.i[:, held.skip :]))
+    assert held.counts is not None
     if held.high is None:
         return held.counts
     return (held.high.astype(np.int32) << 16) | held.counts.astype(np.int32)
@@ -117,12 +139,11 @@ class EventRecorder:
     def _on_block(self, block: SampleBlock) -> None:
         if block.device not in self.model.devices or not self.cfg.enabled:
             return
-        counts, high = _narrow(block.counts)
+        held = _hold(block)
         ring = self._ring.setdefault(block.device, collections.deque())
-        t1 = block.t0_s + block.n / block.fs
-        ring.append(_Held(block.t0_s, t1, block.fs, counts, high, block.scale.copy(), block.offset.copy()))
+        ring.append(held)
         keep = self._ring_s(block.device)
-        newest = self._newest[block.device] = max(t1, self._newest.get(block.device, t1))
+        newest = self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
         while ring and ring[0].t1_s < newest - keep:
             ring.popleft()
         if self._pending.get(block.device):
@@ -180,7 +201,7 @@ class EventRecorder:
         fs = held[0].fs
         run = [held[0]]
         for h in held[1:]:
-            if abs(h.t0_s - run[-1].t1_s) > 1.5 / fs or h.counts.shape[0] != run[0].counts.shape[0]:
+            if abs(h.t0_s - run[-1].t1_s) > 1.5 / fs or h.channels != run[0].channels:
                 if run[-1].t1_s > trigger.t_s:
                     break
                 run = [h]  # a gap before the trigger: start after it

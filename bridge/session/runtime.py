@@ -382,8 +382,9 @@ class DeviceRuntime:
         assert self._scales is not None
         scale = self._scales.scale
         offset = self._scales.offset if self._scales.offset is not None else np.zeros_like(scale)
-        counts = np.concatenate((block.v[:, skip:], block.i[:, skip:]))
-        self.model.samples.publish(SampleBlock(self.name, seq, t0, block.sample_rate_hz, counts, scale, offset))
+        v, i = block.v[:, skip:], block.i[:, skip:]
+        tapped = SampleBlock(self.name, seq, t0, block.sample_rate_hz, v, i, scale, offset, wire=block.wire, skip=skip)
+        self.model.samples.publish(tapped)
 
     def _trigger_starts(self, update: Update) -> None:
         """A waveform trigger at the start of every voltage event, once: while it lasts (so a long

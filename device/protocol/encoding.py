@@ -134,6 +134,7 @@ def decode_samples_binary(payload: bytes) -> Samples:
         circuits=circuits,
         v=values[0::2],
         i=values[1::2],
+        wire=payload if isinstance(payload, bytes) else None,
     )
 
 

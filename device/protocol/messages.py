@@ -115,6 +115,8 @@ class Samples:
 
     ``v`` and ``i`` are read-only int64 arrays shaped ``(len(circuits), n)`` in ADC counts; sample k of
     the block was taken at ``t0_ns + k / sample_rate_hz`` seconds (device clock, ns since the epoch).
+    ``wire`` is the binary payload a received block was decoded from (None otherwise); it is not
+    part of the message's content (encoding ignores it).
     """
 
     TYPE: ClassVar[MessageType] = MessageType.SAMPLES
@@ -126,6 +128,9 @@ class Samples:
     circuits: tuple[int, ...]
     v: npt.NDArray[np.int64] = field(repr=False)
     i: npt.NDArray[np.int64] = field(repr=False)
+    # the binary payload the block was decoded from, when it was: a receiver that keeps the block a
+    # while (an event recorder's ring) keeps these bytes, smaller than the counts, and decodes again
+    wire: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_u32(self.block_seq, "SAMPLES block_seq")
