@@ -42,6 +42,7 @@ def test_bank_equals_scalar_registers(windows: list[tuple[list[tuple[float, floa
     for c in range(3):
         assert bank[c].values() == scalar[c].values()
         assert bank[c] == scalar[c]
+    assert bank.values() == [reg.values() for reg in scalar]  # the whole bank at once, to the last bit
 
 
 def test_nan_window_adds_nothing_and_restore_sets_a_register() -> None:

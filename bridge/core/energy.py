@@ -82,6 +82,12 @@ class EnergyBank:
     def __iter__(self) -> Iterator[EnergyCounters]:
         return (self[c] for c in range(len(self)))
 
+    def values(self) -> list[dict[str, float]]:
+        """Every circuit's registers as :meth:`EnergyCounters.values` gives them (the same sums of a
+        Python int and float), from two array conversions instead of fifty element reads."""
+        whole, residual = self.whole.tolist(), self.residual.tolist()
+        return [{name: whole[k][c] + residual[k][c] for k, name in enumerate(REGISTERS)} for c in range(len(self))]
+
     def restore(self, c: int, name: str, whole: int, residual: float) -> None:
         """Set one register (e.g. from the store after a restart)."""
         k = REGISTERS.index(name)

@@ -18,7 +18,7 @@ _FIELDS = (
 
 def snapshot_of(analyzer: StreamAnalyzer, w: WindowMetrics, number: int) -> DeviceSnapshot:
     """The model's snapshot of window ``w``, with the energy counters as they stand now."""
-    energy = [e.values() for e in analyzer.energy]
+    energy = analyzer.energy.values()
     # whole arrays to Python values at once (the same floats as float() of each element)
     col = {name: getattr(w, name).tolist() for name in _FIELDS}
     urms_half = analyzer.last_urms_half.tolist()
