@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import tty
 from pathlib import Path
 
 import pytest
 
+from bridge.link.streams import CLOSE_TIMEOUT_S, AsyncioStream
 from bridge.pki import init_pki, issue_device
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
@@ -147,3 +149,31 @@ async def test_bridge_dials_a_listening_device_over_mutual_tls(tmp_path: Path) -
         await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 3, 30, "windows over TLS")
         assert dev.link.transport == "tcp-out+tls"
         assert dev.snapshot is not None and dev.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
+
+
+async def test_closing_a_link_to_a_peer_that_stopped_reading_is_bounded() -> None:
+    """Bytes the peer never reads keep a transport open: a close waits for them a bounded time, then
+    drops the connection (a shutdown with a hundred links must not hang on one of them)."""
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await accepted.put((r, w))
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        _, peer_w = await asyncio.open_connection("127.0.0.1", port)  # the peer: never reads
+        reader, writer = await accepted.get()
+        stream = AsyncioStream(reader, writer, peer=f"127.0.0.1:{port}", kind="tcp")
+        for _ in range(64):  # 64 MB: more than both sockets' buffers take
+            stream.write_nowait(bytes(1 << 20))
+        assert writer.transport.get_write_buffer_size() > 0
+        t0 = time.monotonic()
+        async with asyncio.timeout(CLOSE_TIMEOUT_S + 5):  # unbounded, the close would wait for ever
+            await stream.close()
+        assert time.monotonic() - t0 < CLOSE_TIMEOUT_S + 1.0
+        assert writer.transport.is_closing() and writer.transport.get_write_buffer_size() == 0
+        peer_w.close()
+    finally:
+        server.close()
+        await server.wait_closed()

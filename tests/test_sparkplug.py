@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
 
+from bridge.app import BridgeApp
 from bridge.fronts.mqtt.sparkplug_b_pb2 import Payload
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
@@ -143,3 +146,44 @@ async def test_store_and_forward_through_a_broker_outage_and_the_primary_host_st
                     assert metric(nb, "bdSeq").long_value != metric(host.of("NBIRTH")[0], "bdSeq").long_value
                 finally:
                     listener.cancel()
+
+
+async def test_a_stop_ends_even_when_the_clients_disconnect_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiomqtt raises MqttError out of its exit when its DISCONNECT is not confirmed in time (or the
+    broker answers it with an error), in place of the cancellation that brought it there. The front's
+    reconnect loop catches MqttError: a stop must still end the bridge, after the DDEATHs and NDEATH."""
+    import bridge.fronts.mqtt.client as front
+
+    waits: list[float | None] = []
+
+    class ExitFails(aiomqtt.Client):
+        async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+            waits.append(self.timeout)
+            await super().__aexit__(exc_type, exc, tb)
+            if exc_type is asyncio.CancelledError:
+                raise aiomqtt.MqttError("Operation timed out")
+
+    monkeypatch.setattr(front, "aiomqtt", types.SimpleNamespace(**{**vars(aiomqtt), "Client": ExitFails}))
+    async with mosquitto(tmp_path) as port:
+        mqtt = {"enabled": True, "url": f"mqtt://127.0.0.1:{port}", "edge_node_id": "bridge1"}
+        config, ports = bridge_config(tmp_path, mqtt=mqtt)
+        host = Host()
+        async with aiomqtt.Client("127.0.0.1", port, identifier="host-app") as hc:
+            await hc.subscribe("spBv1.0/#", qos=1)
+            listener = asyncio.ensure_future(host.listen(hc))
+            sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT)])
+            try:
+                async with sim:
+                    app = BridgeApp(config, base_dir=tmp_path)
+                    task = asyncio.create_task(app.run())
+                    await wait_for(lambda: host.of("DBIRTH", "board1"), 30, "DBIRTH")
+                    task.cancel()
+                    done, _ = await asyncio.wait({task}, timeout=10)
+                    assert task in done, "the bridge kept running after its stop"
+                    assert task.cancelled()
+                    assert waits == [front.DEATH_TIMEOUT_S]  # the DISCONNECT's wait is bounded at a stop
+                await wait_for(lambda: host.of("DDEATH", "board1") and host.of("NDEATH"), 5, "DDEATH and NDEATH")
+            finally:
+                listener.cancel()

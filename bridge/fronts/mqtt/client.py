@@ -26,6 +26,8 @@ from .backlog import Backlog
 from .sparkplug import EdgeNode, MetricDef, device_metrics, topic, wants_rebirth
 
 log = get_logger("bridge.mqtt")
+# a planned stop's DDEATHs and NDEATH, then its DISCONNECT, each wait this long at most: a stop is bounded
+DEATH_TIMEOUT_S = 2.0
 
 
 def _ms() -> int:
@@ -105,6 +107,7 @@ class SparkplugFront:
         tls = self._tls()
         port = u.port or (8883 if tls else 1883)
         delay = 0.5
+        stopping = False
         while True:
             self._next_bd_seq()
             will = aiomqtt.Will(
@@ -124,13 +127,22 @@ class SparkplugFront:
                     delay = 0.5
                     try:
                         await self._session(client)
-                    except (_HostOffline, asyncio.CancelledError):
+                    except (_HostOffline, asyncio.CancelledError) as exc:
+                        stopping = isinstance(exc, asyncio.CancelledError)
                         await self._say_death(client)  # leaving on purpose: a DISCONNECT drops the will
+                        if stopping:  # the client's DISCONNECT waits this long at most, not its 10 s
+                            client.timeout = DEATH_TIMEOUT_S
                         raise
             except _HostOffline:
                 self.connected = False
             except aiomqtt.MqttError as exc:
                 self.connected = False
+                if stopping:
+                    # The client's way out failed (its DISCONNECT unconfirmed, or the broker gone): it
+                    # raises that instead of the cancellation, and a retry here would keep a stopping
+                    # bridge running until it is killed.
+                    log.info("mqtt disconnect unconfirmed at stop", broker=self.cfg.url, error=str(exc))
+                    raise asyncio.CancelledError from exc
                 log.warning("mqtt broker unreachable; retrying", broker=self.cfg.url, error=str(exc), retry_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -140,7 +152,7 @@ class SparkplugFront:
         without inferring it, then the NDEATH that the DISCONNECT keeps the broker from sending."""
         g, n = self.node.group, self.node.node
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(2):
+            async with asyncio.timeout(DEATH_TIMEOUT_S):
                 for name in sorted(self.node.born):
                     dev = self.model.devices.get(name)
                     if dev is not None:
