@@ -50,7 +50,9 @@ async def run(args: argparse.Namespace) -> None:
         scenario_file = tmp / "household.yaml"
         scenario_file.write_text(yaml.safe_dump(scenario))
         async with mosquitto(tmp) as port:
-            cluster = Cluster(tmp, port, shards=args.replicas, boards_per_shard=args.boards, batch_s=args.batch)
+            cluster = Cluster(
+                tmp, port, shards=args.replicas, boards_per_shard=args.boards, batch_s=args.batch, publish_s=args.batch
+            )
             cluster.opcua = args.opcua
             cluster.write_configs()
             host = SparkplugHost()
@@ -99,7 +101,7 @@ def main() -> None:
     p.add_argument("--boards", type=int, default=10, help="boards per replica")
     p.add_argument("--rate", type=float, default=1000.0, help="samples per second per channel (1000..7812.5)")
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--batch", type=float, default=1.0, help="analysis.batch_s: how often live values update")
+    p.add_argument("--batch", type=float, default=1.0, help="analysis.batch_s and publish_s")
     p.add_argument("--opcua", action="store_true", help="OPC UA on in every replica too")
     asyncio.run(run(p.parse_args()))
 

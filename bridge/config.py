@@ -368,10 +368,17 @@ class CommandsSection(_Model):
 
 class AnalysisSection(_Model):
     batch_s: float = Field(
-        1.0,
+        0.5,
         ge=0.08,
         le=10,
-        description="measure when this much new signal has arrived; live values update this often",
+        description="measure when this much new signal has arrived: events and alarms are seen this often",
+    )
+    publish_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="live values (Modbus, OPC UA and its history, MQTT) take the newest window this often"
+        " (to the nearest batch); 0 or at most batch_s: every batch",
     )
     harmonics_every: int = Field(
         15,

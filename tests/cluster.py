@@ -84,6 +84,7 @@ class Cluster:
     shards: int = 4
     boards_per_shard: int = 10
     batch_s: float = 1.0
+    publish_s: float = 1.0
     opcua: bool = False
     replicas: list[Replica] = field(default_factory=list)
     sims: list[SimulatorProcess] = field(default_factory=list)
@@ -128,7 +129,7 @@ class Cluster:
                     "group_id": "Plant",
                     "edge_node_id": "bridge",
                 },
-                "analysis": {"batch_s": self.batch_s},
+                "analysis": {"batch_s": self.batch_s, "publish_s": self.publish_s},
                 "shard": {"count": self.shards, "ordinal": k},
                 "devices": devices,
             }

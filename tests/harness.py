@@ -125,7 +125,8 @@ async def wait_for_value(read: Any, expected: Any, *, approx: bool = False, time
 
 async def fresh_windows(dev: Any, timeout: float = 20) -> None:
     """Wait until the live values come from signal taken after this call: the analyzer measures in
-    batches (``analysis.batch_s``, 1 s = 5 windows), so the next batch may still end before it."""
+    batches and the live values take the newest window once per ``analysis.publish_s`` (1 s = 5
+    windows), so the next refresh may still end before it."""
     n = dev.snapshot.number if dev.snapshot else 0
     await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number >= n + 11, timeout, "two batches")
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from bridge.fronts.modbus.register_map import load_map
+from bridge.model import Change
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, RawModbus, bridge_config, f32, fresh_windows, running_bridge, wait_for
 
@@ -176,3 +179,33 @@ async def test_json_and_xml_streams_measure_the_same(tmp_path: Path, encoding: l
         assert dev.snapshot is not None
         assert dev.snapshot.circuits[0].p_w == pytest.approx(2000.0, rel=5e-4)
         assert dev.link.frame_errors == 0
+
+
+@pytest.mark.parametrize(("batch_s", "publish_s"), [(0.25, 1.0), (0.25, 0.0)])
+async def test_live_values_refresh_once_per_publish_s_while_the_core_measures_every_batch(
+    tmp_path: Path, batch_s: float, publish_s: float
+) -> None:
+    """The core measures every ``batch_s`` of signal; the live values (what Modbus, OPC UA and MQTT
+    serve) take the newest window once per ``publish_s`` of signal, and no window is skipped on the
+    way: the window count goes up by the windows in between."""
+    config, ports = bridge_config(tmp_path, analysis={"batch_s": batch_s, "publish_s": publish_s})
+    seen: list[tuple[float, int]] = []  # (end of the published window, device clock; windows so far)
+    async with _sim(ports["device"]), running_bridge(config, tmp_path) as app:
+        dev = app.model.devices["board1"]
+
+        def on_snapshot(d: Any, _: Change) -> None:
+            if d is dev and d.snapshot is not None:
+                seen.append((d.snapshot.time_s + d.snapshot.duration_s, d.snapshot.number))
+
+        app.model.subscribe(on_snapshot, {Change.SNAPSHOT})
+        await wait_for(lambda: len(seen) >= 9, 30, "nine refreshes")
+    steps = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(seen[1:])]
+    window = 0.2  # 10 cycles at 50 Hz
+    for dt, windows in steps:
+        assert windows == round(dt / window)  # every window measured, refreshed or not
+    mean = sum(dt for dt, _ in steps) / len(steps)
+    if publish_s:
+        assert all(publish_s - 0.5 * batch_s <= dt <= publish_s + batch_s + window for dt, _ in steps), steps
+        assert publish_s - 0.05 <= mean <= publish_s + 0.25
+    else:
+        assert mean <= batch_s + window, steps

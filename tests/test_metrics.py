@@ -81,7 +81,7 @@ async def test_metrics_follow_the_conventions_and_count_what_happened(tmp_path: 
         assert not re.search(r"_(wh|kwh|ms|milliseconds|kilowatts)(_|$)", name), f"{name}: not a base unit"
     assert _delta(m, before, "openstrom_window_latency_seconds_count", front="modbus") > 0
     assert _delta(m, before, "openstrom_window_latency_seconds_count", front="opcua") > 0
-    # Modbus values are readable within a batch (analysis.batch_s, 1 s) of the window's end
+    # Modbus values are readable within a refresh (analysis.publish_s, 1 s) of the window's end
     within = _delta(m, before, "openstrom_window_latency_seconds_bucket", front="modbus", le="1.5")
     assert within >= 0.9 * _delta(m, before, "openstrom_window_latency_seconds_count", front="modbus")
     assert _delta(m, before, "openstrom_commands_total", action="relay", outcome="ok") == 1

@@ -34,7 +34,7 @@ TAIL_S = 0.3
 
 async def test_four_replicas_forty_boards_one_broker_with_a_stop_and_a_kill(tmp_path: Path) -> None:
     async with mosquitto(tmp_path) as port:
-        cluster = Cluster(tmp_path, port, shards=4, boards_per_shard=10, batch_s=0.2)
+        cluster = Cluster(tmp_path, port, shards=4, boards_per_shard=10, batch_s=0.2, publish_s=0.2)
         cluster.write_configs()
         scenario = steady_scenario(tmp_path / "steady.yaml", 1000.0, POWER_W)
         host = SparkplugHost()

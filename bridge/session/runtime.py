@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import math
 import time
 import zlib
 from collections.abc import Callable
@@ -91,6 +92,7 @@ class DeviceRuntime:
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._status_waiters: list[tuple[Callable[[Status], bool], asyncio.Future[Status]]] = []
         self._snapshots = 0
+        self._published_s = -math.inf  # device time of the end of the newest window published
         self.synced_at: float | None = None  # monotonic time of the last TIME_SYNC sent
         self._offsets: collections.deque[float] = collections.deque(maxlen=25)
         self._triggered: collections.deque[tuple[int, str, float]] = collections.deque(maxlen=64)  # event starts
@@ -406,10 +408,11 @@ class DeviceRuntime:
             self._record_event(ev)
         snapshot = None
         if update.windows:
-            # the live values are the newest window's (a batch brings several); every window still
-            # passes the alarm rules
+            # the live values are the newest window's (a batch brings several, and a refresh comes
+            # once per analysis.publish_s); every window still passes the alarm rules
             self._snapshots += len(update.windows)
-            snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
+            if self._publish_due(self.analyzer.time_of(update.windows[-1].end)):
+                snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
             ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
             limits = dev.limits
             band = limits.pq.frequency_band(float(dev.config.f_nominal))
@@ -424,6 +427,21 @@ class DeviceRuntime:
         )
         if snapshot is not None:  # from here Modbus reads it: the model is what Modbus serves
             telemetry.observe_window("modbus", snapshot.time_s + snapshot.duration_s, dev.link.clock_offset_s)
+
+    def _publish_due(self, end_s: float) -> bool:
+        """Whether a batch whose newest window ends at ``end_s`` (device clock) refreshes the live
+        values. The core measures in short batches, so that its buffer and the record ring stay short
+        (memory) and events are seen soon; the fronts take the newest window once per
+        ``analysis.publish_s``, as often as clients need it: each refresh costs every front its
+        writes, whatever the batch. Due from half a batch early, so a refresh comes every whole
+        number of batches rather than slipping to the next one when windows end early; a clock that
+        went back (a device reset) is due at once."""
+        cfg = self.analysis
+        since = end_s - self._published_s
+        if 0 <= since < cfg.publish_s - 0.5 * cfg.batch_s:
+            return False
+        self._published_s = end_s
+        return True
 
     def _record_event(self, ev: VoltageEvent) -> None:
         assert self.analyzer is not None
