@@ -234,3 +234,33 @@ def test_full_board_in_service_settings_is_cut_and_batch_independent(sizes: list
     assert len(got[0]) == len(ref[0]) >= 19
     assert got[0] == ref[0]
     assert np.array_equal(got[1], ref[1]) and np.array_equal(got[2], ref[2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.floats(0.3, 1.6),
+    st.sampled_from([0.0, 0.5]),  # an interruption (no crossings: boundaries put in) or a dip
+    st.sampled_from([78, 625, 1563, 4883]),  # block lengths in samples: 10 ms .. 0.625 s
+    st.sampled_from([0.08, 0.5, 1.0]),
+)
+def test_an_event_is_noticed_within_a_batch_a_block_and_the_recorders_slack(
+    start_s: float, depth: float, block: int, batch_s: float
+) -> None:
+    """The event recorder keeps the pre-trigger cycles before the earliest moment an event not yet
+    noticed can have started: the newest sample less a batch, the block that completed it and
+    ``DETECTION_SLACK_S``. An event noticed later would find its pre-trigger samples gone."""
+    from bridge.session.recorder import DETECTION_SLACK_S
+
+    envelope = np.ones(round(2.5 * FS))
+    envelope[round(start_s * FS) : round((start_s + 0.3) * FS)] = depth
+    v, i = waveform(2.5, envelope=envelope)
+    an = StreamAnalyzer(1, AnalyzerSettings(fs=FS, min_batch_s=batch_s))
+    for k in range(0, v.size, block):
+        out = an.feed(v[k : k + block], i[k : k + block])
+        starts = [ev.start for ev in (*an.events.ongoing(), *out.events)]
+        if starts:
+            newest = min(k + block, v.size)
+            assert abs(min(starts) / FS - start_s) < 0.015  # the event, not a stray one
+            assert (newest - min(starts)) / FS <= batch_s + block / FS + DETECTION_SLACK_S
+            return
+    pytest.fail("the event was never noticed")

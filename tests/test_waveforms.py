@@ -19,7 +19,7 @@ from asyncua import ua
 
 from bridge.config import Config
 from bridge.model import Model, SampleBlock
-from bridge.session.recorder import EventRecorder
+from bridge.session.recorder import DETECTION_SLACK_S, EventRecorder
 from device.simulator.process import SimulatorProcess
 from tests.harness import bridge_config, running_bridge, wait_for, wait_for_value
 from tests.test_commands_e2e import cli
@@ -236,7 +236,9 @@ def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(t
     model = Model(config)
     rec = EventRecorder(config, model, tmp_path)
     pre, post = config.records.pre_cycles / 50, config.records.post_cycles / 50
-    delay = config.analysis.batch_s + 0.4  # within what the ring allows for detection
+    block_s = 625 / FS
+    # the latest an event is noticed: a batch, the block that completed it, and some of the slack
+    delay = config.analysis.batch_s + block_s + 0.8 * DETECTION_SLACK_S
     blocks = _blocks(model, 8)
     for b in blocks[:60]:
         model.samples.publish(b)
@@ -245,8 +247,8 @@ def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(t
         ring = rec._ring["board1"]
         return max(h.t1_s for h in ring) - min(h.t0_s for h in ring)
 
-    block_s = 625 / FS
-    assert span() <= pre + config.analysis.batch_s + 0.5 + block_s
+    idle = pre + config.analysis.batch_s + block_s + DETECTION_SLACK_S
+    assert span() <= idle + block_s  # whole blocks
     assert span() < pre + post + config.analysis.batch_s  # not the post-trigger cycles too
     from bridge.model import Trigger
 
@@ -259,7 +261,7 @@ def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(t
     cfg = next((tmp_path / "records").glob("*.cfg"))
     r.load(str(cfg), str(cfg.with_suffix(".dat")))
     assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
-    assert span() <= pre + config.analysis.batch_s + 0.5 + block_s  # idle again
+    assert span() <= idle + block_s  # idle again
 
 
 @pytest.mark.parametrize(

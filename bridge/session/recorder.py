@@ -1,8 +1,8 @@
 """The event recorder: a short ring of every device's raw samples, cut into a COMTRADE record around
 each trigger (a voltage event's start, or a manual request), kept under a size and age policy.
 
-Memory per device is bounded by the ring: pre-trigger + the detection delay (an event is seen one
-measurement batch after it starts), and the post-trigger cycles too while a record waits for them,
+Memory per device is bounded by the ring: pre-trigger + the detection delay (an event is seen at most
+a measurement batch and a block after it starts), and the post-trigger cycles too while a record waits for them,
 as the device's binary payloads (its delta coding, smaller than the counts) or as 16- or 24-bit
 counts where the ADC allows. A record waits until its post-trigger samples have arrived;
 one whose samples are gone (a trigger older than the ring, as for events in blocks replayed after an
@@ -31,8 +31,12 @@ from device.protocol.encoding import decode_samples_binary
 
 log = get_logger("bridge.records")
 _NAME = re.compile(r"^(?P<dev>.+)_(?P<t>\d{8}T\d{6}\.\d{6})Z_(?P<kind>dip|swell|interruption|manual)(?P<c>\d*)$")
-# how long after its start an event is noticed, beyond the batch: the half-cycle RMS and the window
-_DETECTION_SLACK_S = 0.5
+# How long after its start an event is noticed, beyond the batch and the block that completed it (a
+# batch runs once that block brings at least analysis.batch_s of new signal, and decides every
+# half-cycle boundary it has settled): a boundary put in for a missing crossing lags by 1.5 half
+# cycles (15 ms at 50 Hz), the crossing fit by a few samples, the device's block stamps jitter; 0.1 s
+# holds all of them with room.
+DETECTION_SLACK_S = 0.1
 
 
 @dataclass(slots=True)
@@ -102,6 +106,7 @@ class EventRecorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._ring: dict[str, collections.deque[_Held]] = {}
         self._newest: dict[str, float] = {}  # the end of the newest sample each ring holds
+        self._block_s: dict[str, float] = {}  # the length of the newest block each ring holds
         self._pending: dict[str, list[Trigger]] = {}
         self._written: dict[str, collections.deque[tuple[float, float]]] = {}  # recent record spans
         self._batch_s = config.analysis.batch_s
@@ -121,6 +126,7 @@ class EventRecorder:
         """A reload removed the device: its ring goes (its records stay on disk)."""
         self._ring.pop(device, None)
         self._newest.pop(device, None)
+        self._block_s.pop(device, None)
         self._pending.pop(device, None)
 
     # ------------------------------------------------------------------ timing
@@ -130,9 +136,11 @@ class EventRecorder:
         return self.cfg.pre_cycles / f, self.cfg.post_cycles / f
 
     def _ring_s(self, device: str) -> float:
-        """The span the ring holds: the post-trigger cycles only while a record waits for them."""
+        """The span the ring holds: the pre-trigger cycles before the earliest moment an event not
+        yet noticed can have started, and the post-trigger cycles only while a record waits for them."""
         pre, post = self._cycles_s(device)
-        return pre + (post if self._pending.get(device) else 0.0) + self._batch_s + _DETECTION_SLACK_S
+        detection = self._batch_s + self._block_s.get(device, 0.0) + DETECTION_SLACK_S
+        return pre + (post if self._pending.get(device) else 0.0) + detection
 
     # ------------------------------------------------------------------ input
 
@@ -142,6 +150,7 @@ class EventRecorder:
         held = _hold(block)
         ring = self._ring.setdefault(block.device, collections.deque())
         ring.append(held)
+        self._block_s[block.device] = held.t1_s - held.t0_s
         keep = self._ring_s(block.device)
         newest = self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
         while ring and ring[0].t1_s < newest - keep:
