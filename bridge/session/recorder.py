@@ -2,9 +2,9 @@
 each trigger (a voltage event's start, or a manual request), kept under a size and age policy.
 
 Memory per device is bounded by the ring: pre-trigger + the detection delay (an event is seen at most
-a measurement batch and a block after it starts), and the post-trigger cycles too while a record waits for them,
-as the device's binary payloads (its delta coding, smaller than the counts) or as 16- or 24-bit
-counts where the ADC allows. A record waits until its post-trigger samples have arrived;
+a measurement batch and a block after it starts), and the post-trigger cycles too while a record
+waits for them, as the device's binary payloads (its delta coding, smaller than the counts) or as 16-
+or 24-bit counts where the ADC allows. A record waits until its post-trigger samples have arrived;
 one whose samples are gone (a trigger older than the ring, as for events in blocks replayed after an
 outage that outlasted it) is written with what the ring still holds, or not at all, and the log says
 so. File names carry device, trigger time and kind, so a replayed block's event is not recorded
