@@ -123,6 +123,15 @@ async def wait_for_value(read: Any, expected: Any, *, approx: bool = False, time
             await asyncio.sleep(0.1)
 
 
+def live_is_current(rt: Any, dev: Any) -> bool:
+    """Whether the live values are the analyzer's newest batch: they take its newest window once per
+    ``analysis.publish_s``, and between two refreshes the analyzer has counted more than they show."""
+    an, snap = rt.analyzer, dev.snapshot
+    if an is None or snap is None:
+        return False
+    return bool(abs(an.time_of(an.integrated_until) - (snap.time_s + snap.duration_s)) < 1 / an.cfg.fs)
+
+
 async def fresh_windows(dev: Any, timeout: float = 20) -> None:
     """Wait until the live values come from signal taken after this call: the analyzer measures in
     batches and the live values take the newest window once per ``analysis.publish_s`` (1 s = 5

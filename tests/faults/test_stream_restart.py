@@ -18,7 +18,7 @@ import pytest
 
 from bridge.fronts.opcua.passwords import hash_password
 from device.simulator.process import SimulatorProcess
-from tests.harness import PLANT, RawModbus, bridge_config, running_bridge, wait_for
+from tests.harness import PLANT, RawModbus, bridge_config, live_is_current, running_bridge, wait_for
 
 pytestmark = pytest.mark.e2e
 FS = 7812.5
@@ -69,7 +69,8 @@ async def test_a_restarted_device_is_counted_at_once_and_shown(
                 assert await mb.read(2, 1, 3, 1) == [1]
                 assert await mb.read(4, 1, 124, 2) == [0, 1]
             # no energy invented: 2000 W over exactly the integrated signal
-            await wait_for(lambda: dev.snapshot is not None and dev.snapshot.number > 10, 10, "windows")
+            fresh = lambda: dev.snapshot is not None and dev.snapshot.number > 10 and live_is_current(rt, dev)  # noqa: E731
+            await wait_for(fresh, 10, "windows")
             assert rt.analyzer is not None and dev.snapshot is not None
             integrated_h = rt.analyzer.integrated_until / FS / 3600
             assert dev.snapshot.circuits[0].import_wh == pytest.approx(2000.0 * integrated_h, rel=1e-3)
