@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from common import cpu_seconds  # noqa: E402
 
-from tests.cluster import Cluster, SparkplugHost, listening  # noqa: E402
+from tests.cluster import Cluster, SparkplugHost  # noqa: E402
 from tests.harness import wait_for  # noqa: E402
-from tests.mqtt_host import mosquitto  # noqa: E402
+from tests.mqtt_host import listening, mosquitto  # noqa: E402
 
 HOUSEHOLD = ROOT / "device" / "simulator" / "scenarios" / "household.yaml"
 

@@ -6,7 +6,6 @@ bench/scale_out.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
 import urllib.request
@@ -204,18 +203,3 @@ class SparkplugHost:
             p.ParseFromString(data)
             self.got.append((str(m.topic), len(data), p))
             self._note(str(m.topic), p)
-
-
-@contextlib.asynccontextmanager
-async def listening(host: SparkplugHost, port: int, name: str = "host-app") -> Any:
-    import aiomqtt
-
-    async with aiomqtt.Client("127.0.0.1", port, identifier=name) as client:
-        await client.subscribe("spBv1.0/#", qos=1)
-        task = asyncio.ensure_future(host.listen(client))
-        try:
-            yield client
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -61,3 +61,17 @@ class Host:
 
 def metric(p: Any, name: str) -> Any:
     return next(m for m in p.metrics if m.name == name)
+
+
+@contextlib.asynccontextmanager
+async def listening(host: Any, port: int, name: str = "host-app") -> AsyncIterator[aiomqtt.Client]:
+    """A host application (``host.listen(client)``) subscribed to every Sparkplug topic while inside."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=name) as client:
+        await client.subscribe("spBv1.0/#", qos=1)
+        task = asyncio.ensure_future(host.listen(client))
+        try:
+            yield client
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -17,9 +17,9 @@ from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.shard import ShardPlan
 from device.simulator.process import SimulatorProcess
-from tests.cluster import Cluster, SparkplugHost, listening, steady_scenario
+from tests.cluster import Cluster, SparkplugHost, steady_scenario
 from tests.harness import wait_for
-from tests.mqtt_host import metric, mosquitto
+from tests.mqtt_host import listening, metric, mosquitto
 
 pytestmark = pytest.mark.e2e
 

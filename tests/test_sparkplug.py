@@ -17,7 +17,7 @@ from bridge.app import BridgeApp
 from bridge.fronts.mqtt.sparkplug_b_pb2 import Payload
 from device.simulator.process import SimulatorProcess
 from tests.harness import PLANT, bridge_config, free_port, running_bridge, wait_for
-from tests.mqtt_host import Host, metric, mosquitto
+from tests.mqtt_host import Host, listening, metric, mosquitto
 
 pytestmark = pytest.mark.e2e
 
@@ -34,58 +34,53 @@ async def test_edge_node_births_data_commands_rebirth_and_deaths(tmp_path: Path)
             },
         )
         host = Host()
-        async with aiomqtt.Client("127.0.0.1", port, identifier="host-app") as hc:
-            await hc.subscribe("spBv1.0/#", qos=1)
-            listener = asyncio.ensure_future(host.listen(hc))
+        async with listening(host, port) as hc:
             sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT)])
-            try:
-                async with running_bridge(config, tmp_path) as app, sim:
-                    dev = app.model.devices["board1"]
-                    await wait_for(lambda: host.of("NBIRTH"), 20, "NBIRTH")
-                    nbirth = host.of("NBIRTH")[0]
-                    assert nbirth.seq == 0 and metric(nbirth, "bdSeq").long_value >= 0
-                    assert metric(nbirth, "Node Control/Rebirth").boolean_value is False
-                    await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "DBIRTH")
-                    await wait_for(lambda: len(host.of("DDATA", "board1")) >= 3, 20, "DDATA")
-                    births = host.of("DBIRTH", "board1")
-                    volts = metric(births[-1], "Circuit01/v_rms")
-                    assert volts.datatype == 10 and volts.alias > 0  # Double, aliased
-                    assert volts.properties.keys[0] == "engUnit" and volts.properties.values[0].string_value == "V"
-                    # DDATA by alias only, and the live value analytic
-                    by_alias = {m.alias: m for p in host.of("DDATA", "board1") for m in p.metrics}
-                    assert all(not m.name for m in by_alias.values())
-                    assert by_alias[volts.alias].double_value == pytest.approx(230.0, rel=5e-4)
-                    seqs = [p.seq for t, p in host.got if "NDEATH" not in t]
-                    assert seqs == [k % 256 for k in range(len(seqs))]  # one sequence over the node's messages
-                    # a relay DCMD from the host goes through the command path
-                    relay = metric(births[-1], "Circuit02/relay")
-                    cmd = Payload(timestamp=int(time.time() * 1000))
-                    cmd.metrics.add(name="Circuit02/relay", datatype=11, boolean_value=False)
-                    await hc.publish("spBv1.0/OpenStrom/DCMD/bridge1/board1", cmd.SerializeToString(), qos=1)
-                    await wait_for(lambda: dev.circuits[1].relay_on is False, 10, "relay 2 off")
-                    await wait_for(
-                        lambda: any(
-                            m.alias == relay.alias and m.boolean_value is False
-                            for p in host.of("DDATA", "board1")
-                            for m in p.metrics
-                        ),
-                        10,
-                        "the relay's DDATA",
-                    )
-                    # Rebirth on NCMD: a new NBIRTH (seq 0) and DBIRTH
-                    reb = Payload()
-                    reb.metrics.add(name="Node Control/Rebirth", datatype=11, boolean_value=True)
-                    await hc.publish("spBv1.0/OpenStrom/NCMD/bridge1", reb.SerializeToString(), qos=1)
-                    await wait_for(lambda: len(host.of("NBIRTH")) >= 2, 10, "the rebirth")
-                    await wait_for(lambda: len(host.of("DBIRTH", "board1")) >= 2, 10, "the device's rebirth")
-                    # the board goes offline: DDEATH
-                    await sim.stop()
-                    await wait_for(lambda: host.of("DDEATH", "board1"), 15, "DDEATH")
-                # the bridge stopped: NDEATH with the session's bdSeq
-                await wait_for(lambda: host.of("NDEATH"), 10, "NDEATH")
-                assert metric(host.of("NDEATH")[-1], "bdSeq").long_value == metric(nbirth, "bdSeq").long_value
-            finally:
-                listener.cancel()
+            async with running_bridge(config, tmp_path) as app, sim:
+                dev = app.model.devices["board1"]
+                await wait_for(lambda: host.of("NBIRTH"), 20, "NBIRTH")
+                nbirth = host.of("NBIRTH")[0]
+                assert nbirth.seq == 0 and metric(nbirth, "bdSeq").long_value >= 0
+                assert metric(nbirth, "Node Control/Rebirth").boolean_value is False
+                await wait_for(lambda: host.of("DBIRTH", "board1"), 20, "DBIRTH")
+                await wait_for(lambda: len(host.of("DDATA", "board1")) >= 3, 20, "DDATA")
+                births = host.of("DBIRTH", "board1")
+                volts = metric(births[-1], "Circuit01/v_rms")
+                assert volts.datatype == 10 and volts.alias > 0  # Double, aliased
+                assert volts.properties.keys[0] == "engUnit" and volts.properties.values[0].string_value == "V"
+                # DDATA by alias only, and the live value analytic
+                by_alias = {m.alias: m for p in host.of("DDATA", "board1") for m in p.metrics}
+                assert all(not m.name for m in by_alias.values())
+                assert by_alias[volts.alias].double_value == pytest.approx(230.0, rel=5e-4)
+                seqs = [p.seq for t, p in host.got if "NDEATH" not in t]
+                assert seqs == [k % 256 for k in range(len(seqs))]  # one sequence over the node's messages
+                # a relay DCMD from the host goes through the command path
+                relay = metric(births[-1], "Circuit02/relay")
+                cmd = Payload(timestamp=int(time.time() * 1000))
+                cmd.metrics.add(name="Circuit02/relay", datatype=11, boolean_value=False)
+                await hc.publish("spBv1.0/OpenStrom/DCMD/bridge1/board1", cmd.SerializeToString(), qos=1)
+                await wait_for(lambda: dev.circuits[1].relay_on is False, 10, "relay 2 off")
+                await wait_for(
+                    lambda: any(
+                        m.alias == relay.alias and m.boolean_value is False
+                        for p in host.of("DDATA", "board1")
+                        for m in p.metrics
+                    ),
+                    10,
+                    "the relay's DDATA",
+                )
+                # Rebirth on NCMD: a new NBIRTH (seq 0) and DBIRTH
+                reb = Payload()
+                reb.metrics.add(name="Node Control/Rebirth", datatype=11, boolean_value=True)
+                await hc.publish("spBv1.0/OpenStrom/NCMD/bridge1", reb.SerializeToString(), qos=1)
+                await wait_for(lambda: len(host.of("NBIRTH")) >= 2, 10, "the rebirth")
+                await wait_for(lambda: len(host.of("DBIRTH", "board1")) >= 2, 10, "the device's rebirth")
+                # the board goes offline: DDEATH
+                await sim.stop()
+                await wait_for(lambda: host.of("DDEATH", "board1"), 15, "DDEATH")
+            # the bridge stopped: NDEATH with the session's bdSeq
+            await wait_for(lambda: host.of("NDEATH"), 10, "NDEATH")
+            assert metric(host.of("NDEATH")[-1], "bdSeq").long_value == metric(nbirth, "bdSeq").long_value
 
 
 async def test_store_and_forward_through_a_broker_outage_and_the_primary_host_state(tmp_path: Path) -> None:
@@ -170,20 +165,15 @@ async def test_a_stop_ends_even_when_the_clients_disconnect_fails(
         mqtt = {"enabled": True, "url": f"mqtt://127.0.0.1:{port}", "edge_node_id": "bridge1"}
         config, ports = bridge_config(tmp_path, mqtt=mqtt)
         host = Host()
-        async with aiomqtt.Client("127.0.0.1", port, identifier="host-app") as hc:
-            await hc.subscribe("spBv1.0/#", qos=1)
-            listener = asyncio.ensure_future(host.listen(hc))
+        async with listening(host, port):
             sim = SimulatorProcess(["--connect", f"127.0.0.1:{ports['device']}", "--scenario", str(PLANT)])
-            try:
-                async with sim:
-                    app = BridgeApp(config, base_dir=tmp_path)
-                    task = asyncio.create_task(app.run())
-                    await wait_for(lambda: host.of("DBIRTH", "board1"), 30, "DBIRTH")
-                    task.cancel()
-                    done, _ = await asyncio.wait({task}, timeout=10)
-                    assert task in done, "the bridge kept running after its stop"
-                    assert task.cancelled()
-                    assert waits == [front.DEATH_TIMEOUT_S]  # the DISCONNECT's wait is bounded at a stop
-                await wait_for(lambda: host.of("DDEATH", "board1") and host.of("NDEATH"), 5, "DDEATH and NDEATH")
-            finally:
-                listener.cancel()
+            async with sim:
+                app = BridgeApp(config, base_dir=tmp_path)
+                task = asyncio.create_task(app.run())
+                await wait_for(lambda: host.of("DBIRTH", "board1"), 30, "DBIRTH")
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=10)
+                assert task in done, "the bridge kept running after its stop"
+                assert task.cancelled()
+                assert waits == [front.DEATH_TIMEOUT_S]  # the DISCONNECT's wait is bounded at a stop
+            await wait_for(lambda: host.of("DDEATH", "board1") and host.of("NDEATH"), 5, "DDEATH and NDEATH")
