@@ -106,7 +106,6 @@ class EventRecorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._ring: dict[str, collections.deque[_Held]] = {}
         self._newest: dict[str, float] = {}  # the end of the newest sample each ring holds
-        self._block_s: dict[str, float] = {}  # the length of the newest block each ring holds
         self._pending: dict[str, list[Trigger]] = {}
         self._written: dict[str, collections.deque[tuple[float, float]]] = {}  # recent record spans
         self._batch_s = config.analysis.batch_s
@@ -126,7 +125,6 @@ class EventRecorder:
         """A reload removed the device: its ring goes (its records stay on disk)."""
         self._ring.pop(device, None)
         self._newest.pop(device, None)
-        self._block_s.pop(device, None)
         self._pending.pop(device, None)
 
     # ------------------------------------------------------------------ timing
@@ -139,7 +137,9 @@ class EventRecorder:
         """The span the ring holds: the pre-trigger cycles before the earliest moment an event not
         yet noticed can have started, and the post-trigger cycles only while a record waits for them."""
         pre, post = self._cycles_s(device)
-        detection = self._batch_s + self._block_s.get(device, 0.0) + DETECTION_SLACK_S
+        ring = self._ring.get(device)
+        block = ring[-1].t1_s - ring[-1].t0_s if ring else 0.0  # the newest, which completed the last batch
+        detection = self._batch_s + block + DETECTION_SLACK_S
         return pre + (post if self._pending.get(device) else 0.0) + detection
 
     # ------------------------------------------------------------------ input
@@ -150,7 +150,6 @@ class EventRecorder:
         held = _hold(block)
         ring = self._ring.setdefault(block.device, collections.deque())
         ring.append(held)
-        self._block_s[block.device] = held.t1_s - held.t0_s
         keep = self._ring_s(block.device)
         newest = self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
         while ring and ring[0].t1_s < newest - keep:
