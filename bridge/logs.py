@@ -6,7 +6,18 @@ import logging
 import sys
 from typing import Any
 
-import structlog
+# structlog imports rich's traceback renderer, and with it pygments, whenever rich is installed (the
+# status command draws with rich): ~4 MB resident in every bridge process for a way of showing
+# tracebacks it never uses (console logs get structlog's plain traceback, JSON lines format_exc_info).
+# A None entry makes that one import fail, as if rich were absent; rich itself still imports later.
+_hide_rich = "rich" not in sys.modules
+if _hide_rich:
+    sys.modules["rich"] = None  # type: ignore[assignment]
+try:
+    import structlog
+finally:
+    if _hide_rich:
+        del sys.modules["rich"]
 
 
 def configure_logging(*, level: str = "info", json: bool | None = None) -> None:

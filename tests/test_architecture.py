@@ -62,3 +62,16 @@ def test_no_io_clock_or_logging_in_the_pure_rooms(folder: str, forbidden: tuple[
 def test_the_checker_sees_a_forbidden_import() -> None:
     """The scan is not vacuous: it finds the imports a room does have."""
     assert _hits("device/simulator", ("asyncio",))
+
+
+def test_the_service_does_not_load_what_only_the_status_command_draws_with() -> None:
+    """rich's traceback renderer and pygments are ~4 MB in every bridge process when structlog finds
+    rich; console logs show plain tracebacks instead. The status command still draws with rich."""
+    code = (
+        "import sys, bridge.app, bridge.cli, bridge.logs, structlog.dev\n"
+        "assert 'pygments' not in sys.modules and 'rich.traceback' not in sys.modules, 'loaded'\n"
+        "assert structlog.dev.default_exception_formatter is structlog.dev.plain_traceback\n"
+        "import rich.table\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -248,6 +248,7 @@ class DeviceHub:
             stream.write_nowait(conn.send(msg))
 
         first_error = True
+        ev: Message | FrameError | ConnectionClosed | None = None
         try:
             while True:
                 data = await self._read(stream, deadline if runtime is None else None)
@@ -312,6 +313,9 @@ class DeviceHub:
                         runtime.on_message(ev)
                 if not data:
                     return
+                # neither is held through the next read, which waits a block's time: a chunk of up to
+                # 64 KB and the last block's decoded samples on every link (~16 MB at a hundred boards)
+                data = ev = None
         except ProtocolError as exc:
             log.warning("link closed: device broke the protocol", error=str(exc))
         except (ConnectionError, OSError) as exc:
