@@ -177,3 +177,66 @@ async def test_a_stop_ends_even_when_the_clients_disconnect_fails(
                 assert task.cancelled()
                 assert waits == [front.DEATH_TIMEOUT_S]  # the DISCONNECT's wait is bounded at a stop
             await wait_for(lambda: host.of("DDEATH", "board1") and host.of("NDEATH"), 5, "DDEATH and NDEATH")
+
+
+class _SlowClient:
+    """A broker client whose publishes take a loop turn (as a real one's do), with a hook into them."""
+
+    def __init__(self, during: Any) -> None:
+        self.topics: list[str] = []
+        self.during = during
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        self.topics.append(topic)
+        self.during(topic)
+        await asyncio.sleep(0)
+
+    @property
+    def messages(self) -> Any:
+        async def silence() -> Any:
+            await asyncio.Event().wait()
+            yield
+
+        return silence()
+
+
+async def test_a_board_that_goes_offline_while_its_birth_is_sent_still_gets_its_ddeath(tmp_path: Path) -> None:
+    """A change that comes while the node is sending the changes before it wakes the node again,
+    though nothing changes after it: the board's DDEATH is not lost."""
+    from bridge.config import Config
+    from bridge.fronts.mqtt.client import SparkplugFront
+    from bridge.model import Model
+    from device.simulator.device import Identity, SimulatedDevice
+    from device.simulator.scenario import load_scenario
+
+    config = Config.model_validate(
+        {
+            "mqtt": {"enabled": True, "url": "mqtt://127.0.0.1:1"},
+            "devices": [{"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1}],
+        }
+    )
+    model = Model(config)
+    dev = model.devices["board1"]
+    sim = SimulatedDevice(load_scenario(PLANT), identity=Identity.for_serial("OS-SIM-0001"), seed=1)
+    model.links.identify(dev, sim.hello())
+    model.links.connect(dev, "127.0.0.1:1", "tcp-in")
+
+    def during(topic: str) -> None:
+        if "DBIRTH" in topic:  # the link drops while the board's birth is on its way
+            model.links.disconnect(dev, "link closed")
+
+    client = _SlowClient(during)
+    front = SparkplugFront(config, model, None, tmp_path)
+    model.subscribe(front._on_change)
+    session = asyncio.ensure_future(front._session(client))  # type: ignore[arg-type]
+    try:
+        await wait_for(lambda: any("NBIRTH" in t for t in client.topics), 2, "NBIRTH")
+        model.links.count(dev, blocks=1)  # data counted: the board is online, and is born
+        await wait_for(lambda: any("DDEATH" in t for t in client.topics), 2, "DDEATH")
+    finally:
+        session.cancel()
+        await asyncio.gather(session, return_exceptions=True)
+    assert [t.split("/")[2] for t in client.topics] == ["NBIRTH", "DBIRTH", "DDEATH"]

@@ -180,8 +180,11 @@ class SparkplugFront:
             self.publishing = True
             log.info("sparkplug edge node online", broker=self.cfg.url, group=g, node=n, bd_seq=self.node.bd_seq)
             while not messages.done():
-                await self._publish_changes(client)
+                # cleared before the changes are taken: one that comes while they are being sent
+                # wakes the next turn (cleared after, a board that went offline then, with nothing
+                # changing after it, never had its DDEATH sent)
                 self._wake.clear()
+                await self._publish_changes(client)
                 waiter = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait([waiter, messages], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
