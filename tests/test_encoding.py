@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from device.protocol import (
     MAX_PAYLOAD,
     Ack,
+    EncodedSamples,
     Encoding,
     Message,
     MessageType,
@@ -147,3 +148,42 @@ def test_binary_samples_with_a_bad_layout_name_block_channel_and_byte() -> None:
     with pytest.raises(RemoteProtocolError, match="truncated at payload byte") as err:
         decode_payload(MessageType.SAMPLES, Encoding.BINARY, payload[:-2])
     assert err.value.code == "short"
+
+
+def _full_block() -> tuple[int, bytes]:
+    rng = np.random.default_rng(3)
+    v = np.cumsum(rng.integers(-300, 300, (10, 200)), axis=1)
+    i = rng.integers(-(2**23), 2**23, (10, 200))  # residuals that need the widest layouts
+    return encode_payload(
+        Samples(block_seq=7, t0_ns=9, sample_rate_hz=7812.5, circuits=tuple(range(1, 11)), v=v, i=i), Encoding.BINARY
+    )
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 255)), max_size=4), st.integers(-40, 3))
+def test_a_block_held_undecoded_was_checked_as_fully_as_decoding_checks(flips: list[tuple[int, int]], cut: int) -> None:
+    """The bridge holds blocks as payloads until it measures them, and acknowledges what it measured:
+    a block that passes the check must decode then, and to what decoding it at once gives."""
+    flags, payload = _full_block()
+    bad = bytearray(payload)
+    for pos, byte in flips:
+        bad[pos % len(bad)] = byte
+    data = bytes(bad[: len(bad) + cut] if cut < 0 else bad + b"\x00" * cut)
+    try:
+        eager = decode_payload(MessageType.SAMPLES, flags, data)
+    except RemoteProtocolError as exc:
+        with pytest.raises(RemoteProtocolError) as deferred_error:
+            decode_payload(MessageType.SAMPLES, flags, data, defer_samples=True)
+        assert deferred_error.value.code == exc.code
+        return
+    held = decode_payload(MessageType.SAMPLES, flags, data, defer_samples=True)
+    assert isinstance(held, EncodedSamples) and isinstance(eager, Samples)
+    assert (held.block_seq, held.n, held.circuits) == (eager.block_seq, eager.n, eager.circuits)
+    assert held.decode() == eager and held.decode().wire == data
+
+
+def test_a_held_block_decodes_to_the_block_sent() -> None:
+    flags, payload = _full_block()
+    held = decode_payload(MessageType.SAMPLES, flags, payload, defer_samples=True)
+    assert isinstance(held, EncodedSamples)
+    assert held.decode() == decode_payload(MessageType.SAMPLES, flags, payload)
+    assert held.decode().i.min() < -(2**22)

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bridge.config import Config
+from bridge.core import StreamAnalyzer
 from bridge.model import Model
 from bridge.session import DeviceHub
+from bridge.session.scales import Scales
 from bridge.store import Store
 from device.protocol import Ack, Connection, ConnectionClosed, ErrorMessage, Role, Samples, TimeSync
 from device.simulator.device import Identity, SimulatedDevice
@@ -82,6 +84,7 @@ async def test_crash_between_commits_loses_nothing_and_counts_nothing_twice(tmp_
         await ref.send(block)
     await ref.pump()
     assert ref_hub.runtimes["board1"].analyzer is not None
+    ref_hub.runtimes["board1"].feed_pending()  # the blocks of a batch not yet due
     ref_hub.runtimes["board1"].analyzer.flush()  # integrate the open window too: every sample counted
     reference = _energy(ref_hub)
     await ref.close()
@@ -114,6 +117,7 @@ async def test_crash_between_commits_loses_nothing_and_counts_nothing_twice(tmp_
     # both analyzers flushed: each has integrated every sample it was fed, and the crashed one must
     # have been fed each sample exactly once (one block counted twice or lost is 1/150 of the total)
     assert rt.analyzer is not None
+    rt.feed_pending()
     rt.analyzer.flush()
     got = _energy(hub2)
     # active energy is P x duration per window, i.e. the sum of v*i over every sample: exact whatever
@@ -156,4 +160,40 @@ async def test_replayed_blocks_are_dropped_and_gaps_counted(tmp_path: Path) -> N
     await link.pump()
     health = hub.model.devices["board1"].link
     assert (health.duplicates, health.gaps, health.lost_blocks, health.blocks) == (5, 1, 2, 18)
+    await link.close()
+
+
+async def test_blocks_wait_as_payloads_and_are_measured_at_the_block_that_completes_a_batch(tmp_path: Path) -> None:
+    """Between batches the runtime holds a batch's blocks as their payloads and the analyzer only the
+    open window; each block is measured as if fed on arrival: the same windows at the same block, the
+    same energy to the last bit as an analyzer fed every block at once."""
+    hub, _ = _hub(tmp_path)
+    dev = _device()
+    link = FakeDeviceLink(hub, dev)
+    await link.send(dev.hello())
+    await link.pump()
+    rt = hub.runtimes["board1"]
+    assert rt.analyzer is not None and dev.hello() is not None
+    direct = StreamAnalyzer(rt.analyzer.c, rt.analyzer.cfg)
+    scales = Scales(dev.hello(), {})
+    batch = rt.analyzer.cfg.min_batch_s * rt.analyzer.cfg.fs
+    windows = room = direct_room = 0
+    for k in range(60):
+        block, _ = dev.generate()
+        await link.send(block)
+        await link.pump()
+        update = direct.feed(
+            block.v, block.i, seq=block.block_seq, t0_s=block.t0_ns / 1e9, scale=scales.scale, offset=scales.offset
+        )
+        windows += len(update.windows)
+        if update.windows:  # a batch ran: the runtime fed what it held at this very block
+            assert rt.analyzer.end == direct.end
+        elif k > 0:  # (the first block is fed at once: nothing came before it)
+            assert rt.analyzer.end < direct.end
+        room, direct_room = max(room, rt.analyzer.room), max(direct_room, direct.room)
+    assert windows >= 20
+    assert room < batch < direct_room  # fed block by block, it holds a batch and the open window
+    rt.feed_pending()
+    for a, b in zip(rt.analyzer.energy, direct.energy, strict=True):
+        assert a.values() == b.values()
     await link.close()

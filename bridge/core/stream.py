@@ -163,6 +163,24 @@ class StreamAnalyzer:
             return self._origin_idx
         return math.floor(self._win_start + 0.5)
 
+    @property
+    def room(self) -> int:
+        """Samples the buffer has room for (what it holds in memory), per channel."""
+        return int(self._buf.shape[1])
+
+    def due(self, more: int) -> bool:
+        """Whether ``more`` further samples, fed in order with no gap, would make a batch run: a
+        caller that holds blocks until then (as encoded payloads, smaller than counts) feeds them
+        all at that point and gets the same results at the same block as when feeding each at once."""
+        return self.end + more - self._processed_until >= self.cfg.min_batch_s * self.cfg.fs
+
+    def reserve(self, more: int) -> None:
+        """Room for ``more`` samples, made at once (blocks fed one after the other grow it in steps)."""
+        if self._n + more > self._buf.shape[1]:
+            grown = np.empty((2 * self.c, self._n + more), dtype=self._buf.dtype)
+            grown[:, : self._n] = self._buf[:, : self._n]
+            self._buf = grown
+
     def time_of(self, position: float) -> float:
         """Seconds (on the caller's clock) of a global sample position."""
         return self._origin_s + (position - self._origin_idx) / self.cfg.fs
@@ -476,7 +494,12 @@ class StreamAnalyzer:
         drop = keep - self._start
         if drop > 0:
             rest = self._n - drop
-            self._buf[:, :rest] = self._buf[:, drop : self._n]
+            if self._buf.shape[1] - rest > 2048:
+                # between batches only the open window is held, not the room its batch needed: that
+                # room is made again for the next batch (``reserve``), one board at a time
+                self._buf = self._buf[:, drop : self._n].copy()
+            else:
+                self._buf[:, :rest] = self._buf[:, drop : self._n]
             self._n = rest
             self._start = keep
             if self._segments:  # the runs of counts move with their samples; the run at 0 stays

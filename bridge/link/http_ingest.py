@@ -32,7 +32,7 @@ from cryptography import x509
 from bridge.config import Config
 from bridge.logs import audit, get_logger
 from bridge.pki import device_serial_of, subject_of
-from device.protocol import Connection, ConnectionClosed, FrameError, Hello, Message, Role
+from device.protocol import Connection, ConnectionClosed, EncodedSamples, FrameError, Hello, Message, Role
 from device.protocol.errors import ProtocolError
 from device.protocol.framing import Encoding
 from device.protocol.package import Format, decode_package, encode_package
@@ -213,7 +213,7 @@ class HttpIngest:
         answers: list[Message] = []
         out = session.stream.take()
         for ev in device_side.events(out) if out else ():  # (no bytes would read as end of stream)
-            if isinstance(ev, ConnectionClosed | FrameError):
+            if isinstance(ev, ConnectionClosed | FrameError | EncodedSamples):  # (a device side defers none)
                 continue
             answers.append(ev)
         if session.task.done():

@@ -19,6 +19,7 @@ from device.protocol import (
     HELLO_MAX_PAYLOAD,
     Connection,
     ConnectionClosed,
+    EncodedSamples,
     ErrorMessage,
     FrameError,
     Hello,
@@ -238,7 +239,12 @@ class DeviceHub:
             await stream.close()
             return
         unidentified = capped
-        conn = Connection(Role.BRIDGE, skip_before_hello=serial, max_payload_before_hello=HELLO_MAX_PAYLOAD)
+        conn = Connection(
+            Role.BRIDGE,
+            skip_before_hello=serial,
+            max_payload_before_hello=HELLO_MAX_PAYLOAD,
+            defer_samples=True,  # decoded when measured: the runtime holds a batch as payloads
+        )
         runtime: DeviceRuntime | None = None
         log = self.log.bind(peer=stream.peer, link=stream.kind)
         loop = asyncio.get_running_loop()
@@ -248,7 +254,7 @@ class DeviceHub:
             stream.write_nowait(conn.send(msg))
 
         first_error = True
-        ev: Message | FrameError | ConnectionClosed | None = None
+        ev: Message | EncodedSamples | FrameError | ConnectionClosed | None = None
         try:
             while True:
                 data = await self._read(stream, deadline if runtime is None else None)

@@ -25,6 +25,7 @@ from bridge.store import Progress, Store
 from device.protocol import (
     Ack,
     CommandResult,
+    EncodedSamples,
     ErrorMessage,
     Heartbeat,
     Hello,
@@ -82,6 +83,8 @@ class DeviceRuntime:
             model.outcomes.set_limits(state, base)
         self.analyzer: StreamAnalyzer | None = None
         self._fed = FedBlocks()
+        self._pending: list[tuple[Samples | EncodedSamples, int]] = []  # arrived, not yet fed: (block, skip)
+        self._pending_n = 0  # their samples to feed
         stored = store.progress(self.name)
         self.durable = stored  # what the last commit covers
         self.last_seq: int | None = stored.block_seq if stored else None
@@ -219,10 +222,10 @@ class DeviceRuntime:
 
     # ------------------------------------------------------------------ messages
 
-    def on_message(self, msg: Message) -> None:
+    def on_message(self, msg: Message | EncodedSamples) -> None:
         self.model.links.heard(self.state)
         match msg:
-            case Samples():
+            case Samples() | EncodedSamples():
                 self.on_samples(msg)
             case Status():
                 self.on_status(msg)
@@ -256,6 +259,7 @@ class DeviceRuntime:
         self.model.links.stream_restarted(self.state, self.streams.record.restarts, reason)
 
     def on_hello(self, hello: Hello) -> None:
+        self.feed_pending()  # what came before this HELLO is measured as it was sent: old scales, old stream
         self._check_stream(hello)
         old = self.state.hello
         lsb_changed = old is None or (old.v_lsb_volts, old.i_lsb_amps) != (hello.v_lsb_volts, hello.i_lsb_amps)
@@ -293,6 +297,7 @@ class DeviceRuntime:
         )
 
     def _update_scales(self) -> None:
+        self.feed_pending()  # blocks that arrived before the change keep the scales they were sent with
         hello = self.state.hello
         if hello is not None:
             self._scales = Scales(hello, self.state.calibration)
@@ -322,14 +327,16 @@ class DeviceRuntime:
                     self.analyzer.energy.restore(c - 1, reg, whole, residual)
         self._fed.clear()
 
-    def on_samples(self, block: Samples) -> None:
+    def on_samples(self, block: Samples | EncodedSamples) -> None:
+        """A block arrived: counted, checked and held until the analyzer would measure (``feed_pending``)."""
         if self.analyzer is None or self._scales is None:
             return
         dev, seq = self.state, block.block_seq
         if self.last_seq is not None and not is_after(seq, self.last_seq):
             self.model.links.count(dev, duplicates=1)
             return
-        if self.last_seq is not None and seq != next_seq(self.last_seq):
+        follows = self.last_seq is not None and seq == next_seq(self.last_seq)
+        if self.last_seq is not None and not follows:
             lost = distance(seq, self.last_seq) - 1
             self.model.links.count(dev, lost_blocks=lost)
             self.log.warning("blocks missing from the device stream", after=self.last_seq, got=seq, lost=lost)
@@ -342,28 +349,48 @@ class DeviceRuntime:
         if self.durable is not None and seq == next_seq(self.durable.block_seq) and self._resume_offset:
             skip = min(self._resume_offset, block.n)  # counted before a restart: do not count twice
         self._resume_offset = 0
-        start = self.analyzer.end
-        t0 = block.t0_ns / 1e9 + skip / block.sample_rate_hz
-        # ADC counts go in as they are: the analyzer scales them while copying them into its buffer
-        update = self.analyzer.feed(
-            block.v[:, skip:],
-            block.i[:, skip:],
-            seq=seq,
-            t0_s=t0,
-            scale=self._scales.scale,
-            offset=self._scales.offset,
-        )
-        if block.n > skip:
-            self._fed.append(seq, start, block.n - skip, skip)
-            if self.model.samples.wanted(self.name):
-                self._tap(seq, t0, block, skip)
         self.last_seq = seq
         self.model.links.count(dev, blocks=1)
         # device time of the block's end minus now: transit and buffering only make it smaller, so
         # the largest of the recent blocks is the best estimate of the clock offset
         self._offsets.append((block.t0_ns / 1e9 + block.n / block.sample_rate_hz) - time.time())
         self.model.links.clock_offset(dev, max(self._offsets))
-        self._apply(update)
+        self._pending.append((block, skip))
+        self._pending_n += block.n - skip
+        # a block after a gap is measured at once, as the analyzer measures what came before a gap
+        if not follows or self.analyzer.due(self._pending_n):
+            self.feed_pending()
+
+    def feed_pending(self) -> None:
+        """Every held block into the analyzer, decoded one by one, with the scales of now.
+
+        Blocks wait here, as their payloads, until the analyzer would measure: its own buffer then
+        holds only the open window between batches, not a batch of counts (~0.35 MB a board). Each
+        is fed as it would have been on arrival, so results, durability and taps are the same; they
+        only come at the batch's last block. Called before anything that changes how blocks are
+        measured (scales, a new HELLO)."""
+        pending, self._pending, self._pending_n = self._pending, [], 0
+        if not pending or self.analyzer is None or self._scales is None:
+            return
+        self.analyzer.reserve(sum(block.n - skip for block, skip in pending))
+        for held, skip in pending:
+            block = held.decode() if isinstance(held, EncodedSamples) else held
+            start = self.analyzer.end
+            t0 = block.t0_ns / 1e9 + skip / block.sample_rate_hz
+            # ADC counts go in as they are: the analyzer scales them while copying them into its buffer
+            update = self.analyzer.feed(
+                block.v[:, skip:],
+                block.i[:, skip:],
+                seq=block.block_seq,
+                t0_s=t0,
+                scale=self._scales.scale,
+                offset=self._scales.offset,
+            )
+            if block.n > skip:
+                self._fed.append(block.block_seq, start, block.n - skip, skip)
+                if self.model.samples.wanted(self.name):
+                    self._tap(block.block_seq, t0, block, skip)
+            self._apply(update)
 
     def on_status(self, status: Status) -> None:
         dev = self.state

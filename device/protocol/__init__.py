@@ -5,7 +5,7 @@ See docs/protocol.md. Nothing here performs I/O, reads a clock or logs.
 
 from .connection import NEED_DATA, Connection, ConnectionClosed, Event, Role, State
 from .delta import EncodedChannel, decode_channels, encode_channels
-from .encoding import decode_payload, encode_payload
+from .encoding import EncodedSamples, decode_payload, encode_payload
 from .errors import InvalidMessage, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .framing import MAX_PAYLOAD, SERIAL_BAUDRATE, Encoding, Frame, FrameError, FrameReader, pack_frame
 from .messages import (
@@ -49,6 +49,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "EncodedChannel",
+    "EncodedSamples",
     "Encoding",
     "ErrorMessage",
     "Event",

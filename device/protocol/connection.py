@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from .encoding import decode_payload, encode_payload
+from .encoding import EncodedSamples, decode_payload, encode_payload
 from .errors import LocalProtocolError, RemoteProtocolError
 from .framing import MAX_PAYLOAD, Encoding, FrameError, FrameReader, pack_frame
 from .messages import Direction, ErrorMessage, Heartbeat, Hello, Message
@@ -45,7 +45,7 @@ class ConnectionClosed:
     """The peer closed the byte stream (``receive_data(b"")``)."""
 
 
-Event = Message | FrameError | ConnectionClosed | _NeedData
+Event = Message | EncodedSamples | FrameError | ConnectionClosed | _NeedData
 
 # (state, kind) -> next state; kind is what happened: "hello", "message", "heartbeat", "error", "eof".
 # One table for both directions: HELLO opens the connection, anything but heartbeats and errors needs it.
@@ -63,7 +63,7 @@ _TRANSITIONS: dict[tuple[State, str], State] = {
 }
 
 
-def _kind(msg: Message | None) -> str:
+def _kind(msg: Message | EncodedSamples | None) -> str:
     if msg is None:
         return "eof"
     if isinstance(msg, Hello):
@@ -84,13 +84,17 @@ class Connection:
         compress: bool = False,
         skip_before_hello: bool = False,
         max_payload_before_hello: int = MAX_PAYLOAD,
+        defer_samples: bool = False,
     ) -> None:
         """``skip_before_hello``: on a serial line the bridge may open the port mid-stream; messages
         before the device's next HELLO are then skipped (as FrameError) instead of failing the link.
         ``max_payload_before_hello``: what a peer not yet identified may make the receiver buffer (a
-        HELLO needs a few kB); larger frames are refused at their header."""
+        HELLO needs a few kB); larger frames are refused at their header.
+        ``defer_samples``: binary SAMPLES blocks come as ``EncodedSamples``, checked but not decoded,
+        for a receiver that holds blocks before it uses their samples."""
         self.role = role
         self.skip_before_hello = skip_before_hello
+        self.defer_samples = defer_samples
         self.encoding = encoding
         self.compress = compress
         self.state = State.AWAIT_HELLO
@@ -142,7 +146,7 @@ class Connection:
         self.rx_bytes += len(data)
         self._reader.feed(data)
 
-    def events(self, data: bytes) -> Iterator[Message | FrameError | ConnectionClosed]:
+    def events(self, data: bytes) -> Iterator[Message | EncodedSamples | FrameError | ConnectionClosed]:
         """The one pump: feed ``data`` and yield every event it completes, ending at NEED_DATA or after
         ConnectionClosed. ``b""`` (end of stream) yields what is left and then ConnectionClosed."""
         self.receive_data(data)
@@ -170,7 +174,7 @@ class Connection:
             self.rx_frame_gaps += 1
         self._rx_seq = item.seq
         try:
-            msg = decode_payload(item.msg_type, item.flags, item.payload)
+            msg = decode_payload(item.msg_type, item.flags, item.payload, defer_samples=self.defer_samples)
         except RemoteProtocolError as exc:
             # the frame arrived intact (CRC good) but its content is wrong: skip it, keep the link
             err = RemoteProtocolError(str(exc), code=exc.code, offset=item.offset)

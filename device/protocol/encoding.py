@@ -17,7 +17,7 @@ import json
 import struct
 import typing
 import zlib
-from typing import Any
+from typing import Any, ClassVar
 from xml.etree import ElementTree as ET
 
 import numpy as np
@@ -25,7 +25,16 @@ import numpy as np
 from . import delta
 from .errors import InvalidMessage, LocalProtocolError, RemoteProtocolError
 from .framing import FLAG_GZIP, MAX_PAYLOAD, Encoding
-from .messages import MESSAGE_CLASSES, Fault, Message, MessageType, Samples
+from .messages import (
+    MAX_BLOCK_SAMPLES,
+    MESSAGE_CLASSES,
+    Direction,
+    Fault,
+    Message,
+    MessageType,
+    Samples,
+    check_circuit_set,
+)
 
 _SAMPLES_HEAD = struct.Struct(">IQIHH")  # block_seq, t0_ns, sample rate (mHz), n, circuit mask
 _HEAD_I32 = struct.Struct(">i")
@@ -86,9 +95,50 @@ def _circuits_of(mask: int) -> tuple[int, ...]:
     return tuple(c + 1 for c in range(16) if mask >> c & 1)
 
 
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class EncodedSamples:
+    """A binary SAMPLES block that passed every check decoding makes, not yet decoded.
+
+    A receiver that holds blocks a while before it needs their samples (the bridge measures in
+    batches of several blocks) keeps these instead: the payload is about half the size of its counts
+    even as int32, and a receiver that keeps the payload anyway (an event recorder's ring) holds it
+    once. ``decode`` gives the block, once, when its samples are wanted; it cannot fail."""
+
+    TYPE: ClassVar[MessageType] = MessageType.SAMPLES
+    DIRECTION: ClassVar[Direction] = Direction.DEVICE_TO_BRIDGE
+
+    block_seq: int
+    t0_ns: int
+    sample_rate_hz: float
+    circuits: tuple[int, ...]
+    n: int
+    wire: bytes
+    groups: dict[tuple[int, int], delta.Group]  # views into ``wire``, checked
+
+    def decode(self) -> Samples:
+        values = delta.decode_groups(self.groups, 2 * len(self.circuits), self.n)
+        values.setflags(write=False)  # handed over as the message's own (Samples makes no copy of it)
+        return Samples(
+            block_seq=self.block_seq,
+            t0_ns=self.t0_ns,
+            sample_rate_hz=self.sample_rate_hz,
+            circuits=self.circuits,
+            v=values[0::2],
+            i=values[1::2],
+            wire=self.wire,
+        )
+
+
 def decode_samples_binary(payload: bytes) -> Samples:
+    return scan_samples_binary(payload).decode()
+
+
+def scan_samples_binary(payload: bytes) -> EncodedSamples:
+    """Check a binary SAMPLES payload the whole way (header, circuit set, every channel's layout and
+    length) without decoding it."""
     # the hot path of the bridge (one call per device every 80 ms): channels are scanned with plain
     # int arithmetic and grouped by layout, so numpy is called per group, not per channel
+    payload = bytes(payload)  # the block keeps it: not a view of a buffer that is reused (a no-op for bytes)
     if len(payload) < _SAMPLES_HEAD.size:
         raise RemoteProtocolError(f"SAMPLES payload of {len(payload)} bytes is shorter than its header", code="short")
     block_seq, t0_ns, mhz, n, mask = _SAMPLES_HEAD.unpack_from(payload)
@@ -125,17 +175,13 @@ def decode_samples_binary(payload: bytes) -> Samples:
         pos = end
     if pos != size:
         raise RemoteProtocolError(f"SAMPLES block {block_seq} has {size - pos} trailing bytes", code="trailing")
-    values = delta.decode_groups(groups, channels, n)
-    values.setflags(write=False)  # handed over as the message's own (Samples makes no copy of it)
-    return Samples(
-        block_seq=block_seq,
-        t0_ns=t0_ns,
-        sample_rate_hz=mhz / 1000,
-        circuits=circuits,
-        v=values[0::2],
-        i=values[1::2],
-        wire=payload if isinstance(payload, bytes) else None,
-    )
+    # what Samples itself checks, so that ``decode`` cannot fail
+    if n > MAX_BLOCK_SAMPLES:
+        raise RemoteProtocolError(
+            f"SAMPLES block {block_seq} carries {n} samples a channel, more than {MAX_BLOCK_SAMPLES}", code="samples"
+        )
+    check_circuit_set(circuits)
+    return EncodedSamples(block_seq, t0_ns, mhz / 1000, circuits, n, payload, groups)
 
 
 def _samples_tree(msg: Samples) -> dict[str, Any]:
@@ -377,15 +423,18 @@ def gunzip(data: bytes, limit: int = MAX_PAYLOAD, what: str = "payload") -> byte
     return out
 
 
-def decode_payload(msg_type: int, flags: int, payload: bytes) -> Message:
-    """Decode one frame's payload; every failure is a RemoteProtocolError naming what was wrong."""
+def decode_payload(
+    msg_type: int, flags: int, payload: bytes, *, defer_samples: bool = False
+) -> Message | EncodedSamples:
+    """Decode one frame's payload; every failure is a RemoteProtocolError naming what was wrong.
+    ``defer_samples``: a binary SAMPLES block comes checked but not decoded (``EncodedSamples``)."""
     try:
-        return _decode_payload(msg_type, flags, payload)
+        return _decode_payload(msg_type, flags, payload, defer_samples)
     except InvalidMessage as exc:
         raise RemoteProtocolError(str(exc), code=exc.code) from None
 
 
-def _decode_payload(msg_type: int, flags: int, payload: bytes) -> Message:
+def _decode_payload(msg_type: int, flags: int, payload: bytes, defer_samples: bool) -> Message | EncodedSamples:
     try:
         cls = MESSAGE_CLASSES[MessageType(msg_type)]
     except ValueError:
@@ -401,7 +450,7 @@ def _decode_payload(msg_type: int, flags: int, payload: bytes) -> Message:
     if enc is Encoding.BINARY:
         if cls is not Samples:
             raise RemoteProtocolError(f"{cls.TYPE.name} has no binary encoding (use JSON)", code="encoding")
-        return decode_samples_binary(payload)
+        return scan_samples_binary(payload) if defer_samples else decode_samples_binary(payload)
     if enc is Encoding.JSON:
         try:
             tree = json.loads(payload.decode("utf-8"))

@@ -57,7 +57,7 @@ def _check_circuit(circuit: int, what: str) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _check_circuit_set(circuits: tuple[int, ...]) -> None:
+def check_circuit_set(circuits: tuple[int, ...]) -> None:
     """A SAMPLES block's circuit set (cached: a device sends the same set block after block)."""
     _check(len(circuits) >= 1, "SAMPLES carries no circuit", "samples")
     _check(list(circuits) == sorted(set(circuits)), "SAMPLES circuits must ascend", "samples")
@@ -135,7 +135,7 @@ class Samples:
     def __post_init__(self) -> None:
         _check_u32(self.block_seq, "SAMPLES block_seq")
         _check(0 <= self.t0_ns < 2**64, "SAMPLES t0_ns must be an unsigned 64-bit time", "range")
-        _check_circuit_set(tuple(self.circuits))
+        check_circuit_set(tuple(self.circuits))
         for name in ("v", "i"):
             arr = getattr(self, name)
             if not (isinstance(arr, np.ndarray) and arr.dtype == np.int64 and not arr.flags.writeable):

@@ -22,6 +22,7 @@ from device.protocol import (
     Ack,
     Connection,
     ConnectionClosed,
+    EncodedSamples,
     Encoding,
     FrameError,
     Message,
@@ -157,6 +158,7 @@ class Runner:
                     if isinstance(ev, FrameError):
                         log(f"skipped bad frame from bridge: {ev.error}")
                         continue
+                    assert not isinstance(ev, EncodedSamples)  # only a connection that defers makes these
                     for answer in self.device.handle(ev):
                         self._write(answer)
                     if isinstance(ev, Ack):
