@@ -248,7 +248,8 @@ def test_an_event_is_noticed_within_a_batch_a_block_and_the_recorders_slack(
 ) -> None:
     """The event recorder keeps the pre-trigger cycles before the earliest moment an event not yet
     noticed can have started: the newest sample less a batch, the block that completed it and
-    ``DETECTION_SLACK_S``. An event noticed later would find its pre-trigger samples gone."""
+    ``DETECTION_SLACK_S``; once a batch is measured, its end less ``DETECTION_SLACK_S``. An event
+    noticed later than either would find its pre-trigger samples gone."""
     from bridge.session.recorder import DETECTION_SLACK_S
 
     envelope = np.ones(round(2.5 * FS))
@@ -263,4 +264,6 @@ def test_an_event_is_noticed_within_a_batch_a_block_and_the_recorders_slack(
             assert abs(min(starts) / FS - start_s) < 0.015  # the event, not a stray one
             assert (newest - min(starts)) / FS <= batch_s + block / FS + DETECTION_SLACK_S
             return
+        if an.measured_until == an.end:  # a batch ran and did not notice it: it had not begun by then
+            assert an.end / FS < start_s + DETECTION_SLACK_S
     pytest.fail("the event was never noticed")

@@ -264,6 +264,48 @@ def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(t
     assert span() <= idle + block_s  # idle again
 
 
+def test_once_a_batch_is_measured_the_ring_keeps_only_the_pre_trigger_cycles_before_its_end(tmp_path: Path) -> None:
+    """Every event that started before a measured batch's end (less the detector's settling) has
+    been triggered: the ring then keeps the pre-trigger cycles before that and the blocks since, not
+    the whole detection delay; an event noticed a batch later, right at the settling margin, still
+    gets its whole record."""
+    import comtrade
+
+    from bridge.model import Trigger
+
+    config = bridge_config(tmp_path)[0]
+    model = Model(config)
+    rec = EventRecorder(config, model, tmp_path)
+    pre, post = config.records.pre_cycles / 50, config.records.post_cycles / 50
+    block_s = 625 / FS
+    per_batch = 7  # 80 ms blocks: the one that brings 0.5 s of new signal completes a batch
+    blocks = _blocks(model, 8)
+
+    def span() -> float:
+        ring = rec._ring["board1"]
+        return max(h.t1_s for h in ring) - min(h.t0_s for h in ring)
+
+    between = []
+    for k, b in enumerate(blocks[:63], 1):
+        model.samples.publish(b)
+        if k % per_batch == 0:
+            model.samples.decided("board1", b.t0_s + block_s)
+            between.append(span())
+    assert max(between) <= pre + DETECTION_SLACK_S + block_s  # whole blocks
+    assert max(between) < pre + config.analysis.batch_s  # less than the detection delay asks
+    decided = blocks[62].t0_s + block_s
+    for b in blocks[63:70]:  # the next batch, which notices an event in the settling margin
+        model.samples.publish(b)
+    model.samples.trigger(Trigger("board1", decided - 0.95 * DETECTION_SLACK_S, "dip", 1))
+    for b in blocks[70:]:
+        model.samples.publish(b)
+    assert rec.saved == 1
+    r = comtrade.Comtrade()
+    cfg = next((tmp_path / "records").glob("*.cfg"))
+    r.load(str(cfg), str(cfg.with_suffix(".dat")))
+    assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
+
+
 @pytest.mark.parametrize(
     ("low", "high", "width"),
     [

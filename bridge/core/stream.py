@@ -164,6 +164,12 @@ class StreamAnalyzer:
         return math.floor(self._win_start + 0.5)
 
     @property
+    def measured_until(self) -> int:
+        """Global index one past the last sample a batch has measured (events decided up to it, but
+        for the detector's settling)."""
+        return max(self._processed_until, self._origin_idx)
+
+    @property
     def room(self) -> int:
         """Samples the buffer has room for (what it holds in memory), per channel."""
         return int(self._buf.shape[1])

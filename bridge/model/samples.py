@@ -69,6 +69,7 @@ class Trigger:
 
 SampleListener = Callable[[SampleBlock], None]
 TriggerListener = Callable[[Trigger], None]
+DecidedListener = Callable[[str, float], None]
 
 
 class SampleTaps:
@@ -79,6 +80,7 @@ class SampleTaps:
         self._by_device: dict[str, set[SampleListener]] = {}
         self._everywhere: set[SampleListener] = set()
         self._triggers: list[TriggerListener] = []
+        self._decided: list[DecidedListener] = []
 
     def subscribe(self, listener: SampleListener, device: str | None = None) -> Callable[[], None]:
         """Listen to one device (or every device); returns the call that ends it."""
@@ -99,3 +101,12 @@ class SampleTaps:
     def trigger(self, trigger: Trigger) -> None:
         for listener in self._triggers:
             listener(trigger)
+
+    def on_decided(self, listener: DecidedListener) -> None:
+        self._decided.append(listener)
+
+    def decided(self, device: str, t_s: float) -> None:
+        """The device's samples are measured up to ``t_s`` (device clock): every voltage event that
+        started before it, less the detector's settling (``DETECTION_SLACK_S``), has been triggered."""
+        for listener in self._decided:
+            listener(device, t_s)

@@ -320,7 +320,8 @@ class DeviceHub:
                 if not data:
                     return
                 # neither is held through the next read, which waits a block's time: a chunk of up to
-                # 64 KB and the last block's decoded samples on every link (~16 MB at a hundred boards)
+                # 64 KB on every link (6.5 MB at a hundred boards), and the last message (a decoded
+                # block on a JSON link)
                 data = ev = None
         except ProtocolError as exc:
             log.warning("link closed: device broke the protocol", error=str(exc))

@@ -2,9 +2,10 @@
 each trigger (a voltage event's start, or a manual request), kept under a size and age policy.
 
 Memory per device is bounded by the ring: pre-trigger + the detection delay (an event is seen at most
-a measurement batch and a block after it starts), and the post-trigger cycles too while a record
-waits for them, as the device's binary payloads (its delta coding, smaller than the counts) or as 16-
-or 24-bit counts where the ADC allows. A record waits until its post-trigger samples have arrived;
+a measurement batch and a block after it starts; once a batch has been measured, by its end less the
+detector's settling), and the post-trigger cycles too while a record waits for them, as the
+device's binary payloads (its delta coding, smaller than the counts) or as 16- or 24-bit counts
+where the ADC allows. A record waits until its post-trigger samples have arrived;
 one whose samples are gone (a trigger older than the ring, as for events in blocks replayed after an
 outage that outlasted it) is written with what the ring still holds, or not at all, and the log says
 so. File names carry device, trigger time and kind, so a replayed block's event is not recorded
@@ -106,11 +107,13 @@ class EventRecorder:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._ring: dict[str, collections.deque[_Held]] = {}
         self._newest: dict[str, float] = {}  # the end of the newest sample each ring holds
+        self._decided: dict[str, float] = {}  # measured up to here: every event before it triggered
         self._pending: dict[str, list[Trigger]] = {}
         self._written: dict[str, collections.deque[tuple[float, float]]] = {}  # recent record spans
         self._batch_s = config.analysis.batch_s
         model.samples.subscribe(self._on_block)
         model.samples.on_trigger(self._on_trigger)
+        model.samples.on_decided(self._on_decided)
         self.saved = 0
         for name in model.devices:
             self._publish(name)
@@ -125,6 +128,7 @@ class EventRecorder:
         """A reload removed the device: its ring goes (its records stay on disk)."""
         self._ring.pop(device, None)
         self._newest.pop(device, None)
+        self._decided.pop(device, None)
         self._pending.pop(device, None)
 
     # ------------------------------------------------------------------ timing
@@ -150,12 +154,33 @@ class EventRecorder:
         held = _hold(block)
         ring = self._ring.setdefault(block.device, collections.deque())
         ring.append(held)
-        keep = self._ring_s(block.device)
-        newest = self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
-        while ring and ring[0].t1_s < newest - keep:
-            ring.popleft()
+        self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
+        self._trim(block.device)
         if self._pending.get(block.device):
             self._due(block.device)
+
+    def _on_decided(self, device: str, t_s: float) -> None:
+        if device in self._ring:
+            self._decided[device] = t_s
+            self._trim(device)
+
+    def _trim(self, device: str) -> None:
+        """Drop what no record can need. Without word from the analyzer, the ring keeps the whole
+        detection delay (``_ring_s``). Once a batch has been measured, every event that started
+        before its end (less the detector's settling) has been triggered, so only the pre-trigger
+        cycles before that are kept, and what a waiting record still needs: between batches about a
+        third of what the detection delay asks (the blocks of the next batch come in together)."""
+        ring = self._ring[device]
+        pre, _ = self._cycles_s(device)
+        cut = self._newest[device] - self._ring_s(device)
+        decided = self._decided.get(device)
+        if decided is not None:
+            # (the newest block's end, should the device's clock have gone back since)
+            undecided = min(decided, ring[-1].t1_s) - DETECTION_SLACK_S
+            waiting = [t.t_s for t in self._pending.get(device, ())]
+            cut = max(cut, min([undecided, *waiting]) - pre)
+        while ring and ring[0].t1_s < cut:
+            ring.popleft()
 
     def _on_trigger(self, trigger: Trigger) -> None:
         """Triggers within one record's span are one record (a mains dip starts on every circuit at

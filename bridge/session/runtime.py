@@ -391,6 +391,8 @@ class DeviceRuntime:
                 if self.model.samples.wanted(self.name):
                     self._tap(block.block_seq, t0, block, skip)
             self._apply(update)
+        if self.analyzer.measured_until == self.analyzer.end:  # a batch ran: its events are triggered
+            self.model.samples.decided(self.name, self.analyzer.time_of(self.analyzer.end))
 
     def on_status(self, status: Status) -> None:
         dev = self.state
