@@ -306,6 +306,39 @@ def test_once_a_batch_is_measured_the_ring_keeps_only_the_pre_trigger_cycles_bef
     assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
 
 
+def test_a_device_clock_set_back_starts_the_ring_again_and_keeps_recording(tmp_path: Path) -> None:
+    """A board whose clock is set back by a day: the record waiting on the old clock is written
+    with what the ring held, and records on the new clock are whole (the ring kept the old blocks'
+    newest time and dropped every new block before)."""
+    import comtrade
+
+    config = bridge_config(tmp_path)[0]
+    model = Model(config)
+    rec = EventRecorder(config, model, tmp_path)
+    pre, post = config.records.pre_cycles / 50, config.records.post_cycles / 50
+    old = _blocks(model, 2, t0=1.8e9)
+    for b in old:
+        model.samples.publish(b)
+    rec.manual("board1")  # waits for post-trigger samples that never come on this clock
+    new = _blocks(model, 3, t0=1.8e9 - 86_400)
+    for k, b in enumerate(new, 1):
+        model.samples.publish(b)
+        if k % 7 == 0:
+            model.samples.decided("board1", b.t0_s + 625 / FS)  # the analyzer's word on the new clock
+        if k == 12:
+            trigger = rec.manual("board1")
+            assert abs(trigger.t_s - b.t0_s - 625 / FS) < 1e-6  # the newest sample on the new clock
+    assert rec.saved == 2
+    records = sorted((tmp_path / "records").glob("*.cfg"))
+    lengths = []
+    for cfg in records:
+        r = comtrade.Comtrade()
+        r.load(str(cfg), str(cfg.with_suffix(".dat")))
+        lengths.append(r.total_samples)
+    assert sorted(lengths)[-1] == pytest.approx((pre + post) * FS, abs=2)  # the new clock's: whole
+    assert sorted(lengths)[0] == pytest.approx(pre * FS, abs=2)  # the old clock's: what there was
+
+
 @pytest.mark.parametrize(
     ("low", "high", "width"),
     [

@@ -153,11 +153,30 @@ class EventRecorder:
             return
         held = _hold(block)
         ring = self._ring.setdefault(block.device, collections.deque())
+        newest = self._newest.get(block.device)
+        if newest is not None and held.t1_s < newest - self._ring_s(block.device):
+            self._clock_went_back(block.device, newest - held.t1_s)
         ring.append(held)
         self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
         self._trim(block.device)
         if self._pending.get(block.device):
             self._due(block.device)
+
+    def _clock_went_back(self, device: str, by_s: float) -> None:
+        """A block from before everything the ring holds: the device's clock was set back (a reset,
+        a new time source). A record still waiting is written with what the ring holds of the old
+        clock, and the ring starts again on the new one (the old blocks cannot share a record with
+        the new, and would hide them: the ring keeps what is near its newest block)."""
+        log.warning(
+            "device clock went back: waveform records start again on its new time", device=device, by_s=round(by_s, 3)
+        )
+        pre, post = self._cycles_s(device)
+        for trigger in self._pending.pop(device, []):
+            self._write(device, trigger, pre, post)
+        self._ring[device].clear()
+        self._newest.pop(device, None)
+        self._decided.pop(device, None)
+        self._written.pop(device, None)  # spans on the old clock
 
     def _on_decided(self, device: str, t_s: float) -> None:
         if device in self._ring:
@@ -171,6 +190,8 @@ class EventRecorder:
         cycles before that are kept, and what a waiting record still needs: between batches about a
         third of what the detection delay asks (the blocks of the next batch come in together)."""
         ring = self._ring[device]
+        if not ring:
+            return
         pre, _ = self._cycles_s(device)
         cut = self._newest[device] - self._ring_s(device)
         decided = self._decided.get(device)
