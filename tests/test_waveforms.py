@@ -306,6 +306,31 @@ def test_once_a_batch_is_measured_the_ring_keeps_only_the_pre_trigger_cycles_bef
     assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
 
 
+def test_a_record_waiting_when_the_device_goes_silent_longer_than_the_ring_is_written(tmp_path: Path) -> None:
+    """An event just before an outage the device could not buffer through (its mains gone, say): the
+    block after the gap would push the event's samples out of the ring, so the record is written
+    with what it has first, not lost."""
+    import comtrade
+
+    config = bridge_config(tmp_path)[0]
+    model = Model(config)
+    rec = EventRecorder(config, model, tmp_path)
+    pre = config.records.pre_cycles / 50
+    blocks = _blocks(model, 2)
+    for b in blocks:
+        model.samples.publish(b)
+    rec.manual("board1")
+    assert rec.saved == 0  # waiting for its post-trigger cycles
+    later = _blocks(model, 0.2, t0=blocks[-1].t0_s + 60)
+    for b in later:
+        model.samples.publish(b)
+    assert rec.saved == 1
+    cfg = next((tmp_path / "records").glob("*.cfg"))
+    r = comtrade.Comtrade()
+    r.load(str(cfg), str(cfg.with_suffix(".dat")))
+    assert r.total_samples == pytest.approx(pre * FS, abs=2)  # the cycles before it, none after the gap
+
+
 def test_a_device_clock_set_back_starts_the_ring_again_and_keeps_recording(tmp_path: Path) -> None:
     """A board whose clock is set back by a day: the record waiting on the old clock is written
     with what the ring held, and records on the new clock are whole (the ring kept the old blocks'

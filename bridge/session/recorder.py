@@ -156,6 +156,10 @@ class EventRecorder:
         newest = self._newest.get(block.device)
         if newest is not None and held.t1_s < newest - self._ring_s(block.device):
             self._clock_went_back(block.device, newest - held.t1_s)
+        elif newest is not None and held.t0_s > newest + self._ring_s(block.device):
+            # a gap longer than the ring (blocks the device could not keep through an outage): what
+            # a waiting record has is written before the block that follows pushes it out
+            self._write_waiting(block.device)
         ring.append(held)
         self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
         self._trim(block.device)
@@ -170,13 +174,17 @@ class EventRecorder:
         log.warning(
             "device clock went back: waveform records start again on its new time", device=device, by_s=round(by_s, 3)
         )
-        pre, post = self._cycles_s(device)
-        for trigger in self._pending.pop(device, []):
-            self._write(device, trigger, pre, post)
+        self._write_waiting(device)
         self._ring[device].clear()
         self._newest.pop(device, None)
         self._decided.pop(device, None)
         self._written.pop(device, None)  # spans on the old clock
+
+    def _write_waiting(self, device: str) -> None:
+        """Every record still waiting for its post-trigger samples, written with what the ring holds."""
+        pre, post = self._cycles_s(device)
+        for trigger in self._pending.pop(device, []):
+            self._write(device, trigger, pre, post)
 
     def _on_decided(self, device: str, t_s: float) -> None:
         if device in self._ring:
