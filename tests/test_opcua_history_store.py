@@ -9,8 +9,10 @@ import datetime as dt
 import math
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from asyncua import Client, ua
+from asyncua.common.events import Event, get_filter_from_event_type
 
 from bridge.fronts.opcua.history import MeasurementHistory
 from tests.harness import plain_opcua_server
@@ -137,3 +139,115 @@ async def test_an_update_is_one_row_and_the_previous_layout_is_moved_in(tmp_path
     await history.storage.prune(_at(5))
     assert [r[2] for r in await history.storage.raw_rows(volts, _at(0), _at(60))] == [235.0, 236.0]
     await history.storage.stop()
+
+
+def _old_event_table(path: Path, table: str, source: ua.NodeId, events: list[tuple[float, str]]) -> None:
+    """Events as asyncua stored them for the bridge before: a table per emitter, a column per field."""
+    from asyncua.ua.ua_binary import variant_to_binary
+
+    db = sqlite3.connect(path)
+    db.execute(
+        f'CREATE TABLE "{table}" (_Id INTEGER PRIMARY KEY NOT NULL, _Timestamp TIMESTAMP, _EventTypeName TEXT, '
+        "EventId BLOB, EventType BLOB, Message BLOB, Severity BLOB, SourceNode BLOB, Time BLOB)"
+    )
+    base = ua.NodeId(ua.ObjectIds.BaseEventType)
+    for k, (s, text) in enumerate(events):
+        fields = [
+            ua.Variant(bytes([k]) * 16, ua.VariantType.ByteString),
+            ua.Variant(base, ua.VariantType.NodeId),
+            ua.Variant(ua.LocalizedText(text), ua.VariantType.LocalizedText),
+            ua.Variant(300, ua.VariantType.UInt16),
+            ua.Variant(source, ua.VariantType.NodeId),
+            ua.Variant(_at(s), ua.VariantType.DateTime),
+        ]
+        db.execute(
+            f'INSERT INTO "{table}" VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)',
+            (_at(s), str(base), *(sqlite3.Binary(variant_to_binary(f)) for f in fields)),
+        )
+    db.commit()
+    db.close()
+
+
+async def test_events_of_every_emitter_share_one_table_and_each_emitter_reads_its_own(tmp_path: Path) -> None:
+    """Every emitter's events in one table (asyncua makes one per emitter: 11 a board, whose schemas
+    each connection holds), read back per emitter over a real client as asyncua's own storage reads
+    them: in order, newest first without a start, limited, through continuation points, pruned; an
+    emitter's table of asyncua's layout moved in, its rows first and each once."""
+    path = tmp_path / "opcua_history.sqlite"
+    server, url, idx = await plain_opcua_server("history-events")
+    objects = server.nodes.objects
+    device = await objects.add_object(ua.NodeId("dev", idx), "dev")
+    circuit = await objects.add_object(ua.NodeId("dev.Circuit01", idx), "Circuit01")
+    generators = {
+        node.nodeid: await server.get_event_generator(ua.ObjectIds.BaseEventType, node) for node in (device, circuit)
+    }
+    old_table = f"{idx}_dev_Circuit01"
+    _old_event_table(path, old_table, circuit.nodeid, [(0.0, "before 1"), (1.0, "before 2")])
+
+    history = MeasurementHistory(server, path, retention_days=7)
+    await history.start([device, circuit])
+    assert await server.start() is None
+    try:
+        sent = [
+            (circuit, 10.0, "dip 1"),
+            (device, 11.0, "relay 3 on"),
+            (circuit, 12.0, "dip 2"),
+            (circuit, 13.0, "dip 3"),
+        ]
+        for node, s, text in sent:
+            gen = generators[node.nodeid]
+            gen.event.Message = ua.LocalizedText(text)
+            gen.event.Severity = 500
+            await gen.trigger(time_attr=_at(s))
+        db = sqlite3.connect(path)
+        async with asyncio.timeout(10):
+            while db.execute("SELECT count(*) FROM EventRows").fetchone() != (2 + len(sent),):
+                await asyncio.sleep(0.05)
+        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        db.close()
+        assert old_table not in tables and not any(t.startswith(f"{idx}_") for t in tables)
+
+        def texts(events: list[Any]) -> list[str]:
+            return [e.Message.Text for e in events]
+
+        async with Client(url) as client:
+            c, d = client.get_node(circuit.nodeid), client.get_node(device.nodeid)
+            assert texts(await c.read_event_history(_at(0), _at(60))) == [
+                "before 1",
+                "before 2",
+                "dip 1",
+                "dip 2",
+                "dip 3",
+            ]
+            assert texts(await d.read_event_history(_at(0), _at(60))) == ["relay 3 on"]
+            events = await c.read_event_history(_at(0), _at(60))
+            assert [e.Time for e in events] == [_at(s) for s in (0, 1, 10, 12, 13)]
+            assert events[0].Severity == 300 and events[2].Severity == 500
+            assert events[2].SourceNode == circuit.nodeid
+            assert texts(await c.read_event_history(None, _at(60), numvalues=2)) == ["dip 3", "dip 2"]
+            assert texts(await c.read_event_history(_at(1), _at(12))) == ["before 2", "dip 1", "dip 2"]
+
+            history.storage.max_history_data_response_size = 2  # the rest behind a continuation point
+            details = ua.ReadEventDetails(StartTime=_at(0), EndTime=_at(60), NumValuesPerNode=0)
+            details.Filter = await get_filter_from_event_type([client.get_node(ua.ObjectIds.BaseEventType)])
+            page = await c.history_read_events(details)
+            pages = [page]
+            while page.ContinuationPoint and len(pages) < 5:
+                read = ua.HistoryReadValueId(NodeId=circuit.nodeid, ContinuationPoint=page.ContinuationPoint)
+                params = ua.HistoryReadParameters(HistoryReadDetails=details, NodesToRead=[read])
+                page = (await client.uaclient.history_read(params))[0]
+                pages.append(page)
+            got = [
+                Event.from_event_fields(details.Filter.SelectClauses, f.EventFields)
+                for p in pages
+                for f in p.HistoryData.Events
+            ]
+            assert [len(p.HistoryData.Events) for p in pages] == [2, 2, 1]
+            assert texts(got) == ["before 1", "before 2", "dip 1", "dip 2", "dip 3"]  # each once
+
+            await history.storage.prune_events(_at(11.5))
+            assert texts(await c.read_event_history(_at(0), _at(60))) == ["dip 2", "dip 3"]
+            assert texts(await d.read_event_history(_at(0), _at(60))) == []
+    finally:
+        await server.stop()
+        await history.storage.stop()

@@ -9,7 +9,14 @@ connections, ~25 MB, a CREATE TABLE each at start-up and a prepared INSERT each 
 row per value in one table indexed by node and time (the bridge's previous layout) inserts into
 4 000 places of its index at once, which outgrows SQLite's page cache within minutes and then costs
 a page read a value. One row per update touches one place per device, and takes a tenth of the
-disk. Tables of both older layouts are moved in once."""
+disk. Tables of both older layouts are moved in once.
+
+Events, likewise, are rows of one table of the bridge's own, numbered by the node that emitted them,
+with a column per event field any emitter's event types have; asyncua keeps a table per emitter (11
+a board: the device and each circuit), whose schemas both connections hold (~8 MB for 100 boards)
+and each of which a first start creates. HistoryRead of events reads that table as asyncua reads its
+own (select clauses by browse name, bounds, order, limit, continuation), and an emitter's table of
+asyncua's layout is moved in when it is historized."""
 
 from __future__ import annotations
 
@@ -24,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.common.events import Event
+from asyncua.common.utils import Buffer
 from asyncua.server.history_sql import HistorySQLite
-from asyncua.ua.ua_binary import variant_to_binary
+from asyncua.ua.ua_binary import variant_from_binary, variant_to_binary
 
 from bridge.logs import get_logger
 
@@ -37,6 +46,8 @@ _ROWS = "MeasurementRows"
 _LAYOUTS = "MeasurementLayouts"
 _NODES = "MeasurementNodes"
 _VALUES = "MeasurementValues"  # the previous layout: a row per value
+_EVENTS = "EventRows"
+_SOURCES = "EventSources"
 _NAN = float("nan")  # SQLite stores a REAL NaN as NULL (packed values keep theirs)
 
 
@@ -95,6 +106,36 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
             self._place(layout, nodes)
         self._move_value_rows()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="opcua-history")
+        await self._init_events()
+
+    async def _init_events(self) -> None:
+        db = self._db
+        # a commit per historized emitter at a first start, and one per event: WAL without a sync
+        # at each commit, as the measurements' connection (history is not the energy registers)
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(f"CREATE TABLE IF NOT EXISTS {_SOURCES} (Source INTEGER PRIMARY KEY, NodeId TEXT UNIQUE)")
+        await db.execute(
+            f"CREATE TABLE IF NOT EXISTS {_EVENTS} "
+            # the time as text: asyncua's TIMESTAMP column is read back through sqlite3's converter,
+            # which fails on a time with no fraction of a second (and with it the whole HistoryRead)
+            '(Source INTEGER NOT NULL, "_Timestamp" TEXT, "_EventTypeName" TEXT)'
+        )
+        await db.execute(f'CREATE INDEX IF NOT EXISTS {_EVENTS}ByTime ON {_EVENTS} (Source, "_Timestamp")')
+        await db.commit()
+        async with db.execute(f"SELECT NodeId, Source FROM {_SOURCES}") as cursor:
+            self._numbers: dict[str, int] = {text: n for text, n in await cursor.fetchall()}
+        async with db.execute(f"PRAGMA table_info({_EVENTS})") as cursor:
+            self._event_columns: set[str] = {row[1] for row in await cursor.fetchall()}
+        async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
+            self._tables: set[str] = {name for (name,) in await cursor.fetchall()}
+        self._sources: dict[ua.NodeId, int] = {}  # a historized emitter's number
+        self.moved_events = 0  # rows moved in from tables of asyncua's layout
+
+    async def _add_event_columns(self, names: Iterable[str]) -> None:
+        for name in names:
+            if name not in self._event_columns:
+                await self._db.execute(f'ALTER TABLE {_EVENTS} ADD COLUMN "{name}" BLOB')
+                self._event_columns.add(name)
 
     def _place(self, layout: int, nodes: bytes) -> None:
         for pos, (key,) in enumerate(struct.iter_unpack("<i", nodes)):
@@ -145,25 +186,100 @@ class _Storage(HistorySQLite):  # type: ignore[misc]
         # asyncua lists a field once per event type that has it; a column twice fails the whole table
         return list(dict.fromkeys(await super()._get_event_fields(evtypes)))
 
+    async def new_historized_event(
+        self, source_id: ua.NodeId, evtypes: list[Any], period: dt.timedelta | None, count: int = 0
+    ) -> None:
+        """The emitter's events into the events' table: its number (kept from run to run), a column
+        for each field of its event types that no emitter had before, and its table of asyncua's
+        layout, if the history file has one, moved in, rows in their order, and dropped."""
+        # a name that cannot be a column is left out, as asyncua's HistoryRead then leaves it
+        fields = [f for f in await self._get_event_fields(evtypes) if '"' not in f]
+        self._datachanges_period[source_id] = period
+        self._event_fields[source_id] = fields
+        await self._add_event_columns(fields)
+        text = source_id.to_string()
+        number = self._numbers.get(text)
+        if number is None:
+            cursor = await self._db.execute(f"INSERT INTO {_SOURCES} (NodeId) VALUES (?)", (text,))
+            number = self._numbers[text] = int(cursor.lastrowid or 0)
+        self._sources[source_id] = number
+        old = self._get_table_name(source_id)
+        if old in self._tables:
+            await self._move_event_table(old, number)
+        await self._db.commit()
+
+    async def _move_event_table(self, table: str, number: int) -> None:
+        async with self._db.execute(f'PRAGMA table_info("{table}")') as cursor:
+            columns = [row[1] for row in await cursor.fetchall() if row[1] != "_Id" and '"' not in row[1]]
+        await self._add_event_columns(columns)
+        names = self._list_to_sql_str(columns)
+        cursor = await self._db.execute(
+            f'INSERT INTO {_EVENTS} (Source, {names}) SELECT ?, {names} FROM "{table}" ORDER BY "_Id"', (number,)
+        )
+        self.moved_events += max(cursor.rowcount, 0)
+        await self._db.execute(f'DROP TABLE "{table}"')
+        self._tables.discard(table)
+
     async def save_event(self, event: Any) -> None:
         """One event row. asyncua's own version then looks up a retention period by the emitting
         node, which fails for events that also reach the Server object; retention is pruned hourly
         by :meth:`MeasurementHistory.prune_forever` instead."""
-        table = self._get_table_name(event.SourceNode)
-        # the table's columns are the event types' properties; state variables (ActiveState/Id ...)
-        # have none, as asyncua's HistoryRead selects by the first browse name only
-        columns = set(self._event_fields.get(event.SourceNode, ()))
+        source = self._sources.get(event.SourceNode)
+        if source is None:
+            log.error("OPC UA event history has no place for an event", source=str(event.SourceNode))
+            return
+        # the columns are the event types' properties; state variables (ActiveState/Id ...) have
+        # none, as asyncua's HistoryRead selects by the first browse name only
+        columns = set(self._event_fields[event.SourceNode])
         fields = {k: v for k, v in event.get_event_props_as_fields_dict().items() if k in columns}
         names = sorted(fields)
+        columns_sql = "".join(f', "{n}"' for n in names)
         try:
             await self._db.execute(
-                f'INSERT INTO "{table}" ("_Id", "_Timestamp", "_EventTypeName", {self._list_to_sql_str(names)}) '
-                f"VALUES (NULL, ?, ?, {', '.join('?' * len(names))})",
-                (event.Time, str(event.EventType), *(sqlite3.Binary(variant_to_binary(fields[n])) for n in names)),
+                f'INSERT INTO {_EVENTS} (Source, "_Timestamp", "_EventTypeName"{columns_sql}) '
+                f"VALUES (?, ?, ?{', ?' * len(names)})",
+                (
+                    source,
+                    _utc(event.Time).isoformat(" "),
+                    str(event.EventType),
+                    *(sqlite3.Binary(variant_to_binary(fields[n])) for n in names),
+                ),
             )
             await self._db.commit()
         except sqlite3.Error as exc:
             log.error("OPC UA event history could not store an event", source=str(event.SourceNode), error=str(exc))
+
+    async def read_event_history(
+        self, source_id: ua.NodeId, start: dt.datetime | None, end: dt.datetime | None, nb_values: int, evfilter: Any
+    ) -> tuple[list[Any], Any]:
+        """HistoryRead of events, as asyncua's (its select clauses, bounds, order, limit and
+        continuation), from the emitter's rows of the events' table."""
+        source = self._sources.get(source_id)
+        if source is None:
+            return [], None
+        start_s, end_s, order, limit = self._get_bounds(start, end, nb_values)
+        clauses, selected = self._get_select_clauses(source_id, evfilter)
+        times: list[str] = []
+        results = []
+        async with self._db.execute(
+            f'SELECT "_Timestamp"{", " + selected if clauses else ""} FROM {_EVENTS} '
+            f'WHERE Source = ? AND "_Timestamp" BETWEEN ? AND ? ORDER BY rowid {order} LIMIT ?',
+            (source, start_s, end_s, limit),
+        ) as cursor:
+            async for row in cursor:
+                times.append(row[0])
+                values = {
+                    clause: variant_from_binary(Buffer(field)) if field is not None else ua.Variant(None)
+                    for clause, field in zip(clauses, row[1:], strict=True)
+                }
+                results.append(Event.from_field_dict(values))
+        most = self.max_history_data_response_size
+        more = _utc(dt.datetime.fromisoformat(times[most])) if len(results) > most else None
+        return results[:most], more
+
+    async def prune_events(self, cutoff: dt.datetime) -> None:
+        await self._db.execute(f'DELETE FROM {_EVENTS} WHERE "_Timestamp" < ?', (_utc(cutoff).isoformat(" "),))
+        await self._db.commit()
 
     async def _values(
         self, key: int, start: str, end: str, order: str, limit: int
@@ -314,7 +430,6 @@ class MeasurementHistory:
         self.storage = _Storage(str(path))
         self.keep = dt.timedelta(days=retention_days)
         self.nodes: set[ua.NodeId] = set()
-        self.emitters: set[ua.NodeId] = set()  # event notifiers whose events are historized
 
     async def start(self, emitters: Iterable[Any]) -> None:
         await self.storage.init()
@@ -330,11 +445,13 @@ class MeasurementHistory:
         manager.read_history = read_history  # type: ignore[method-assign]  # asyncua's: BadNotImplemented
         for emitter in emitters:
             await self.historize_events(emitter)
+        if self.storage.moved_events:
+            log.info("OPC UA event history moved into the events' table", rows=self.storage.moved_events)
+            self.storage.moved_events = 0
 
     async def historize_events(self, emitter: Any) -> None:
         # no period for asyncua: it would run a DELETE on every insert; retention is pruned hourly
         await self.server.historize_node_event(emitter, period=None, count=0)
-        self.emitters.add(emitter.nodeid)
 
     async def historize(self, node_ids: Iterable[ua.NodeId]) -> None:
         """Give measurement nodes their tables (at once). The value projection stores their rows
@@ -379,7 +496,5 @@ class MeasurementHistory:
         while True:
             cutoff = dt.datetime.now(dt.UTC) - self.keep
             await self.storage.prune(cutoff)
-            for nid in list(self.emitters):
-                table = self.storage._get_table_name(nid)
-                await self.storage.execute_sql_delete("_Timestamp < ?", (cutoff,), table, nid)
+            await self.storage.prune_events(cutoff)
             await asyncio.sleep(3600)
