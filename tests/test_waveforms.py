@@ -306,10 +306,13 @@ def test_once_a_batch_is_measured_the_ring_keeps_only_the_pre_trigger_cycles_bef
     assert r.total_samples == pytest.approx((pre + post) * FS, abs=2)
 
 
-def test_a_record_waiting_when_the_device_goes_silent_longer_than_the_ring_is_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gap_s", [1.55, 60.0])  # within the ring's span, and far beyond it
+def test_a_record_waiting_when_the_device_goes_silent_is_written_with_what_came_before(
+    tmp_path: Path, gap_s: float
+) -> None:
     """An event just before an outage the device could not buffer through (its mains gone, say): the
     block after the gap would push the event's samples out of the ring, so the record is written
-    with what it has first, not lost."""
+    with what it has first, not lost or cut."""
     import comtrade
 
     config = bridge_config(tmp_path)[0]
@@ -321,7 +324,7 @@ def test_a_record_waiting_when_the_device_goes_silent_longer_than_the_ring_is_wr
         model.samples.publish(b)
     rec.manual("board1")
     assert rec.saved == 0  # waiting for its post-trigger cycles
-    later = _blocks(model, 0.2, t0=blocks[-1].t0_s + 60)
+    later = _blocks(model, 0.2, t0=blocks[-1].t0_s + 625 / FS + gap_s)
     for b in later:
         model.samples.publish(b)
     assert rec.saved == 1

@@ -156,15 +156,13 @@ class EventRecorder:
         newest = self._newest.get(block.device)
         if newest is not None and held.t1_s < newest - self._ring_s(block.device):
             self._clock_went_back(block.device, newest - held.t1_s)
-        elif newest is not None and held.t0_s > newest + self._ring_s(block.device):
-            # a gap longer than the ring (blocks the device could not keep through an outage): what
-            # a waiting record has is written before the block that follows pushes it out
-            self._write_waiting(block.device)
         ring.append(held)
         self._newest[block.device] = max(held.t1_s, self._newest.get(block.device, held.t1_s))
-        self._trim(block.device)
         if self._pending.get(block.device):
+            # before the trim: a record due now gets every sample the ring held (after a gap in the
+            # stream, an outage the device could not buffer through, the trim would drop them first)
             self._due(block.device)
+        self._trim(block.device)
 
     def _clock_went_back(self, device: str, by_s: float) -> None:
         """A block from before everything the ring holds: the device's clock was set back (a reset,
