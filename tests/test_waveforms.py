@@ -172,7 +172,7 @@ def _record_lengths(folder: Path) -> list[int]:
     import comtrade
 
     lengths = []
-    for cfg in sorted(folder.glob("*.cfg")):
+    for cfg in folder.glob("*.cfg"):
         r = comtrade.Comtrade()
         r.load(str(cfg), str(cfg.with_suffix(".dat")))
         lengths.append(r.total_samples)
@@ -242,7 +242,6 @@ async def test_the_status_view_shows_the_plant_once_as_json_as_text_and_refreshi
 def test_the_ring_holds_post_trigger_cycles_only_while_a_record_waits_for_them(tmp_path: Path) -> None:
     """Idle, a device's ring spans the pre-trigger cycles and the detection delay; an event noticed
     that late still gets its whole record, pre- and post-trigger samples, from the ring."""
-
     config = bridge_config(tmp_path)[0]
     model = Model(config)
     rec = EventRecorder(config, model, tmp_path)
@@ -277,7 +276,6 @@ def test_once_a_batch_is_measured_the_ring_keeps_only_the_pre_trigger_cycles_bef
     been triggered: the ring then keeps the pre-trigger cycles before that and the blocks since, not
     the whole detection delay; an event noticed a batch later, right at the settling margin, still
     gets its whole record."""
-
     from bridge.model import Trigger
 
     config = bridge_config(tmp_path)[0]
@@ -317,7 +315,6 @@ def test_a_record_waiting_when_the_device_goes_silent_is_written_with_what_came_
     """An event just before an outage the device could not buffer through (its mains gone, say): the
     block after the gap would push the event's samples out of the ring, so the record is written
     with what it has first, not lost or cut."""
-
     config = bridge_config(tmp_path)[0]
     model = Model(config)
     rec = EventRecorder(config, model, tmp_path)
@@ -338,7 +335,6 @@ def test_a_device_clock_set_back_starts_the_ring_again_and_keeps_recording(tmp_p
     """A board whose clock is set back by a day: the record waiting on the old clock is written
     with what the ring held, and records on the new clock are whole (the ring kept the old blocks'
     newest time and dropped every new block before)."""
-
     config = bridge_config(tmp_path)[0]
     model = Model(config)
     rec = EventRecorder(config, model, tmp_path)

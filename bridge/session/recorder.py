@@ -172,17 +172,13 @@ class EventRecorder:
         log.warning(
             "device clock went back: waveform records start again on its new time", device=device, by_s=round(by_s, 3)
         )
-        self._write_waiting(device)
+        pre, post = self._cycles_s(device)
+        for trigger in self._pending.pop(device, []):
+            self._write(device, trigger, pre, post)
         self._ring[device].clear()
         self._newest.pop(device, None)
         self._decided.pop(device, None)
         self._written.pop(device, None)  # spans on the old clock
-
-    def _write_waiting(self, device: str) -> None:
-        """Every record still waiting for its post-trigger samples, written with what the ring holds."""
-        pre, post = self._cycles_s(device)
-        for trigger in self._pending.pop(device, []):
-            self._write(device, trigger, pre, post)
 
     def _on_decided(self, device: str, t_s: float) -> None:
         if device in self._ring:
@@ -195,9 +191,7 @@ class EventRecorder:
         before its end (less the detector's settling) has been triggered, so only the pre-trigger
         cycles before that are kept, and what a waiting record still needs: between batches about a
         third of what the detection delay asks (the blocks of the next batch come in together)."""
-        ring = self._ring[device]
-        if not ring:
-            return
+        ring = self._ring[device]  # never emptied: the cut is always before the newest sample it holds
         pre, _ = self._cycles_s(device)
         cut = self._newest[device] - self._ring_s(device)
         decided = self._decided.get(device)
