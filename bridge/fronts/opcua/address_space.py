@@ -19,7 +19,7 @@ from asyncua.common.instantiate_util import instantiate
 
 from bridge.model import DeviceState
 
-from .alarm_nodes import EXCLUSIVE_LIMIT, OFF_NORMAL, ConditionNodes, FieldMap, build_conditions
+from .alarm_nodes import EXCLUSIVE_LIMIT, OFF_NORMAL, ConditionNodes, CopiedFieldMap, build_conditions
 from .catalogue import (
     CIRCUIT_AGGREGATES,
     CIRCUIT_CONDITIONS,
@@ -46,6 +46,7 @@ from .catalogue import (
     Method,
 )
 from .conditions import Condition
+from .copies import lazy_nodes
 from .ecm import EnergyModel
 from .instances import Instances, Template
 
@@ -105,9 +106,11 @@ class _CircuitTemplate:
     conditions: dict[str, ConditionNodes]
     ecm: dict[str, ua.NodeId] | None
     field_index: dict[str, dict[str, int]] = field(init=False)  # per condition: path -> position
+    fields: dict[str, tuple[ua.NodeId, ...]] = field(init=False)  # per condition: its fields' NodeIds
 
     def __post_init__(self) -> None:
         self.field_index = {a: {p: k for k, p in enumerate(cn.fields)} for a, cn in self.conditions.items()}
+        self.fields = {a: tuple(cn.fields.values()) for a, cn in self.conditions.items()}
 
 
 def _source_name(device: str, circuit: int) -> str:
@@ -330,9 +333,7 @@ class AddressSpace:
     def _known(self, ident: str) -> ua.NodeId:
         """The address space's own NodeId object of a node (the front's maps hold it, not an equal
         copy with its own string: ~60 KB a device)."""
-        nid = ua.NodeId(ident, self.idx)
-        data = self.server.iserver.aspace.get(nid)
-        return nid if data is None else data.nodeid  # type: ignore[no-any-return]
+        return lazy_nodes(self.server.iserver.aspace).canonical(ua.NodeId(ident, self.idx))
 
     def _link_methods(self, prefix: str, device: str, circuit: int, methods: tuple[Method, ...]) -> None:
         for m in methods:
@@ -446,14 +447,13 @@ class AddressSpace:
         else:
             self.instances.copy(t.nodes, folder.nodeid, nid, bname, {t.where: where, t.tag: tag})
             cobj = s.get_node(nid)
-            known = s.iserver.aspace._nodes
+            known = lazy_nodes(s.iserver.aspace)
 
             def rename(v: Any) -> Any:
                 ident = v.Identifier if isinstance(v, ua.NodeId) and v.NamespaceIndex == idx else None
                 if isinstance(ident, str) and (ident == t.prefix or ident.startswith(t.prefix + ".")):
-                    renamed = ua.NodeId(prefix + ident[len(t.prefix) :], idx)
-                    node = known.get(renamed)  # the copy's own NodeId: one object, not two (0.3 MB a device)
-                    return renamed if node is None else node.nodeid
+                    # the copy's own NodeId: one object, not two (0.3 MB a device)
+                    return known.canonical(ua.NodeId(prefix + ident[len(t.prefix) :], idx))
                 return where if isinstance(v, str) and v == t.where else v
 
             index = t.field_index
@@ -462,7 +462,7 @@ class AddressSpace:
                     node=rename(cn.node),
                     type_id=cn.type_id,
                     kind=cn.kind,
-                    fields=FieldMap(index[alarm], tuple(rename(n) for n in cn.fields.values())),
+                    fields=CopiedFieldMap(index[alarm], t.fields[alarm], len(t.prefix), prefix),
                     static={k: rename(v) for k, v in cn.static.items()},
                 )
                 for alarm, cn in t.conditions.items()

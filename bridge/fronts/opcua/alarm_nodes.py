@@ -67,6 +67,22 @@ class FieldMap(Mapping[str, ua.NodeId]):
         return len(self._index)
 
 
+class CopiedFieldMap(FieldMap):
+    """A copied condition's fields, named when asked for: the template condition's NodeIds with the
+    copy's prefix in place of the template's (a copy's nodes are made when first looked up, and a
+    NodeId held for each of its ~30 fields was ~5 KB a condition)."""
+
+    __slots__ = ("_cut", "_prefix")
+
+    def __init__(self, index: dict[str, int], template: tuple[ua.NodeId, ...], cut: int, prefix: str) -> None:
+        super().__init__(index, template)
+        self._cut, self._prefix = cut, prefix
+
+    def __getitem__(self, path: str) -> ua.NodeId:
+        t = self._nodes[self._index[path]]
+        return ua.NodeId(self._prefix + str(t.Identifier)[self._cut :], t.NamespaceIndex)
+
+
 @dataclass(slots=True)
 class ConditionNodes:
     """One condition instance: its node, its type, and the NodeIds of the variables the front writes

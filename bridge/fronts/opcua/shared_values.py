@@ -19,6 +19,7 @@ The standard namespace asyncua loads at start-up goes through the same path, so 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import functools
@@ -28,6 +29,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from asyncua import ua
+from asyncua.crypto.permission_rules import UserRole
 from asyncua.server import address_space
 from asyncua.server.address_space import AddressSpace, AttributeValue, NodeData, NodeManagementService
 
@@ -462,10 +464,14 @@ def _own_references_first() -> None:
         return delete_unique(self, item, invert)
 
     def delete_node(self: NodeManagementService, item: ua.DeleteNodesItem, user: Any) -> ua.StatusCode:
-        if item.DeleteTargetReferences and item.NodeId in self._aspace:
-            for data in self._aspace._nodes.values():
+        """The references to the node go from the nodes made so far; asyncua's own loop looks up
+        every NodeId there is, which would make every node of every lazy copy (``copies``). A copy's
+        node not made yet keeps its template's references."""
+        if item.DeleteTargetReferences and user.role == UserRole.Admin and item.NodeId in self._aspace:
+            for data in list(self._aspace._nodes.values()):
                 if any(r.NodeId == item.NodeId for r in data.references):
-                    own_references(data)
+                    data.references = [r for r in data.references if r.NodeId != item.NodeId]
+            item = dataclasses.replace(item, DeleteTargetReferences=False)
         return delete_one(self, item, user)
 
     NodeManagementService._add_unique_reference = add_unique_reference  # type: ignore[method-assign]
