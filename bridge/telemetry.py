@@ -45,6 +45,10 @@ MODBUS_REQUESTS = Counter(
 )
 OPCUA_SESSIONS = Gauge("openstrom_opcua_sessions", "OPC UA sessions open", registry=REGISTRY)
 OPCUA_SUBSCRIPTIONS = Gauge("openstrom_opcua_subscriptions", "OPC UA subscriptions", registry=REGISTRY)
+OPCUA_NODES = Gauge(
+    "openstrom_opcua_nodes_made", "OPC UA nodes held in memory (a copied circuit's are made when first read)",
+    registry=REGISTRY,
+)  # fmt: skip
 
 
 def observe_window(front: str, window_end_device_s: float, clock_offset_s: float | None) -> None:
@@ -72,7 +76,8 @@ def outcome_of(exc: BaseException | None) -> str:
     return "failed"
 
 
-def watch_opcua(sessions: Callable[[], float], subscriptions: Callable[[], float]) -> None:
+def watch_opcua(sessions: Callable[[], float], subscriptions: Callable[[], float], nodes: Callable[[], float]) -> None:
     """The OPC UA front's counts, read at scrape time."""
     OPCUA_SESSIONS.set_function(sessions)
     OPCUA_SUBSCRIPTIONS.set_function(subscriptions)
+    OPCUA_NODES.set_function(nodes)

@@ -16,6 +16,7 @@ from bridge.fronts.opcua.address_space import AddressSpace
 from bridge.fronts.opcua.copies import LazyNodes
 from bridge.model.state import DeviceState
 from tests.harness import plain_opcua_server
+from tests.test_opcua_instances import _subtree
 
 
 async def _space(devices: int) -> tuple[Any, str, AddressSpace]:
@@ -113,3 +114,38 @@ async def test_a_removed_device_takes_its_unmade_nodes_and_a_delete_makes_none()
     assert ua.NodeId("d1.Circuit09.Energy.ApplicationTag", idx) not in nodes
     assert nodes.get(ua.NodeId("d1.Circuit09.Alarms.dip.Message", idx)) is None
     assert len(_mine(nodes, idx, "d2.")) == len(_mine(nodes, idx, "d0."))  # the others keep every node
+
+
+async def test_what_nobody_changed_is_forgotten_again_and_made_the_same() -> None:
+    """A browse of everything makes every node; the sweep forgets again those nothing changed, and
+    keeps a written value, a linked method, a subscribed node and a changed reference list."""
+    server, _url, space = await _space(3)
+    aspace, idx = server.iserver.aspace, space.idx
+    nodes = aspace._nodes
+    circuit = ua.NodeId("d2.Circuit06", idx)
+    before = _subtree(server, circuit)
+    made_at_start = nodes.made_count()
+
+    written = ua.NodeId("d2.Circuit06.Alarms.dip.Message", idx)
+    await server.write_attribute_value(written, ua.DataValue(ua.Variant(ua.LocalizedText("dip"))))
+    watched = ua.NodeId("d1.Circuit02.Alarms.overcurrent.Severity", idx)
+    aspace.add_datachange_callback(watched, ua.AttributeIds.Value, lambda *a: None)
+    moved = ua.NodeId("d1.Circuit02.Alarms.overcurrent.Retain", idx)
+    await server.get_node(moved).add_reference(ua.NodeId("d0", idx), ua.ObjectIds.HasNotifier, bidirectional=False)
+    method = ua.NodeId("d2.Circuit06.SwitchOn", idx)
+    linked = aspace[method].call
+    for nid in aspace.keys():  # noqa: SIM118 (made or not)
+        aspace[nid]  # a browse of everything
+    assert nodes.made_count() == len(aspace.keys())
+
+    forgotten = sum(nodes.forget_unchanged(c) for c in nodes.all_copies())
+    assert forgotten > 2 * 3500 and nodes.made_count() <= made_at_start + 3
+    for kept in (written, watched, moved, method):
+        assert dict.__contains__(nodes, kept), kept
+    assert aspace[written].attributes[ua.AttributeIds.Value].value.Value.Value.Text == "dip"
+    assert aspace[method].call is linked
+    assert any(r.ReferenceTypeId == ua.NodeId(ua.ObjectIds.HasNotifier) for r in aspace[moved].references)
+    again = _subtree(server, circuit)  # made anew from the template: as it was
+    del again[".Alarms.dip.Message"], before[".Alarms.dip.Message"]
+    assert again == before
+    assert sum(nodes.forget_unchanged(c) for c in nodes.all_copies()) > 400  # the walk made them again

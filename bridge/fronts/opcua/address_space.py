@@ -19,6 +19,7 @@ from asyncua.common.instantiate_util import instantiate
 
 from bridge.model import DeviceState
 
+from . import shared_values
 from .alarm_nodes import EXCLUSIVE_LIMIT, OFF_NORMAL, ConditionNodes, CopiedFieldMap, build_conditions
 from .catalogue import (
     CIRCUIT_AGGREGATES,
@@ -124,6 +125,7 @@ async def _not_on_type(parent: ua.NodeId, *args: Any) -> ua.StatusCode:
 
 class AddressSpace:
     def __init__(self, server: Server, handlers: HandlerFactory, energy_model: bool = True) -> None:
+        shared_values.install()  # the copies' nodes hold shared values and reference lists: copy on write
         self.server = server
         self.energy = EnergyModel(server) if energy_model else None
         self.handlers = handlers

@@ -111,20 +111,26 @@ class Copy:
             nid = self.ids[suffix] = offered
         return nid
 
-    def make(self, t: TemplateNode, nid: ua.NodeId, parent_data: NodeData | None) -> Node:
-        """The copy's node of ``t``, named ``nid`` (``parent_data``: the parent's node, for the root)."""
-        data = Node(nid)
-        own = {a: value_of(v) for a, v in t.own.items()}
+    def own_values(self, t: TemplateNode, peek: bool = False) -> dict[int, ua.DataValue]:
+        """The values the copy's node of ``t`` holds as its own (``peek``: without naming new NodeIds)."""
+        own = dict(t.own)
         for a, (rel, dv) in t.inside.items():
-            value = ua.Variant(self.node_id(rel), ua.VariantType.NodeId)
-            own[a] = value_of(dataclasses.replace(dv, Value=value))
+            target = (self.ids.get(rel) or ua.NodeId(self.base + rel, self.ns)) if peek else self.node_id(rel)
+            own[a] = dataclasses.replace(dv, Value=ua.Variant(target, ua.VariantType.NodeId))
         for a, dv in t.texts.items():
             text = self.texts.get(dv.Value.Value, dv.Value.Value)  # type: ignore[union-attr]
-            own[a] = value_of(dataclasses.replace(dv, Value=ua.Variant(text, ua.VariantType.String)))
+            own[a] = dataclasses.replace(dv, Value=ua.Variant(text, ua.VariantType.String))
         if t.suffix == "":  # the instance's own names
-            own[_A.BrowseName] = value_of(ua.DataValue(ua.Variant(self.bname, ua.VariantType.QualifiedName)))
-            own[_A.DisplayName] = value_of(ua.DataValue(ua.Variant(self.display, ua.VariantType.LocalizedText)))
-        data.set(t.table, own or None)
+            own[_A.BrowseName] = ua.DataValue(ua.Variant(self.bname, ua.VariantType.QualifiedName))
+            own[_A.DisplayName] = ua.DataValue(ua.Variant(self.display, ua.VariantType.LocalizedText))
+        return own
+
+    def make(self, t: TemplateNode, nid: ua.NodeId, parent_data: NodeData | None) -> Node:
+        """The copy's node of ``t``, named ``nid`` (``parent_data``: the parent's node, for the root).
+        Its reference list is read-only (``SharedReferences``) even when no sibling shares it: a
+        change gives the node its own list first, which is how ``unchanged`` tells."""
+        data = Node(nid)
+        data.set(t.table, {a: value_of(dv) for a, dv in self.own_values(t).items()} or None)
         data.call = t.call
         shared = self.lists.get(t.siblings) if t.siblings is not None else None
         if shared is not None:
@@ -149,9 +155,21 @@ class Copy:
                 refs.append(reference(r.ReferenceTypeId, False, self.parent, parent_data))  # the new parent
             else:
                 refs.append(r)  # type definitions and other nodes outside the instance: the same
+        data.references = SharedReferences(refs)
         if t.siblings is not None:
-            data.references = self.lists[t.siblings] = SharedReferences(refs)
+            self.lists[t.siblings] = data.references
         return data
+
+    def unchanged(self, t: TemplateNode, data: Any) -> bool:
+        """Whether the made node of ``t`` is still as ``make`` made it (its values, callback and
+        references): then forgetting it and making it again when next looked up changes nothing. A
+        value the template holds must be that very object (any write replaces it); the ones the
+        copy made (renamed NodeIds, its texts, the root's names) equal."""
+        return (
+            type(data) is Node
+            and type(data.references) is SharedReferences
+            and data.as_made(t.table, self.own_values(t, peek=True), t.call, exact=t.own)
+        )
 
     def parent_reference(self) -> ua.ReferenceDescription:
         """The parent's forward reference to the copy's root."""
@@ -259,6 +277,29 @@ class LazyNodes(dict[ua.NodeId, Any]):
 
     def made_count(self) -> int:
         return dict.__len__(self)
+
+    def all_copies(self) -> list[Copy]:
+        return list(self._copies.values())
+
+    def forget_unchanged(self, copy: Copy) -> int:
+        """Forget the nodes of ``copy`` that nothing changed since they were made (a client's browse
+        of everything makes every node it reads): each is made again, the same, when next looked
+        up. The copy's shared NodeIds and references go with them. How many were forgotten."""
+        kept: dict[str, ua.NodeId] = {"": copy.ids[""]}
+        forgotten = 0
+        for suffix, nid in list(copy.ids.items()):
+            data = dict.get(self, nid)
+            t = copy.template.by_suffix.get(suffix)
+            if data is None or t is None:
+                continue
+            if suffix != "" and copy.unchanged(t, data):
+                dict.__delitem__(self, nid)
+                forgotten += 1
+            else:
+                kept[suffix] = nid
+        if forgotten:
+            copy.ids, copy.made, copy.lists = kept, {}, {}
+        return forgotten
 
 
 def lazy_nodes(aspace: Any) -> LazyNodes:

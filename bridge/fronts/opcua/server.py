@@ -27,6 +27,7 @@ from bridge.model import Change, DeviceState, ModelView
 from . import shared_values, speed
 from .address_space import AddressSpace
 from .certificate import ensure_certificate
+from .copies import lazy_nodes
 from .events import AlarmEvents
 from .history import MeasurementHistory
 from .interop import install_standard_event_filters
@@ -41,6 +42,7 @@ from .security import (
 from .values import ValueWriter, historized_fields
 
 log = get_logger("bridge.opcua")
+FORGET_UNCHANGED_EVERY_S = 300.0  # a browse of everything is rare; a sweep over what it made costs ~1 s of CPU
 
 
 _NS0_CODE = "asyncua.server.standard_address_space"
@@ -142,9 +144,26 @@ class OpcUaFront:
         telemetry.watch_opcua(
             lambda: float(len(getattr(iserver, "_external_sessions", {}))),  # asyncua keeps no public count
             lambda: float(len(iserver.subscription_service.subscriptions)),
+            lambda: float(lazy_nodes(iserver.aspace).made_count()),
         )
+        self._spawn(self._forget_unchanged_forever())
         self._spawn(self._first_updates())
         log.info("OPC UA server ready", endpoint=self.endpoint, policies=[p.name for p in policies])
+
+    async def _forget_unchanged_forever(self) -> None:
+        """Now and then, the copied circuits' nodes that nothing changed since they were made are
+        forgotten again (``copies``): what a client's browse of every device made goes back, and is
+        made again, the same, when next read. A copy at a time, so the loop serves between them."""
+        nodes = lazy_nodes(self.server.iserver.aspace)
+        while True:
+            await asyncio.sleep(FORGET_UNCHANGED_EVERY_S)
+            forgotten = 0
+            for copy in nodes.all_copies():
+                forgotten += nodes.forget_unchanged(copy)
+                await asyncio.sleep(0)
+            if forgotten:
+                self.values.look_up_again()  # it holds written nodes only, never forgotten; but trust no stale one
+                log.info("OPC UA nodes nobody changed forgotten", nodes=forgotten, made=nodes.made_count())
 
     def reconfigure(self, config: Config) -> None:
         """A reload's configuration: users (devices follow through the model's changes)."""

@@ -24,7 +24,7 @@ import datetime as dt
 import enum
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -130,6 +130,38 @@ class Node(MutableMapping[int, AttributeValue]):
         """``shared``: the one table of these values (``table``); ``own``: None when there are none."""
         self._shared = shared
         self._own = None if not own else tuple(x for pair in own.items() for x in pair)
+
+    def as_made(
+        self,
+        shared: Table,
+        own: Mapping[int, ua.DataValue],
+        call: Callable[..., Any] | None,
+        exact: Container[int] = (),
+    ) -> bool:
+        """Whether the node holds exactly ``shared``, ``own`` as its own values (each with no
+        subscriber, callback or setter; the very DataValue objects for the attributes in ``exact``,
+        equal ones for the others) and ``call``, besides its NodeId attribute: nothing has changed
+        it since it was made of these."""
+        if self._shared is not shared:
+            return False
+        pairs, seen = self._own or (), 0
+        for i in range(0, len(pairs), 2):
+            key, av = pairs[i], pairs[i + 1]
+            if key == _CALL:
+                if av is not call:
+                    return False
+                continue
+            if type(av) is not OwnValue or av.datachange_callbacks is not _EMPTY:
+                return False
+            if av.value_callback is not None or av.value_setter is not None:
+                return False
+            if key == _NODE_ID:
+                continue
+            dv = own.get(key)
+            if dv is None or not (av.value is dv or (key not in exact and av.value == dv)):
+                return False
+            seen += 1
+        return seen == len(own) and (call is None or self.call is call)
 
     def __eq__(self, other: object) -> bool:  # a node, not a mapping: equal to itself only
         return self is other

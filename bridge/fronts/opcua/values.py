@@ -83,6 +83,11 @@ class ValueWriter:
         self._shown: dict[str, tuple[int | None, int]] = {}  # device -> (snapshot number, status) written
         self.updates = 0
 
+    def look_up_again(self) -> None:
+        """Nodes may have been forgotten and made anew (``copies``): hold none of the old ones."""
+        self._plans.clear()
+        self.direct.forget()
+
     def forget(self, device: str) -> None:
         """New nodes hold their initial values: nothing written before applies to them."""
         self._written.clear()
