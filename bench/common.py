@@ -3,9 +3,11 @@ and bench/results/latest.json (each script merges its figures into it)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+import struct
 import time
 import urllib.request
 from pathlib import Path
@@ -49,3 +51,27 @@ def save_results(results: dict[str, float]) -> None:
     doc.update(results)
     doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+async def probe(port: int, stop: asyncio.Event) -> list[float]:
+    """Answer times of a Modbus read every 20 ms, from the first accepted connection on."""
+    while not stop.is_set():
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except OSError:
+            await asyncio.sleep(0.01)
+    else:
+        return []
+    times = []
+    tid = 0
+    while not stop.is_set():
+        tid = (tid + 1) & 0xFFFF
+        t = time.perf_counter()
+        w.write(struct.pack(">HHHBBHH", tid, 0, 6, 1, 4, 0, 2))
+        head = await r.readexactly(7)
+        await r.readexactly(struct.unpack(">H", head[4:6])[0] - 1)
+        times.append(time.perf_counter() - t)
+        await asyncio.sleep(0.02)
+    w.close()
+    return times

@@ -13,38 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from common import free_port, ready, rss_mb, save_results
-
-
-async def probe(port: int, stop: asyncio.Event) -> list[float]:
-    """Answer times of a Modbus read every 20 ms, from the first accepted connection on."""
-    while not stop.is_set():
-        try:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
-            break
-        except OSError:
-            await asyncio.sleep(0.01)
-    else:
-        return []
-    times = []
-    tid = 0
-    while not stop.is_set():
-        tid = (tid + 1) & 0xFFFF
-        t = time.perf_counter()
-        w.write(struct.pack(">HHHBBHH", tid, 0, 6, 1, 4, 0, 2))
-        head = await r.readexactly(7)
-        await r.readexactly(struct.unpack(">H", head[4:6])[0] - 1)
-        times.append(time.perf_counter() - t)
-        await asyncio.sleep(0.02)
-    w.close()
-    return times
+from common import free_port, probe, ready, rss_mb, save_results
 
 
 async def one(devices: int) -> dict[str, float]:
