@@ -141,6 +141,11 @@ def test_nodeset_export(tmp_path: Path) -> None:
     assert set(uris) <= {"urn:openstrom:bridge", "http://opcfoundation.org/UA/ECM/", "http://opcfoundation.org/UA/IA/"}
     names = {n.get("BrowseName") for n in root.iter() if n.get("BrowseName")}
     assert {"1:OpenStromDeviceType", "1:OpenStromCircuitType", "1:Circuit01", "1:ActivePower", "1:Relay"} <= names
+    # a copied circuit (made when first looked up) is exported whole, as the one built
+    ids = [n.get("NodeId", "") for n in root if n.get("NodeId")]
+    built = sorted(i.split(".Circuit01", 1)[1] for i in ids if ".Circuit01" in i)
+    copied = sorted(i.split(".Circuit10", 1)[1] for i in ids if ".Circuit10" in i)
+    assert len(built) > 400 and copied == built
 
 
 def test_generated_docs_are_current() -> None:

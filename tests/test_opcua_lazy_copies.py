@@ -149,3 +149,12 @@ async def test_what_nobody_changed_is_forgotten_again_and_made_the_same() -> Non
     del again[".Alarms.dip.Message"], before[".Alarms.dip.Message"]
     assert again == before
     assert sum(nodes.forget_unchanged(c) for c in nodes.all_copies()) > 400  # the walk made them again
+
+
+async def test_a_nodeid_of_a_megabyte_of_dots_is_looked_up_as_fast_as_a_short_one() -> None:
+    """The lookup tries each dotted prefix as a copy's root only up to the longest root there is."""
+    server, _url, space = await _space(2)
+    nodes = server.iserver.aspace._nodes
+    hostile = ua.NodeId("d1." + "x." * 500_000, space.idx)  # tried prefix by prefix: ~250 GB of copying
+    assert hostile not in nodes and nodes.get(hostile) is None
+    assert ua.NodeId("d1.Circuit04.Alarms.dip.Message", space.idx) in nodes

@@ -1,7 +1,7 @@
 """Copies of a subtree whose nodes are made when first looked up.
 
 A copied circuit is ~450 nodes (its measurements with their properties, relay, methods, seven
-conditions with their state variables, its OPC 34100 energy model), ~2.5 MB a device of ten. Most
+conditions with their state variables, its OPC 34100 energy model): ~2.3 MB for a device's ten. Most
 of them are never read: a condition's state variables until it fires, a measurement's EURange and
 EngineeringUnits until a client browses to them. ``LazyNodes`` is the address space's node table
 (asyncua reads and writes it as a dict, and supports a lazy one of its own for the standard
@@ -13,7 +13,8 @@ node changes exactly as an eagerly copied one did.
 ``keys()`` names the copy's nodes too; iterating the table, ``values``/``items`` and ``len`` see the
 nodes made so far (asyncua iterates values only to search references, which no copy's node has to a
 node outside it other than its parent and shared type nodes). Deleting a copy's node forgets it, and
-deleting the copy's root forgets the nodes of the copy not made yet.
+deleting the copy's root forgets the nodes of the copy not made yet. ``forget_unchanged`` takes back
+the made nodes nothing changed since (a client's browse of everything makes every node it reads).
 """
 
 from __future__ import annotations
@@ -196,36 +197,36 @@ class Copy:
 class LazyNodes(dict[ua.NodeId, Any]):
     """The address space's nodes: a dict of the nodes made, answering for registered copies too."""
 
-    __slots__ = ("_copies",)
+    __slots__ = ("_copies", "_longest")
 
     def __init__(self, nodes: dict[ua.NodeId, Any]) -> None:
         super().__init__(nodes)
         self._copies: dict[tuple[int, str], Copy] = {}
+        self._longest = 0  # the longest root NodeId of a copy: no prefix past it is looked up
 
     def add_copy(self, copy: Copy) -> None:
         self._copies[(copy.ns, copy.base)] = copy
-
-    @property
-    def copies(self) -> int:
-        return len(self._copies)
+        self._longest = max(self._longest, len(copy.base))
 
     def _find(self, key: Any) -> tuple[Copy, TemplateNode] | None:
-        """The copy and template node ``key`` names, when it is a copy's node not made yet."""
+        """The copy and template node ``key`` names (made or not), when it names a copy's node."""
         ident = getattr(key, "Identifier", None)
         if type(ident) is not str or not self._copies:
             return None
-        ns = key.NamespaceIndex
-        end = ident.find(".")
-        while True:  # every dotted prefix may be a copy's root (a device's, then its circuit's ...)
+        ns, longest = key.NamespaceIndex, self._longest
+        end = ident.find(".", 0, longest + 1)
+        # every dotted prefix up to the longest root may be a copy's root (a device's, then its
+        # circuit's ...): a client's NodeId of a megabyte of dots costs no more than a short one
+        while True:
             base = ident if end < 0 else ident[:end]
-            copy = self._copies.get((ns, base))
+            copy = self._copies.get((ns, base)) if len(base) <= longest else None
             if copy is not None:
                 t = copy.template.by_suffix.get(ident[len(base) :])
                 if t is not None and t.suffix not in copy.gone:
                     return copy, t
             if end < 0:
                 return None
-            end = ident.find(".", end + 1)
+            end = ident.find(".", end + 1, longest + 1)
 
     def _make(self, copy: Copy, t: TemplateNode, key: ua.NodeId) -> Node:
         parent = self[copy.parent] if t.suffix == "" else None
