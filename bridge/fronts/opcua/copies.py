@@ -112,11 +112,15 @@ class Copy:
             nid = self.ids[suffix] = offered
         return nid
 
+    def peek_id(self, suffix: str) -> ua.NodeId:
+        """The NodeId of a node of the copy, without naming a new one for the copy to share."""
+        return self.ids.get(suffix) or ua.NodeId(self.base + suffix, self.ns)
+
     def own_values(self, t: TemplateNode, peek: bool = False) -> dict[int, ua.DataValue]:
         """The values the copy's node of ``t`` holds as its own (``peek``: without naming new NodeIds)."""
         own = dict(t.own)
         for a, (rel, dv) in t.inside.items():
-            target = (self.ids.get(rel) or ua.NodeId(self.base + rel, self.ns)) if peek else self.node_id(rel)
+            target = self.peek_id(rel) if peek else self.node_id(rel)
             own[a] = dataclasses.replace(dv, Value=ua.Variant(target, ua.VariantType.NodeId))
         for a, dv in t.texts.items():
             text = self.texts.get(dv.Value.Value, dv.Value.Value)  # type: ignore[union-attr]
@@ -189,7 +193,7 @@ class Copy:
         """The NodeIds of the copy's nodes not made yet (and not deleted)."""
         for t in self.template:
             if t.suffix not in self.gone:
-                nid = self.ids.get(t.suffix) or ua.NodeId(self.base + t.suffix, self.ns)
+                nid = self.peek_id(t.suffix)
                 if not dict.__contains__(table, nid):
                     yield nid
 
@@ -274,7 +278,7 @@ class LazyNodes(dict[ua.NodeId, Any]):
 
     def keys(self) -> list[ua.NodeId]:  # type: ignore[override]
         """Every node's NodeId, made or not (asyncua's XML export and NodeId generation read these)."""
-        return [*dict.keys(self), *(n for c in list(self._copies.values()) for n in c.unmade(self))]
+        return [*dict.keys(self), *(n for c in self.all_copies() for n in c.unmade(self))]
 
     def made_count(self) -> int:
         return dict.__len__(self)
