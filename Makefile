@@ -22,7 +22,7 @@ test: venv
 
 soak: venv
 	$(BIN)/python -m pytest -q -m soak tests/soak
-	$(BIN)/python bench/ingest.py --boards 100 --seconds 1800 --rss-every 30 --max-growth-mb 20
+	$(BIN)/python bench/ingest.py --boards 100 --seconds 1800 --rss-every 30 --max-growth-mb 20 --record-as soak
 
 bench: venv
 	$(BIN)/python bench/accuracy.py

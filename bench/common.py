@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import socket
 import struct
@@ -46,11 +47,13 @@ def ready(port: int) -> bool:
 
 
 def save_results(results: dict[str, float]) -> None:
+    """Merge figures into the results file. A figure that could not be measured (NaN) is written as
+    null: the file stays JSON that any reader takes (Python's NaN is not JSON)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    doc.update(results)
+    doc.update({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in results.items()})
     doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 async def probe(port: int, stop: asyncio.Event) -> list[float]:
