@@ -51,7 +51,8 @@ def save_results(results: dict[str, float]) -> None:
     null: the file stays JSON that any reader takes (Python's NaN is not JSON)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    doc.update({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in results.items()})
+    doc.update(results)
+    doc = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in doc.items()}
     doc["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
