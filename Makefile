@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/service.py --tls
 	$(BIN)/python bench/modbus.py
+	$(BIN)/python bench/commits.py
 	$(BIN)/python bench/startup.py --devices 1 --devices 10 --devices 100
 	$(BIN)/python bench/ingest.py --boards 100
 	$(BIN)/python bench/ingest.py --boards 100 --no-opcua --no-mqtt

@@ -9,12 +9,12 @@ import time
 from collections.abc import Collection
 
 from bridge.config import Config, Device
-from bridge.errors import DeviceOffline
+from bridge.errors import DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
 from bridge.model import DeviceState, Model
 from bridge.model.state import LOSS_ALARMS
 from bridge.shard import ShardPlan
-from bridge.store import Store
+from bridge.store import EnergyCommit, Store
 from device.protocol import (
     HELLO_MAX_PAYLOAD,
     Connection,
@@ -346,18 +346,37 @@ class DeviceHub:
     # ------------------------------------------------------------------ background duties
 
     def commit_all(self) -> None:
-        """Persist every device's counters and acknowledge what is durable. A failed commit
-        acknowledges nothing (the devices keep the blocks); the first failure of an outage is logged
-        at error, and /health reports it until a commit succeeds again."""
+        """Persist every device's counters (one transaction for all) and acknowledge what is durable.
+        A failed commit acknowledges nothing (the devices keep the blocks); the first failure of an
+        outage is logged at error, and /health reports it until a commit succeeds again."""
         failed = None
+        log = self.log.error if self.model.store_error is None else self.log.debug
+        prepared: list[tuple[DeviceRuntime, EnergyCommit]] = []
+        refused: dict[str, Exception] = {}
         for rt in self.runtimes.values():
             try:
-                rt.commit()
-            except Exception as exc:  # one device's storage trouble must not stop the others
-                failed = f"{rt.name}: {exc}"
-                (self.log.error if self.model.store_error is None else self.log.debug)(
-                    "commit failed; blocks stay unacknowledged on the device", device=rt.name, error=str(exc)
-                )
+                what = rt.counters()
+            except Exception as exc:  # one device's trouble must not stop the others' commits
+                refused[rt.name] = exc
+                continue
+            if what is not None:
+                prepared.append((rt, what))
+        try:
+            refused.update(self.store.commit_energy_many([what for _, what in prepared]))
+        except StoreError as exc:
+            failed = str(exc)
+            log("commit failed; blocks stay unacknowledged on the devices", devices=len(prepared), error=failed)
+            self.model.set_store_health(failed)
+            return
+        for rt, (name, _, pos) in prepared:
+            if name not in refused:
+                try:
+                    rt.committed(pos)
+                except Exception as exc:
+                    refused[name] = exc
+        for name, why in refused.items():
+            failed = f"{name}: {why}"
+            log("commit failed; blocks stay unacknowledged on the device", device=name, error=str(why))
         if failed is None and self.model.store_error is not None:
             self.log.info("commits succeed again", was=self.model.store_error)
         self.model.set_store_health(failed)

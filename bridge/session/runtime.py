@@ -21,7 +21,7 @@ from bridge.core.energy import REGISTERS
 from bridge.errors import CommandRejected, DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
 from bridge.model import EVENT_LOG_SIZE, DeviceState, Model, SampleBlock, Trigger, VoltageEventRecord
-from bridge.store import Progress, Store
+from bridge.store import EnergyCommit, Progress, Store
 from device.protocol import (
     Ack,
     CommandResult,
@@ -87,6 +87,7 @@ class DeviceRuntime:
         self._pending_n = 0  # their samples to feed
         stored = store.progress(self.name)
         self.durable = stored  # what the last commit covers
+        self._counted = stored  # the position whose energy the counters held when last asked
         self.last_seq: int | None = stored.block_seq if stored else None
         self._resume_offset = stored.sample_offset if stored else 0
         self.acked: int | None = None
@@ -252,7 +253,7 @@ class DeviceRuntime:
             reason=reason,
             restarts=self.streams.record.restarts,
         )
-        self.last_seq, self.durable, self.acked, self._resume_offset = None, None, None, 0
+        self.last_seq, self.durable, self._counted, self.acked, self._resume_offset = None, None, None, None, 0
         self._fed.clear()
         if self.analyzer is not None:
             self._apply(self.analyzer.restart_stream())
@@ -514,19 +515,33 @@ class DeviceRuntime:
         """The stream position whose energy is inside the counters now."""
         if self.analyzer is None:
             return self.durable
-        return self._fed.position(self.analyzer.integrated_until, self.durable)
+        # from the last position found, not the last one committed: finding one takes the blocks it
+        # passes off the list, so after a commit that failed the next must start where this one ended
+        self._counted = self._fed.position(self.analyzer.integrated_until, self._counted)
+        return self._counted
 
-    def commit(self) -> None:
-        """Persist counters and position (one transaction), then acknowledge what is durable."""
+    def counters(self) -> EnergyCommit | None:
+        """What a commit writes now: the counters and the stream position whose energy they hold."""
         if self.analyzer is None:
-            return
+            return None
         pos = self.durable_position()
         regs = {
             (c + 1, name): (getattr(e, name).whole, getattr(e, name).residual)
             for c, e in enumerate(self.analyzer.energy)
             for name in REGISTERS
         }
-        self.store.commit_energy(self.name, regs, pos)
+        return self.name, regs, pos
+
+    def commit(self) -> None:
+        """Persist counters and position (one transaction), then acknowledge what is durable."""
+        what = self.counters()
+        if what is None:
+            return
+        self.store.commit_energy(*what)
+        self.committed(what[2])
+
+    def committed(self, pos: Progress | None) -> None:
+        """The counters up to ``pos`` are on disk: acknowledge it, so the device may free those blocks."""
         self.durable = pos
         if pos is not None and self.connected and (self.acked is None or is_after(pos.block_seq, self.acked)):
             try:

@@ -1,5 +1,5 @@
 """Durable state: the one place that opens the bridge's database file."""
 
-from .database import Progress, RelayRecord, Store, StreamRecord
+from .database import EnergyCommit, Progress, Registers, RelayRecord, Store, StreamRecord
 
-__all__ = ["Progress", "RelayRecord", "Store", "StreamRecord"]
+__all__ = ["EnergyCommit", "Progress", "Registers", "RelayRecord", "Store", "StreamRecord"]
