@@ -190,15 +190,19 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             answers = sorted(await prober) or [float("nan")]
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            stopping = time.monotonic()
-            for p in procs:
+            # the bridge first, while its broker is still there, as a plant stops it: its MQTT front
+            # says its deaths and disconnects (stopped the other way round, it met a broker gone)
+            shutdown_s = float("nan")
+            for p in reversed(procs):
+                stopping = time.monotonic()
                 p.terminate()
                 try:
                     await asyncio.wait_for(p.wait(), 90)
                 except TimeoutError:
                     p.kill()
                     await p.wait()
-            shutdown_s = time.monotonic() - stopping
+                if p is bridge:
+                    shutdown_s = time.monotonic() - stopping
     counted = total(after, "openstrom_blocks_total") - total(before, "openstrom_blocks_total")
     online = total(after, "openstrom_device_online")
     cpu = c1 - c0
