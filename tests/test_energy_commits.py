@@ -29,8 +29,11 @@ REFUSE_B2 = (
 
 def test_every_device_in_one_transaction(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
     commits = [(f"b{k}", REGS, Progress(100 + k, k)) for k in range(1, 4)]
     assert store.commit_energy_many(commits) == {}
+    assert [s for s in statements if s.split()[0] in ("BEGIN", "COMMIT")] == ["BEGIN IMMEDIATE", "COMMIT"]
     for name, regs, pos in commits:
         assert store.energy(name) == regs and store.progress(name) == pos
 

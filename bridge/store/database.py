@@ -126,12 +126,12 @@ class Store:
 
     def commit_energy_many(self, commits: Sequence[EnergyCommit]) -> dict[str, StoreError]:
         """Every device's counters and position in one transaction: one write to disk for all of
-        them, where a transaction each held the event loop ~0.5 ms a device (50-60 ms every commit at
-        a hundred boards) and, with the database locked by another process, the lock's 0.2 s wait a
-        device (20 s). The database refusing as a whole (locked, full, read-only, an I/O error) raises
-        StoreError and writes nothing. Rows of one device that it refuses (a constraint) are written
-        again device by device, so that the others still commit: returns the devices not written,
-        with why."""
+        them, where a transaction each held the event loop 0.3-0.5 ms a device (27-47 ms every commit
+        at a hundred boards, 10 ms in one; bench/commits.py) and, with the database locked by another
+        process, the lock's 0.2 s wait a device (20 s). The database refusing as a whole (locked,
+        full, read-only, an I/O error) raises StoreError and writes nothing. Rows of one device that
+        it refuses (a constraint) are written again device by device, so that the others still
+        commit: returns the devices not written, with why."""
         if not commits:
             return {}
         try:
