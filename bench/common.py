@@ -23,10 +23,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def tree(pid: int) -> list[int]:
+    """The process and its descendants (the bridge and its measuring process), Linux /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += parents.get(p, [])
+    return out
+
+
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """User + system CPU time of a process and (unless told not to) its descendants alive now (Linux /proc)."""
+    total = 0.0
+    for p in tree(pid) if descendants else [pid]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -35,6 +59,21 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def memory_mb(pid: int) -> float:
+    """The memory a process and its descendants take, in MB: the sum of their proportional set sizes
+    (Linux ``Pss``), so that a page the bridge and its measuring process share (the interpreter,
+    numpy) counts once. For one process alone it is its resident memory less what it shares with
+    other processes."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            text = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += next(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:")) / 1024
+    return total
 
 
 def ready(port: int) -> bool:

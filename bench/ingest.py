@@ -9,9 +9,10 @@ own serial and then sends one block every 80 ms of wall time, patching only the 
 timestamp and the frame's CRCs. The bridge runs `openstrom-bridge run` with both Modbus maps, OPC UA
 with history (unless --no-opcua) and the Sparkplug B front to a local Mosquitto (unless --no-mqtt or
 no mosquitto is installed). Measured over --seconds after a warm-up: the bridge's CPU per
-device-second, hence full-rate devices per core; whether it kept up (blocks it counted against blocks
-sent); the window-to-Modbus and window-to-OPC UA latency p50/p99 from its own histogram. Results go
-to bench/results/latest.json (ingest_*).
+device-second (its measuring process included), hence full-rate devices per core; whether it kept
+up (blocks it counted against blocks sent); the window-to-Modbus and window-to-OPC UA latency
+p50/p99 from its own histogram; its memory (the proportional set sizes of its processes, shared
+pages counted once). Results go to bench/results/latest.json (ingest_*).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import zlib
 from pathlib import Path
 
 import yaml
-from common import cpu_seconds, free_port, probe, ready, rss_mb, save_results
+from common import cpu_seconds, free_port, memory_mb, probe, ready, save_results
 
 from device.protocol import Connection, Role
 from device.protocol.framing import HEADER, HEADER_CRC, TRAILER, crc16
@@ -151,7 +152,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             "opcua": {"enabled": not args.no_opcua, "endpoint": f"opc.tcp://127.0.0.1:{ports['opcua']}/openstrom"},
             "metrics": {"listen": f"127.0.0.1:{ports['http']}"},
             "mqtt": {"enabled": bool(mqtt), "url": f"mqtt://127.0.0.1:{ports['mqtt']}"},
-            **({"analysis": {"batch_s": args.batch}} if args.batch else {}),
+            "analysis": {**({"batch_s": args.batch} if args.batch else {}),
+                         **({"processes": args.processes} if args.processes is not None else {})},
             "devices": [{"name": f"b{k:03d}", "serial_number": s, "unit_id": k % 247 + 1}
                         for k, s in enumerate(serials, 1)],
         }))  # fmt: skip
@@ -176,15 +178,17 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             tasks = [asyncio.ensure_future(b.run(ports["device"], stop)) for b in boards]
             await asyncio.sleep(warm)
             before, c0, g0, t0 = scrape(ports["http"]), cpu_seconds(bridge.pid), time.process_time(), time.monotonic()
+            m0 = cpu_seconds(bridge.pid, descendants=False)
             sent0 = sum(b.sent for b in boards)
             probe_stop = asyncio.Event()
             prober = asyncio.create_task(probe(ports["modbus"], probe_stop))  # the loop's stalls, seen from outside
             rss: list[tuple[float, float]] = []  # (seconds into the measurement, MB)
             while (now := time.monotonic()) < t0 + span:
-                rss.append((now - t0, rss_mb(bridge.pid)))
+                rss.append((now - t0, memory_mb(bridge.pid)))
                 await asyncio.sleep(min(args.rss_every, t0 + span - now))
-            rss.append((time.monotonic() - t0, rss_mb(bridge.pid)))
+            rss.append((time.monotonic() - t0, memory_mb(bridge.pid)))
             after, c1, g1, t1 = scrape(ports["http"]), cpu_seconds(bridge.pid), time.process_time(), time.monotonic()
+            m1 = cpu_seconds(bridge.pid, descendants=False)
             sent1 = sum(b.sent for b in boards)
             probe_stop.set()
             answers = sorted(await prober) or [float("nan")]
@@ -209,6 +213,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     signal_s = counted * BLOCK_S
     out = {
         "ingest_boards": args.boards,
+        "ingest_loop_process_core_share": round((m1 - m0) / (t1 - t0), 3),
         "ingest_devices_per_core": round(signal_s / cpu, 1) if cpu else float("nan"),
         "ingest_cpu_ms_per_device_s": round(1000 * cpu / signal_s, 2) if signal_s else float("nan"),
         "ingest_kept_up": round(counted / max(sent1 - sent0, 1), 3),
@@ -226,7 +231,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     out["ingest_rss_growth_mb_second_half"] = round(growth, 1)
     print(
         f"{args.boards} boards ({online:.0f} online), OPC UA {'off' if args.no_opcua else 'on'}, MQTT "
-        f"{'on' if mqtt else 'off'}: bridge {cpu / (t1 - t0):.0%} of a core, {out['ingest_devices_per_core']} "
+        f"{'on' if mqtt else 'off'}: bridge {cpu / (t1 - t0):.0%} of a core (its event loop's process "
+        f"{(m1 - m0) / (t1 - t0):.0%}), {out['ingest_devices_per_core']} "
         f"full-rate devices per core ({out['ingest_cpu_ms_per_device_s']} ms per device-second); counted "
         f"{out['ingest_kept_up']:.1%} of the blocks sent; window to Modbus p50 {out['latency_p50_ms_modbus']} ms, "
         f"p99 {out['latency_p99_ms_modbus']} ms; to OPC UA p99 {out.get('latency_p99_ms_opcua', '(off)')} ms; "
@@ -246,6 +252,7 @@ def main() -> None:
     p.add_argument("--no-opcua", action="store_true")
     p.add_argument("--no-mqtt", action="store_true")
     p.add_argument("--batch", type=float, help="analysis.batch_s (default: the bridge's default)")
+    p.add_argument("--processes", type=int, help="analysis.processes (default: the bridge's default)")
     p.add_argument("--rss-every", type=float, default=5.0, help="seconds between resident-memory samples")
     p.add_argument("--max-growth-mb", type=float, help="fail if memory grows more over the second half (soak)")
     p.add_argument(

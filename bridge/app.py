@@ -23,6 +23,8 @@ from .errors import CommandRejected, ConfigError, DeviceUnknown
 from .fronts.modbus.register_map import load_map
 from .link.transports import dial_tcp, open_serial, serve_tcp
 from .logs import audit, get_logger
+from .measuring import LocalMeasurer, Measurer
+from .measuring.process import ProcessMeasurer
 from .model import Change, DeviceState, Model
 from .pki import PkiPaths
 from .session import DeviceHub
@@ -73,7 +75,8 @@ class BridgeApp:
         self.state_dir = state_dir if state_dir.is_absolute() else base / state_dir
         self.model = Model(config)
         self.store = Store(self.state_dir / "bridge.sqlite")
-        self.hub = DeviceHub(config, self.model, self.store, self.shards)
+        self.measurer: Measurer = ProcessMeasurer() if config.analysis.processes else LocalMeasurer()
+        self.hub = DeviceHub(config, self.model, self.store, self.shards, self.measurer)
         self.recorder = EventRecorder(config, self.model, self.state_dir) if config.records.enabled else None
         self.commands = CommandPath(config, self.hub, self.store)
         map_names = [s.map for s in config.modbus.servers] + [r.map for r in config.modbus.rtu]
@@ -103,7 +106,9 @@ class BridgeApp:
         gc.disable()
         thresholds = gc.get_threshold()
         try:
+            await self.measurer.start()
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.measurer.watch(), name="measuring")  # it ends: the bridge stops
                 waits = []
                 if cfg.links.listen:
                     host, port = _split(cfg.links.listen)
@@ -117,7 +122,7 @@ class BridgeApp:
 
                     host, _, port_text = cfg.links.http_listen.rpartition(":")
                     tls = self._http_tls() if cfg.links.tls_for(host) else None
-                    ingest = self.ingest = HttpIngest(cfg, self.hub.handle, self.hub.commit_all)
+                    ingest = self.ingest = HttpIngest(cfg, self.hub.handle, self.hub.commit_settled)
                     ready = asyncio.Event()
                     tg.create_task(serve_http_ingest(ingest, host, int(port_text), tls, ready), name="http-ingest")
                     await ready.wait()
@@ -362,6 +367,9 @@ class BridgeApp:
         self.ready.clear()  # /health/ready says 503 from here: take this replica out of its Services
         self.systemd.stopping()
         await self.hub.close_links()
+        with contextlib.suppress(Exception):  # the last blocks counted; a measurer that failed counts none
+            async with asyncio.timeout(10):
+                await self.hub.settle_all()
         with contextlib.suppress(Exception):
             self.hub.commit_all()
         for s in self._servers:
@@ -371,4 +379,6 @@ class BridgeApp:
             with contextlib.suppress(Exception):
                 await self.opcua.stop()
         self.store.close()
+        with contextlib.suppress(Exception):
+            await self.measurer.close()
         log.info("bridge stopped; counters committed")

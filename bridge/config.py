@@ -386,6 +386,13 @@ class AnalysisSection(_Model):
         le=3000,
         description="harmonic spectrum and THD from one window in this many (15: every 3 s at 50 Hz)",
     )
+    processes: int = Field(
+        1,
+        ge=0,
+        le=1,
+        description="1: devices are decoded and measured in a process of their own, beside the one that"
+        " serves clients (two cores used); 0: in the same process (one core)",
+    )
 
 
 class RecordsSection(_Model):

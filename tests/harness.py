@@ -126,10 +126,10 @@ async def wait_for_value(read: Any, expected: Any, *, approx: bool = False, time
 def live_is_current(rt: Any, dev: Any) -> bool:
     """Whether the live values are the analyzer's newest batch: they take its newest window once per
     ``analysis.publish_s``, and between two refreshes the analyzer has counted more than they show."""
-    an, snap = rt.analyzer, dev.snapshot
-    if an is None or snap is None:
+    m, snap = rt.measured, dev.snapshot
+    if m is None or snap is None:
         return False
-    return bool(abs(an.time_of(an.integrated_until) - (snap.time_s + snap.duration_s)) < 1 / an.cfg.fs)
+    return bool(abs(m.time_of(m.integrated_until) - (snap.time_s + snap.duration_s)) < 1 / m.fs)
 
 
 async def fresh_windows(dev: Any, timeout: float = 20) -> None:

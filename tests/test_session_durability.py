@@ -84,7 +84,7 @@ async def test_crash_between_commits_loses_nothing_and_counts_nothing_twice(tmp_
         await ref.send(block)
     await ref.pump()
     assert ref_hub.runtimes["board1"].analyzer is not None
-    ref_hub.runtimes["board1"].feed_pending()  # the blocks of a batch not yet due
+    await ref_hub.runtimes["board1"].settle()  # the blocks of a batch not yet due
     ref_hub.runtimes["board1"].analyzer.flush()  # integrate the open window too: every sample counted
     reference = _energy(ref_hub)
     await ref.close()
@@ -117,7 +117,7 @@ async def test_crash_between_commits_loses_nothing_and_counts_nothing_twice(tmp_
     # both analyzers flushed: each has integrated every sample it was fed, and the crashed one must
     # have been fed each sample exactly once (one block counted twice or lost is 1/150 of the total)
     assert rt.analyzer is not None
-    rt.feed_pending()
+    await rt.settle()
     rt.analyzer.flush()
     got = _energy(hub2)
     # active energy is P x duration per window, i.e. the sum of v*i over every sample: exact whatever
@@ -193,7 +193,7 @@ async def test_blocks_wait_as_payloads_and_are_measured_at_the_block_that_comple
         room, direct_room = max(room, rt.analyzer.room), max(direct_room, direct.room)
     assert windows >= 20
     assert room < batch < direct_room  # fed block by block, it holds a batch and the open window
-    rt.feed_pending()
+    await rt.settle()
     for a, b in zip(rt.analyzer.energy, direct.energy, strict=True):
         assert a.values() == b.values()
     await link.close()

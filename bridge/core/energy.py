@@ -75,6 +75,11 @@ class EnergyBank:
     def __len__(self) -> int:
         return int(self.whole.shape[1])
 
+    def copy(self) -> EnergyBank:
+        bank = EnergyBank(0)
+        bank.whole, bank.residual = self.whole.copy(), self.residual.copy()
+        return bank
+
     def __getitem__(self, c: int) -> EnergyCounters:
         regs = [Register(int(self.whole[k, c]), float(self.residual[k, c])) for k in range(len(REGISTERS))]
         return EnergyCounters(*regs)

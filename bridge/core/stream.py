@@ -187,6 +187,11 @@ class StreamAnalyzer:
             grown[:, : self._n] = self._buf[:, : self._n]
             self._buf = grown
 
+    @property
+    def origin(self) -> tuple[float, int]:
+        """(seconds, global index) of the sample the clock counts from: ``time_of`` elsewhere."""
+        return self._origin_s, self._origin_idx
+
     def time_of(self, position: float) -> float:
         """Seconds (on the caller's clock) of a global sample position."""
         return self._origin_s + (position - self._origin_idx) / self.cfg.fs

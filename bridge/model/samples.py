@@ -14,32 +14,71 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True, slots=True)
 class SampleBlock:
     """One block as the analyzer took it: ``v`` and ``i`` the ADC counts the device sent, each
     (circuits, n), read-only, with ``scale`` and ``offset`` per channel (voltages then currents), so
     that value = counts x scale + offset (``scaled`` gives the calibrated volts and amperes).
     ``wire`` is the binary payload the block was decoded from, if it was, of which the first
-    ``skip`` samples were counted before (they are not in ``v`` and ``i``)."""
+    ``skip`` samples were counted before (they are not in ``v`` and ``i``).
 
-    device: str
-    seq: int
-    t0_s: float  # device clock, seconds since the epoch, of the first sample
-    fs: float
-    v: npt.NDArray[np.int64]
-    i: npt.NDArray[np.int64]
-    scale: FloatArray
-    offset: FloatArray
-    wire: bytes | None = None
-    skip: int = 0
+    A block made with :meth:`deferred` is decoded when ``v`` or ``i`` is first read: a listener that
+    keeps the payload (the event recorder) costs no decoding in the receive path."""
+
+    __slots__ = ("_decode", "_vi", "circuits", "device", "fs", "n", "offset", "scale", "seq", "skip", "t0_s", "wire")
+
+    def __init__(
+        self,
+        device: str,
+        seq: int,
+        t0_s: float,  # device clock, seconds since the epoch, of the first sample
+        fs: float,
+        v: npt.NDArray[np.int64],
+        i: npt.NDArray[np.int64],
+        scale: FloatArray,
+        offset: FloatArray,
+        wire: bytes | None = None,
+        skip: int = 0,
+    ) -> None:
+        self.device, self.seq, self.t0_s, self.fs = device, seq, t0_s, fs
+        self.scale, self.offset, self.wire, self.skip = scale, offset, wire, skip
+        self.circuits, self.n = int(v.shape[0]), int(v.shape[1])
+        self._vi: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = (v, i)
+        self._decode: Callable[[], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] | None = None
+
+    @classmethod
+    def deferred(
+        cls,
+        device: str,
+        seq: int,
+        t0_s: float,
+        fs: float,
+        shape: tuple[int, int],
+        decode: Callable[[], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+        scale: FloatArray,
+        offset: FloatArray,
+        wire: bytes | None = None,
+        skip: int = 0,
+    ) -> SampleBlock:
+        """A block of ``shape`` (circuits, n) whose counts ``decode`` gives when first wanted."""
+        empty = np.empty((shape[0], shape[1]), dtype=np.int64)[:, :0]
+        block = cls(device, seq, t0_s, fs, empty, empty, scale, offset, wire, skip)
+        block.circuits, block.n = shape
+        block._vi, block._decode = None, decode
+        return block
+
+    def _counts(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if self._vi is None:
+            assert self._decode is not None
+            self._vi, self._decode = self._decode(), None
+        return self._vi
 
     @property
-    def n(self) -> int:
-        return int(self.v.shape[1])
+    def v(self) -> npt.NDArray[np.int64]:
+        return self._counts()[0]
 
     @property
-    def circuits(self) -> int:
-        return int(self.v.shape[0])
+    def i(self) -> npt.NDArray[np.int64]:
+        return self._counts()[1]
 
     @property
     def counts(self) -> npt.NDArray[np.int64]:

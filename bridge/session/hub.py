@@ -11,6 +11,7 @@ from collections.abc import Collection
 from bridge.config import Config, Device
 from bridge.errors import DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
+from bridge.measuring import LocalMeasurer, Measurer
 from bridge.model import DeviceState, Model
 from bridge.model.state import LOSS_ALARMS
 from bridge.shard import ShardPlan
@@ -36,13 +37,21 @@ class DeviceHub:
     """Routes links to device runtimes by the serial number in HELLO; refuses unknown devices.
     Implements the command path's :class:`~bridge.commands.port.DevicePorts`."""
 
-    def __init__(self, config: Config, model: Model, store: Store, shards: ShardPlan | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        model: Model,
+        store: Store,
+        shards: ShardPlan | None = None,
+        measurer: Measurer | None = None,
+    ) -> None:
         self.config = config
+        self.measurer: Measurer = measurer if measurer is not None else LocalMeasurer()
         self.shards = shards
         self.model = model
         self.store = store
         self.runtimes: dict[str, DeviceRuntime] = {
-            name: DeviceRuntime(state, model, store, config.analysis, config.pq)
+            name: DeviceRuntime(state, model, store, config.analysis, config.pq, self.measurer)
             for name, state in model.devices.items()
         }
         self.log = get_logger("bridge.hub")
@@ -72,7 +81,7 @@ class DeviceHub:
         """A device the configuration did not have at start (a reload, or auto-accept)."""
         state = self.model.add_device(device)
         runtime = self.runtimes[device.name] = DeviceRuntime(
-            state, self.model, self.store, self.config.analysis, self.config.pq
+            state, self.model, self.store, self.config.analysis, self.config.pq, self.measurer
         )
         return runtime
 
@@ -90,7 +99,9 @@ class DeviceHub:
         runtime = self.runtimes.pop(name, None)
         if runtime is not None:
             with contextlib.suppress(Exception):
+                await runtime.settle()
                 runtime.commit()
+            runtime.forget()
         await self.drop_link(name, "removed from the configuration")
         self.model.remove_device(name)
 
@@ -303,6 +314,7 @@ class DeviceHub:
                         if unidentified:
                             self._identified(stream)
                             unidentified = False
+                        await new.settle()  # what came before the HELLO is measured as it was sent
                         if new is not runtime:
                             if runtime is not None:
                                 runtime.detach(sender)
@@ -317,6 +329,8 @@ class DeviceHub:
                         continue
                     if runtime is not None:
                         runtime.on_message(ev)
+                if runtime is not None and runtime.backlogged:
+                    await runtime.caught_up()  # its blocks wait to be measured: the device buffers meanwhile
                 if not data:
                     return
                 # neither is held through the next read, which waits a block's time: a chunk of up to
@@ -344,6 +358,16 @@ class DeviceHub:
         await asyncio.gather(*(stream.close() for stream in list(self._streams)), return_exceptions=True)
 
     # ------------------------------------------------------------------ background duties
+
+    async def settle_all(self) -> None:
+        """Every device's blocks measured and applied (before an answer that acknowledges them, and
+        before the last commit at shutdown)."""
+        await self.measurer.settle()
+
+    async def commit_settled(self) -> None:
+        """Commit what every block received so far counted (the HTTP ingest's answer)."""
+        await self.settle_all()
+        self.commit_all()
 
     def commit_all(self) -> None:
         """Persist every device's counters (one transaction for all) and acknowledge what is durable.

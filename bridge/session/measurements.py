@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from bridge.core import StreamAnalyzer, WindowMetrics
+from bridge.core import WindowMetrics
+from bridge.measuring import Measured
 from bridge.model import CircuitValues, DeviceSnapshot
 from bridge.model.live import AlarmChange
 
@@ -16,8 +17,8 @@ _FIELDS = (
 )  # fmt: skip
 
 
-def snapshot_of(analyzer: StreamAnalyzer, w: WindowMetrics, number: int) -> DeviceSnapshot:
-    """The model's snapshot of window ``w``, with the energy counters as they stand now."""
+def snapshot_of(analyzer: Measured, w: WindowMetrics, number: int) -> DeviceSnapshot:
+    """The model's snapshot of window ``w``, with the energy counters of the same answer."""
     energy = analyzer.energy.values()
     # whole arrays to Python values at once (the same floats as float() of each element)
     col = {name: getattr(w, name).tolist() for name in _FIELDS}

@@ -75,7 +75,7 @@ def _hold(block: SampleBlock) -> _Held:
     block costs nothing on the receive path; else the counts, narrowed."""
     t1 = block.t0_s + block.n / block.fs
     scale, offset = block.scale.copy(), block.offset.copy()
-    if block.wire is not None and len(block.wire) <= 3 * 2 * block.v.size:
+    if block.wire is not None and len(block.wire) <= 3 * 2 * block.circuits * block.n:
         return _Held(block.t0_s, t1, block.fs, 2 * block.circuits, block.wire, block.skip, None, None, scale, offset)
     counts, high = _narrow(block.counts)
     return _Held(block.t0_s, t1, block.fs, 2 * block.circuits, None, 0, counts, high, scale, offset)

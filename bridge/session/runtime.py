@@ -16,10 +16,21 @@ import numpy as np
 
 from bridge import telemetry
 from bridge.config import AnalysisSection, Config, PowerQualityLimits
-from bridge.core import AnalyzerSettings, StreamAnalyzer, Update, VoltageEvent
+from bridge.core import AnalyzerSettings, StreamAnalyzer, VoltageEvent
 from bridge.core.energy import REGISTERS
 from bridge.errors import CommandRejected, DeviceOffline, StoreError
 from bridge.logs import audit, get_logger
+from bridge.measuring import (
+    Block,
+    Create,
+    Drop,
+    LocalMeasurer,
+    Measured,
+    Measurer,
+    Restart,
+    SetScales,
+    SetThresholds,
+)
 from bridge.model import EVENT_LOG_SIZE, DeviceState, Model, SampleBlock, Trigger, VoltageEventRecord
 from bridge.store import EnergyCommit, Progress, Store
 from device.protocol import (
@@ -55,6 +66,9 @@ from .scales import Scales
 from .streams import StreamBook
 
 TIME_SYNC_ID = 0  # command id reserved for the clock set on every connect
+# a link's reads wait while more than this many batches of its blocks wait to be measured: one is
+# held until due, the rest is the measurer's queue (bounded memory when it falls behind)
+BACKLOG_BATCHES = 3
 
 
 class DeviceRuntime:
@@ -68,6 +82,7 @@ class DeviceRuntime:
         store: Store,
         analysis: AnalysisSection | None = None,
         pq: PowerQualityLimits | None = None,
+        measurer: Measurer | None = None,
     ) -> None:
         self.state = state
         self.analysis = analysis or AnalysisSection()
@@ -81,10 +96,14 @@ class DeviceRuntime:
         except CommandRejected as exc:  # the file changed under a run-time change: the file's limits hold
             self.log.warning("stored alarm limits no longer fit the configuration; using the file's", error=str(exc))
             model.outcomes.set_limits(state, base)
-        self.analyzer: StreamAnalyzer | None = None
+        self._measurer: Measurer = measurer if measurer is not None else LocalMeasurer()
+        self._measurer.register(self.name, self._on_measured)
+        self._circuits: int | None = None  # the analyzer's circuits; None while there is none
+        self._batch_samples = 0.0
+        self._end = 0  # samples sent to the analyzer: the global index of the next
+        self.measured: Measured | None = None  # the analyzer's newest answer (counters and all)
+        self._caught_up = asyncio.Event()
         self._fed = FedBlocks()
-        self._pending: list[tuple[Samples | EncodedSamples, int]] = []  # arrived, not yet fed: (block, skip)
-        self._pending_n = 0  # their samples to feed
         stored = store.progress(self.name)
         self.durable = stored  # what the last commit covers
         self._counted = stored  # the position whose energy the counters held when last asked
@@ -204,8 +223,8 @@ class DeviceRuntime:
                 out.set_self_test(dev, faults)
             case LimitsChanged(limits=limits):
                 out.set_limits(dev, limits)
-                if self.analyzer is not None:  # the event detector follows from the next half-cycle on
-                    self.analyzer.events.th = limits.pq.thresholds()
+                if self._circuits is not None:  # the event detector follows from the next half-cycle on
+                    self._measurer.send(SetThresholds(self.name, limits.pq.thresholds()))
             case Calibrated(circuit=c, channel=ch, gain=gain, offset=offset, device_lsb=lsb):
                 if lsb is not None and dev.hello is not None:
                     # the device scales by its new LSB from now on and announces it in its next
@@ -255,12 +274,27 @@ class DeviceRuntime:
         )
         self.last_seq, self.durable, self._counted, self.acked, self._resume_offset = None, None, None, None, 0
         self._fed.clear()
-        if self.analyzer is not None:
-            self._apply(self.analyzer.restart_stream())
+        if self._circuits is not None:
+            self._measurer.send(Restart(self.name))
         self.model.links.stream_restarted(self.state, self.streams.record.restarts, reason)
 
+    @property
+    def analyzer(self) -> StreamAnalyzer | None:
+        """The analyzer itself when it runs in this process (for tests and tools); else None."""
+        return self._measurer.analyzer(self.name) if isinstance(self._measurer, LocalMeasurer) else None
+
+    async def settle(self) -> None:
+        """Every block sent so far measured and its results applied (the counters include them)."""
+        await self._measurer.settle(self.name)
+
+    def forget(self) -> None:
+        """The device leaves the bridge: its analyzer goes (after :meth:`settle` and a commit)."""
+        self._measurer.unregister(self.name)
+        self._measurer.send(Drop(self.name))
+
     def on_hello(self, hello: Hello) -> None:
-        self.feed_pending()  # what came before this HELLO is measured as it was sent: old scales, old stream
+        """A HELLO, after :meth:`settle`: what came before it is measured as it was sent (old scales,
+        old stream)."""
         self._check_stream(hello)
         old = self.state.hello
         lsb_changed = old is None or (old.v_lsb_volts, old.i_lsb_amps) != (hello.v_lsb_volts, hello.i_lsb_amps)
@@ -270,13 +304,13 @@ class DeviceRuntime:
             self.log.warning("device announced other ADC scales in HELLO", **fields, new_i_lsb=hello.i_lsb_amps)
             audit("scales changed", device=self.name, serial=hello.serial_number, **fields, new_i_lsb=hello.i_lsb_amps)
         self.model.links.identify(self.state, hello, scales_changed=old is not None and lsb_changed)
-        if old is not None and old.circuit_count != hello.circuit_count and self.analyzer is not None:
+        if old is not None and old.circuit_count != hello.circuit_count and self._circuits is not None:
             # another board behind the same serial, or a reconfigured one: keep what was counted, per
             # circuit, and measure the circuits it has now (the rest keep their stored energy)
             self.log.warning("device announced another circuit count", old=old.circuit_count, new=hello.circuit_count)
             audit("device changed", device=self.name, circuits_old=old.circuit_count, circuits_new=hello.circuit_count)
             self._persist(self.commit)
-            self.analyzer = None
+            self._circuits = None
         if old is not None and old.firmware_version != hello.firmware_version:
             self.log.warning("device firmware changed", old=old.firmware_version, new=hello.firmware_version)
             audit(
@@ -285,7 +319,7 @@ class DeviceRuntime:
                 firmware_old=old.firmware_version,
                 firmware_new=hello.firmware_version,
             )
-        if self.analyzer is None or old is None or old.sample_rate_hz != hello.sample_rate_hz:
+        if self._circuits is None or old is None or old.sample_rate_hz != hello.sample_rate_hz:
             self._new_analyzer(hello)
         elif lsb_changed:
             self._update_scales()
@@ -298,14 +332,16 @@ class DeviceRuntime:
         )
 
     def _update_scales(self) -> None:
-        self.feed_pending()  # blocks that arrived before the change keep the scales they were sent with
         hello = self.state.hello
         if hello is not None:
-            self._scales = Scales(hello, self.state.calibration)
+            self._scales = scales = Scales(hello, self.state.calibration)
+            if self._circuits == hello.circuit_count:
+                # blocks sent before the change are measured with the scales they were sent with
+                self._measurer.send(SetScales(self.name, scales.scale, scales.offset))
 
     def _new_analyzer(self, hello: Hello) -> None:
         dev = self.state.config
-        counters = self.analyzer.energy if self.analyzer is not None else None
+        keep = self._circuits is not None  # the counters go on: only the sample rate changed
         self._update_scales()
         assert self._scales is not None
         settings = AnalyzerSettings(
@@ -319,18 +355,34 @@ class DeviceRuntime:
             v_clip=self._scales.v_rails(hello.v_adc_bits),
             i_clip=self._scales.i_rails(hello.i_adc_bits),
         )
-        self.analyzer = StreamAnalyzer(hello.circuit_count, settings)
-        if counters is not None:
-            self.analyzer.energy = counters
-        else:
-            for (c, reg), (whole, residual) in self.store.energy(self.name).items():
-                if 1 <= c <= hello.circuit_count and reg in REGISTERS:
-                    self.analyzer.energy.restore(c - 1, reg, whole, residual)
+        restore = (
+            ()
+            if keep
+            else tuple(
+                (c - 1, reg, whole, residual)
+                for (c, reg), (whole, residual) in self.store.energy(self.name).items()
+                if 1 <= c <= hello.circuit_count and reg in REGISTERS
+            )
+        )
+        self._circuits, self._batch_samples = hello.circuit_count, settings.min_batch_s * settings.fs
+        self._end, self.measured = 0, None  # a new analyzer counts its samples from 0
         self._fed.clear()
+        self._measurer.send(
+            Create(
+                self.name,
+                hello.circuit_count,
+                settings,
+                self._scales.scale,
+                self._scales.offset,
+                restore=restore,
+                keep_energy=keep,
+            )
+        )
 
     def on_samples(self, block: Samples | EncodedSamples) -> None:
-        """A block arrived: counted, checked and held until the analyzer would measure (``feed_pending``)."""
-        if self.analyzer is None or self._scales is None:
+        """A block arrived: counted, checked and sent to be measured (held there until the analyzer
+        would measure, as its payload)."""
+        if self._circuits is None or self._scales is None:
             return
         dev, seq = self.state, block.block_seq
         if self.last_seq is not None and not is_after(seq, self.last_seq):
@@ -342,7 +394,7 @@ class DeviceRuntime:
             self.model.links.count(dev, lost_blocks=lost)
             self.log.warning("blocks missing from the device stream", after=self.last_seq, got=seq, lost=lost)
         circuits = list(block.circuits)
-        if circuits != list(range(1, len(circuits) + 1)) or len(circuits) != self.analyzer.c:
+        if circuits != list(range(1, len(circuits) + 1)) or len(circuits) != self._circuits:
             self.log.warning("block skipped: circuit set differs from HELLO", block=seq, circuits=circuits)
             self.last_seq = seq
             return
@@ -356,44 +408,25 @@ class DeviceRuntime:
         # the largest of the recent blocks is the best estimate of the clock offset
         self._offsets.append((block.t0_ns / 1e9 + block.n / block.sample_rate_hz) - time.time())
         self.model.links.clock_offset(dev, max(self._offsets))
-        self._pending.append((block, skip))
-        self._pending_n += block.n - skip
+        start, self._end = self._end, self._end + block.n - skip
+        if block.n > skip:
+            self._fed.append(seq, start, block.n - skip, skip)
+            if self.model.samples.wanted(self.name):
+                self._tap(block, skip)
+        payload = block.wire if isinstance(block, EncodedSamples) else block
         # a block after a gap is measured at once, as the analyzer measures what came before a gap
-        if not follows or self.analyzer.due(self._pending_n):
-            self.feed_pending()
+        self._measurer.send(Block(self.name, payload, skip, now=not follows))
 
-    def feed_pending(self) -> None:
-        """Every held block into the analyzer, decoded one by one, with the scales of now.
+    @property
+    def backlogged(self) -> bool:
+        """Whether the link should wait before it reads more: its blocks wait to be measured."""
+        measured = self.measured.end if self.measured is not None else 0
+        return self._circuits is not None and self._end - measured > BACKLOG_BATCHES * self._batch_samples
 
-        Blocks wait here, as their payloads, until the analyzer would measure: its own buffer then
-        holds only the open window between batches, not a batch of counts (~0.35 MB a board). Each
-        is fed as it would have been on arrival, so results, durability and taps are the same; they
-        only come at the batch's last block. Called before anything that changes how blocks are
-        measured (scales, a new HELLO)."""
-        pending, self._pending, self._pending_n = self._pending, [], 0
-        if not pending or self.analyzer is None or self._scales is None:
-            return
-        self.analyzer.reserve(sum(block.n - skip for block, skip in pending))
-        for held, skip in pending:
-            block = held.decode() if isinstance(held, EncodedSamples) else held
-            start = self.analyzer.end
-            t0 = block.t0_ns / 1e9 + skip / block.sample_rate_hz
-            # ADC counts go in as they are: the analyzer scales them while copying them into its buffer
-            update = self.analyzer.feed(
-                block.v[:, skip:],
-                block.i[:, skip:],
-                seq=block.block_seq,
-                t0_s=t0,
-                scale=self._scales.scale,
-                offset=self._scales.offset,
-            )
-            if block.n > skip:
-                self._fed.append(block.block_seq, start, block.n - skip, skip)
-                if self.model.samples.wanted(self.name):
-                    self._tap(block.block_seq, t0, block, skip)
-            self._apply(update)
-        if self.analyzer.measured_until == self.analyzer.end:  # a batch ran: its events are triggered
-            self.model.samples.decided(self.name, self.analyzer.time_of(self.analyzer.end))
+    async def caught_up(self) -> None:
+        while self.backlogged:
+            self._caught_up.clear()
+            await self._caught_up.wait()
 
     def on_status(self, status: Status) -> None:
         dev = self.state
@@ -410,40 +443,58 @@ class DeviceRuntime:
 
     # ------------------------------------------------------------------ measurements -> model
 
-    def _tap(self, seq: int, t0: float, block: Samples, skip: int) -> None:
+    def _tap(self, block: Samples | EncodedSamples, skip: int) -> None:
         assert self._scales is not None
         scale = self._scales.scale
         offset = self._scales.offset if self._scales.offset is not None else np.zeros_like(scale)
-        v, i = block.v[:, skip:], block.i[:, skip:]
-        tapped = SampleBlock(self.name, seq, t0, block.sample_rate_hz, v, i, scale, offset, wire=block.wire, skip=skip)
+        t0 = block.t0_ns / 1e9 + skip / block.sample_rate_hz
+        seq, fs = block.block_seq, block.sample_rate_hz
+        if isinstance(block, EncodedSamples):  # decoded here only if a listener reads the counts
+            encoded = block
+
+            def decode() -> tuple[np.ndarray, np.ndarray]:
+                got = encoded.decode()
+                return got.v[:, skip:], got.i[:, skip:]
+
+            shape = (len(block.circuits), block.n - skip)
+            tapped = SampleBlock.deferred(self.name, seq, t0, fs, shape, decode, scale, offset, block.wire, skip)
+        else:
+            v, i = block.v[:, skip:], block.i[:, skip:]
+            tapped = SampleBlock(self.name, seq, t0, fs, v, i, scale, offset, wire=block.wire, skip=skip)
         self.model.samples.publish(tapped)
 
-    def _trigger_starts(self, update: Update) -> None:
+    def _on_measured(self, m: Measured) -> None:
+        self.measured = m
+        self._apply(m)
+        if m.decided_s is not None:  # a batch ran: its events are triggered
+            self.model.samples.decided(self.name, m.decided_s)
+        if not self.backlogged:
+            self._caught_up.set()
+
+    def _trigger_starts(self, m: Measured) -> None:
         """A waveform trigger at the start of every voltage event, once: while it lasts (so a long
         interruption's record holds its beginning) or, if it began and ended within one batch, when it
         is reported."""
-        assert self.analyzer is not None
-        for ev in (*self.analyzer.events.ongoing(), *update.events):
+        for ev in (*m.ongoing, *m.update.events):
             key = (ev.circuit, ev.kind, ev.start)
             if key in self._triggered:
                 continue
             self._triggered.append(key)
-            self.model.samples.trigger(Trigger(self.name, self.analyzer.time_of(ev.start), ev.kind, ev.circuit + 1))
+            self.model.samples.trigger(Trigger(self.name, m.time_of(ev.start), ev.kind, ev.circuit + 1))
 
-    def _apply(self, update: Update) -> None:
-        assert self.analyzer is not None
-        dev = self.state
-        self._trigger_starts(update)
+    def _apply(self, m: Measured) -> None:
+        dev, update = self.state, m.update
+        self._trigger_starts(m)
         for ev in update.events:
-            self._record_event(ev)
+            self._record_event(m, ev)
         snapshot = None
         if update.windows:
             # the live values are the newest window's (a batch brings several, and a refresh comes
             # once per analysis.publish_s); every window still passes the alarm rules
             self._snapshots += len(update.windows)
-            if self._publish_due(self.analyzer.time_of(update.windows[-1].end)):
-                snapshot = snapshot_of(self.analyzer, update.windows[-1], self._snapshots)
-            ongoing = {e.circuit: e.kind for e in self.analyzer.events.ongoing()}
+            if self._publish_due(m.time_of(update.windows[-1].end)):
+                snapshot = snapshot_of(m, update.windows[-1], self._snapshots)
+            ongoing = {e.circuit: e.kind for e in m.ongoing}
             limits = dev.limits
             band = limits.pq.frequency_band(float(dev.config.f_nominal))
             for w in update.windows:
@@ -473,11 +524,10 @@ class DeviceRuntime:
         self._published_s = end_s
         return True
 
-    def _record_event(self, ev: VoltageEvent) -> None:
-        assert self.analyzer is not None
+    def _record_event(self, m: Measured, ev: VoltageEvent) -> None:
         circuit = ev.circuit + 1
-        t = self.analyzer.time_of(ev.start)
-        duration = ev.duration_s(self.analyzer.cfg.fs)
+        t = m.time_of(ev.start)
+        duration = ev.duration_s(m.fs)
         self.log.warning(
             "voltage event",
             circuit=circuit,
@@ -512,22 +562,23 @@ class DeviceRuntime:
             self.model.set_store_health(str(exc))
 
     def durable_position(self) -> Progress | None:
-        """The stream position whose energy is inside the counters now."""
-        if self.analyzer is None:
+        """The stream position whose energy is inside the counters of the newest answer."""
+        if self._circuits is None or self.measured is None:
             return self.durable
         # from the last position found, not the last one committed: finding one takes the blocks it
         # passes off the list, so after a commit that failed the next must start where this one ended
-        self._counted = self._fed.position(self.analyzer.integrated_until, self._counted)
+        self._counted = self._fed.position(self.measured.integrated_until, self._counted)
         return self._counted
 
     def counters(self) -> EnergyCommit | None:
-        """What a commit writes now: the counters and the stream position whose energy they hold."""
-        if self.analyzer is None:
+        """What a commit writes now: the counters of the newest answer and the stream position whose
+        energy they hold (both as of that answer: blocks still being measured are in neither)."""
+        if self._circuits is None or self.measured is None:
             return None
         pos = self.durable_position()
         regs = {
             (c + 1, name): (getattr(e, name).whole, getattr(e, name).residual)
-            for c, e in enumerate(self.analyzer.energy)
+            for c, e in enumerate(self.measured.energy)
             for name in REGISTERS
         }
         return self.name, regs, pos

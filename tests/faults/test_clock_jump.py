@@ -32,6 +32,6 @@ async def test_a_device_clock_jump_changes_nothing_counted(tmp_path: Path, jump_
         await wait_for(windows_after_jump, 30, "blocks past the jump")
         assert (dev.link.gaps, dev.link.duplicates, dev.link.stream_restarts) == (0, 0, 0)
         assert times == sorted(times) and times[-1] - times[0] < 60  # no hour-long leap either way
-        assert rt.analyzer is not None and dev.snapshot is not None
-        integrated_h = rt.analyzer.integrated_until / 7812.5 / 3600
+        assert rt.measured is not None and dev.snapshot is not None
+        integrated_h = rt.measured.integrated_until / 7812.5 / 3600
         assert dev.snapshot.circuits[0].import_wh == pytest.approx(2000.0 * integrated_h, rel=1e-4)

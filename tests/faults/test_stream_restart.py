@@ -71,8 +71,8 @@ async def test_a_restarted_device_is_counted_at_once_and_shown(
             # no energy invented: 2000 W over exactly the integrated signal
             fresh = lambda: dev.snapshot is not None and dev.snapshot.number > 10 and live_is_current(rt, dev)  # noqa: E731
             await wait_for(fresh, 10, "windows")
-            assert rt.analyzer is not None and dev.snapshot is not None
-            integrated_h = rt.analyzer.integrated_until / FS / 3600
+            assert rt.measured is not None and dev.snapshot is not None
+            integrated_h = rt.measured.integrated_until / FS / 3600
             assert dev.snapshot.circuits[0].import_wh == pytest.approx(2000.0 * integrated_h, rel=1e-3)
             # and the position stored belongs to the new stream: a bridge restart would count on
             await asyncio.sleep(1.0)
