@@ -139,6 +139,7 @@ async def test_a_commit_counts_only_blocks_whose_measurement_came_back(tmp_path:
     assert ref_an is not None
     ref_an.flush()
     reference = ref_an.energy[0].values()
+    await ref.close()
 
     held = HeldMeasurer()
     hub, store = _hub(tmp_path / "crash", held)
