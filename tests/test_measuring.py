@@ -241,3 +241,28 @@ async def test_the_measuring_process_stops_with_the_bridge(tmp_path: Path) -> No
     await measurer.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_window_crosses_the_pipe_whole() -> None:
+    """Windows pickle as one block of rows: every field comes back, equal to the last bit."""
+    import dataclasses
+    import pickle
+
+    from bridge.core import AnalyzerSettings, StreamAnalyzer
+
+    dev = _device()
+    hello = dev.hello()
+    an = StreamAnalyzer(hello.circuit_count, AnalyzerSettings(fs=hello.sample_rate_hz))
+    windows = []
+    for _ in range(20):
+        block, _ = dev.generate()
+        windows += an.feed(block.v * 0.01, block.i * 0.001).windows
+    assert windows
+    for w in windows:
+        back = pickle.loads(pickle.dumps(w, protocol=pickle.HIGHEST_PROTOCOL))
+        for f in dataclasses.fields(w):
+            a, b = getattr(w, f.name), getattr(back, f.name)
+            if isinstance(a, np.ndarray):
+                assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f.name
+            else:
+                assert a == b or (a != a and b != b), f.name
