@@ -5,6 +5,7 @@ DCMD through the command path, Rebirth on NCMD, DDEATH when a board goes offline
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import types
 from pathlib import Path
@@ -240,3 +241,48 @@ async def test_a_board_that_goes_offline_while_its_birth_is_sent_still_gets_its_
         session.cancel()
         await asyncio.gather(session, return_exceptions=True)
     assert [t.split("/")[2] for t in client.topics] == ["NBIRTH", "DBIRTH", "DDEATH"]
+
+
+class _SwallowingClient(_SlowClient):
+    """Publishes as aiomqtt's do on Python 3.11 at worst: a cancellation that comes with the
+    publish's confirmation is swallowed (``asyncio.wait_for``), and the publish returns."""
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        self.topics.append(topic)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.5 if "DDEATH" in topic else 0)
+
+
+async def test_a_stop_is_not_lost_in_a_publish(tmp_path: Path) -> None:
+    """The front stops when told, even if a publish swallowed the cancellation (a bridge that
+    waited for the next change there never stopped)."""
+    from bridge.config import Config
+    from bridge.fronts.mqtt.client import SparkplugFront
+    from bridge.model import Model
+    from device.simulator.device import Identity, SimulatedDevice
+    from device.simulator.scenario import load_scenario
+
+    config = Config.model_validate(
+        {
+            "mqtt": {"enabled": True, "url": "mqtt://127.0.0.1:1"},
+            "devices": [{"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1}],
+        }
+    )
+    model = Model(config)
+    dev = model.devices["board1"]
+    sim = SimulatedDevice(load_scenario(PLANT), identity=Identity.for_serial("OS-SIM-0001"), seed=1)
+    model.links.identify(dev, sim.hello())
+    model.links.connect(dev, "127.0.0.1:1", "tcp-in")
+    model.links.count(dev, blocks=1)
+    client = _SwallowingClient(lambda topic: None)
+    front = SparkplugFront(config, model, None, tmp_path)
+    model.subscribe(front._on_change)
+    session = asyncio.ensure_future(front._session(client))  # type: ignore[arg-type]
+    await wait_for(lambda: any("DBIRTH" in t for t in client.topics), 2, "DBIRTH")
+    model.links.disconnect(dev, "link closed")  # a change: its DDEATH is being published ...
+    await wait_for(lambda: any("DDEATH" in t for t in client.topics), 2, "DDEATH")
+    session.cancel()  # ... when the stop comes
+    done, _ = await asyncio.wait([session], timeout=2)
+    assert done, "the front went on waiting after its stop"
+    with pytest.raises(asyncio.CancelledError):
+        session.result()

@@ -98,7 +98,7 @@ def token_hash(token: str) -> str:
 
 
 class HttpIngest:
-    def __init__(self, config: Config, handle: Handler, commit: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, config: Config, handle: Handler, commit: Callable[[str], Awaitable[None]]) -> None:
         self.config = config
         self.handle = handle
         self.commit = commit
@@ -209,7 +209,7 @@ class HttpIngest:
                 headers={"Retry-After": "1"},
             )
         if not session.task.done():
-            await self.commit()  # the blocks just counted are durable before they are acknowledged
+            await self.commit(serial)  # the blocks just counted are durable before they are acknowledged
         answers: list[Message] = []
         out = session.stream.take()
         for ev in device_side.events(out) if out else ():  # (no bytes would read as end of stream)

@@ -1,5 +1,6 @@
-"""The measuring process: requests in on standard input, answers out on standard output, each a
-length-prefixed pickle (see :mod:`.process`). It ends at the end of its input, i.e. when the bridge
+"""The measuring process: requests in on standard input, answers out on standard output, each message
+a length-prefixed pickle of a list (the requests of one turn of the bridge's event loop, and their
+answers; see :mod:`.process`). It ends at the end of its input, i.e. when the bridge
 closes it or is gone."""
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import signal
 import struct
 import sys
 
-from .jobs import Flush
+from .jobs import Flush, Measured
 from .meters import Meters
 
 HEAD = struct.Struct("<I")
 
 
-def serve(requests: int, answers: int) -> None:
-    source = os.fdopen(requests, "rb", buffering=1 << 20)
-    sink = os.fdopen(answers, "wb", buffering=1 << 16)
+def serve(requests_fd: int, answers_fd: int) -> None:
+    source = os.fdopen(requests_fd, "rb", buffering=1 << 20)
+    sink = os.fdopen(answers_fd, "wb", buffering=1 << 16)
     meters = Meters()
     while True:
         head = source.read(HEAD.size)
@@ -28,12 +29,15 @@ def serve(requests: int, answers: int) -> None:
         body = source.read(size)
         if len(body) < size:
             return
-        req = pickle.loads(body)
-        answer = meters.handle(req)
-        ticket = req.ticket if isinstance(req, Flush) else 0
-        if answer is None and not ticket:
+        answers: list[tuple[int, Measured | None]] = []
+        for req in pickle.loads(body):  # the requests of one turn of the bridge's event loop, in order
+            answer = meters.handle(req)
+            ticket = req.ticket if isinstance(req, Flush) else 0
+            if answer is not None or ticket:
+                answers.append((ticket, answer))
+        if not answers:
             continue
-        data = pickle.dumps((ticket, answer), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL)
         sink.write(HEAD.pack(len(data)))
         sink.write(data)
         sink.flush()

@@ -364,9 +364,13 @@ class DeviceHub:
         before the last commit at shutdown)."""
         await self.measurer.settle()
 
-    async def commit_settled(self) -> None:
-        """Commit what every block received so far counted (the HTTP ingest's answer)."""
-        await self.settle_all()
+    async def commit_settled(self, serial: str | None = None) -> None:
+        """Commit what every block received so far from the device with this serial (or every
+        device) counted: the HTTP ingest's answer acknowledges them. Only that device is settled:
+        the others' batches stay whole."""
+        for rt in list(self.runtimes.values()):
+            if serial is None or rt.state.config.serial_number == serial:
+                await rt.settle()
         self.commit_all()
 
     def commit_all(self) -> None:

@@ -38,6 +38,16 @@ class _HostOffline(Exception):
     """The primary host application said it is offline."""
 
 
+def _still_cancelled() -> None:
+    """Raise the cancellation a publish swallowed. aiomqtt waits for each publish with
+    ``asyncio.wait_for``, which on Python 3.11 returns the result instead of raising when the
+    cancellation and the publish's confirmation come in the same turn: the stopping bridge's front
+    then went on waiting for the next change, which never came, and the bridge never stopped."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SparkplugFront:
     def __init__(self, config: Config, model: ModelView, commands: CommandPath | None, state_dir: Path) -> None:
         self.cfg = config.mqtt
@@ -185,6 +195,7 @@ class SparkplugFront:
                 # changing after it, never had its DDEATH sent)
                 self._wake.clear()
                 await self._publish_changes(client)
+                _still_cancelled()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait([waiter, messages], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
