@@ -1,9 +1,10 @@
 """Measuring in a process of its own, fed through a pipe: the asyncio adapter on the bridge's side.
 
-The event loop sends each request as a length-prefixed pickle and never waits for the child: writes
-are buffered by the pipe transport, and each device's link reads are held back by the session while
-its blocks wait (so the buffer stays bounded). Answers come back the same way and are applied in the
-loop, in order. Pickles cross only between this bridge and the child it started itself."""
+The requests of one turn of the event loop go as one length-prefixed pickle, and the loop never
+waits for the child: what the pipe cannot take yet waits in a queue written when it has room, and
+each device's link reads are held back by the session while its blocks wait (so the queue stays
+bounded). Answers come back the same way and are applied in the loop, in order. Pickles cross only
+between this bridge and the child it started itself."""
 
 from __future__ import annotations
 
@@ -47,7 +48,6 @@ class ProcessMeasurer:
         # bytearray it appends to and cuts from the front, which copied the whole backlog each time
         # (a fifth of the event loop's time at 100 boards when the child was behind)
         self._out: collections.deque[bytes | memoryview] = collections.deque()
-        self._out_bytes = 0
         self._fd: int | None = None
         self._writing = False
         self._turn: list[Request] = []  # sent in this turn of the event loop, shipped at its end
@@ -112,14 +112,8 @@ class ProcessMeasurer:
         data = pickle.dumps(turn, protocol=pickle.HIGHEST_PROTOCOL)
         self._out.append(HEAD.pack(len(data)))
         self._out.append(data)
-        self._out_bytes += HEAD.size + len(data)
         if not self._writing:
             self._flush()
-
-    @property
-    def queued_bytes(self) -> int:
-        """Requests waiting for room in the pipe."""
-        return self._out_bytes
 
     def _flush(self) -> None:
         """Write what the pipe takes now; the rest when it has room again."""
@@ -134,11 +128,9 @@ class ProcessMeasurer:
                 break
             except OSError as exc:  # the child is gone: its exit is reported by the reader
                 self._out.clear()
-                self._out_bytes = 0
                 log.debug("measuring pipe closed", error=str(exc))
                 break
             full = n < sum(len(c) for c in chunks)
-            self._out_bytes -= n
             while n:
                 head = self._out[0]
                 if n >= len(head):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import math
 import time
@@ -27,6 +28,7 @@ from bridge.measuring import (
     LocalMeasurer,
     Measured,
     Measurer,
+    MeasuringFailed,
     Restart,
     SetScales,
     SetThresholds,
@@ -290,7 +292,8 @@ class DeviceRuntime:
     def forget(self) -> None:
         """The device leaves the bridge: its analyzer goes (after :meth:`settle` and a commit)."""
         self._measurer.unregister(self.name)
-        self._measurer.send(Drop(self.name))
+        with contextlib.suppress(MeasuringFailed):  # gone with the measurer: nothing to drop
+            self._measurer.send(Drop(self.name))
 
     def on_hello(self, hello: Hello) -> None:
         """A HELLO, after :meth:`settle`: what came before it is measured as it was sent (old scales,
