@@ -266,3 +266,32 @@ def test_a_window_crosses_the_pipe_whole() -> None:
                 assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), f.name
             else:
                 assert a == b or (a != a and b != b), f.name
+
+
+@pytest.mark.parametrize("where", ["loop", "process"])
+async def test_a_new_sample_rate_goes_on_from_the_counters(tmp_path: Path, where: str) -> None:
+    """A HELLO with another sample rate makes a new analyzer; the energy counted goes on from the
+    old one's counters, which no commit has stored yet."""
+    import dataclasses
+
+    measurer: Measurer = LocalMeasurer() if where == "loop" else ProcessMeasurer()
+    await measurer.start()
+    try:
+        hub, store = _hub(tmp_path, measurer)
+        dev = _device()
+        hello = dev.hello()
+        link = await _stream(hub, [dev.generate()[0] for _ in range(40)], -1, hello)
+        rt = hub.runtimes["board1"]
+        await rt.settle()
+        assert rt.measured is not None
+        before = rt.measured.energy.values()
+        assert before[0]["import_wh"] > 0 and store.energy("board1") == {}  # nothing committed yet
+        await link.send(dataclasses.replace(dev.hello(), sample_rate_hz=3906.25))
+        await wait_for(lambda: rt.state.hello is not None and rt.state.hello.sample_rate_hz == 3906.25, 10, "HELLO")
+        await rt.settle()
+        assert rt.measured is not None and rt.measured.fs == 3906.25
+        assert rt.measured.energy.values() == before
+        await link.close()
+        store.close()
+    finally:
+        await measurer.close()

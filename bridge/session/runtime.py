@@ -358,14 +358,11 @@ class DeviceRuntime:
             v_clip=self._scales.v_rails(hello.v_adc_bits),
             i_clip=self._scales.i_rails(hello.i_adc_bits),
         )
-        restore = (
-            ()
-            if keep
-            else tuple(
-                (c - 1, reg, whole, residual)
-                for (c, reg), (whole, residual) in self.store.energy(self.name).items()
-                if 1 <= c <= hello.circuit_count and reg in REGISTERS
-            )
+        # the stored counters, for a first analyzer (or one whose predecessor is not there to go on from)
+        restore = tuple(
+            (c - 1, reg, whole, residual)
+            for (c, reg), (whole, residual) in self.store.energy(self.name).items()
+            if 1 <= c <= hello.circuit_count and reg in REGISTERS
         )
         self._circuits, self._batch_samples = hello.circuit_count, settings.min_batch_s * settings.fs
         self._end, self.measured = 0, None  # a new analyzer counts its samples from 0
