@@ -15,9 +15,7 @@ import pytest
 
 from bridge.app import BridgeApp
 from bridge.commands.port import Calibrated
-from bridge.measuring import Flush, LocalMeasurer, Measurer, MeasuringFailed, Request
-from bridge.measuring.meters import Meters
-from bridge.measuring.port import Handler
+from bridge.measuring import LocalMeasurer, Measurer, MeasuringFailed, Request
 from bridge.measuring.process import ProcessMeasurer
 from bridge.model import Model
 from bridge.session import DeviceHub
@@ -28,43 +26,23 @@ from tests.harness import bridge_config, wait_for
 from tests.test_session_durability import CONFIG, FakeDeviceLink, _device
 
 
-class HeldMeasurer:
+class HeldMeasurer(LocalMeasurer):
     """Answers only when told: the measuring process at its slowest, one request at a time."""
 
     def __init__(self) -> None:
-        self.meters = Meters()
+        super().__init__()
         self.queue: collections.deque[Request] = collections.deque()
-        self.handlers: dict[str, Handler] = {}
-
-    def register(self, device: str, handler: Handler) -> None:
-        self.handlers[device] = handler
-
-    def unregister(self, device: str) -> None:
-        self.handlers.pop(device, None)
 
     def send(self, req: Request) -> None:
         self.queue.append(req)
 
     def answer(self, count: int | None = None) -> None:
         for _ in range(len(self.queue) if count is None else count):
-            req = self.queue.popleft()
-            got = self.meters.handle(req)
-            if got is not None and req.device in self.handlers:
-                self.handlers[req.device](got)
+            super().send(self.queue.popleft())
 
     async def settle(self, device: str | None = None) -> None:
-        for name in [device] if device is not None else list(self.handlers):
-            self.send(Flush(name, 0))
-        self.answer()
-
-    async def start(self) -> None:
-        pass
-
-    async def watch(self) -> None:
-        await asyncio.get_running_loop().create_future()
-
-    async def close(self) -> None:
-        pass
+        await super().settle(device)  # its flushes join the queue ...
+        self.answer()  # ... and everything up to them is answered
 
 
 def _hub(tmp: Path, measurer: Measurer) -> tuple[DeviceHub, Store]:

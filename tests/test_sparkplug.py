@@ -204,9 +204,8 @@ class _SlowClient:
         return silence()
 
 
-async def test_a_board_that_goes_offline_while_its_birth_is_sent_still_gets_its_ddeath(tmp_path: Path) -> None:
-    """A change that comes while the node is sending the changes before it wakes the node again,
-    though nothing changes after it: the board's DDEATH is not lost."""
+def _front_with_a_board(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """A Sparkplug B front (no broker) and its model with one board, identified and connected."""
     from bridge.config import Config
     from bridge.fronts.mqtt.client import SparkplugFront
     from bridge.model import Model
@@ -224,14 +223,21 @@ async def test_a_board_that_goes_offline_while_its_birth_is_sent_still_gets_its_
     sim = SimulatedDevice(load_scenario(PLANT), identity=Identity.for_serial("OS-SIM-0001"), seed=1)
     model.links.identify(dev, sim.hello())
     model.links.connect(dev, "127.0.0.1:1", "tcp-in")
+    front = SparkplugFront(config, model, None, tmp_path)
+    model.subscribe(front._on_change)
+    return front, model, dev
+
+
+async def test_a_board_that_goes_offline_while_its_birth_is_sent_still_gets_its_ddeath(tmp_path: Path) -> None:
+    """A change that comes while the node is sending the changes before it wakes the node again,
+    though nothing changes after it: the board's DDEATH is not lost."""
+    front, model, dev = _front_with_a_board(tmp_path)
 
     def during(topic: str) -> None:
         if "DBIRTH" in topic:  # the link drops while the board's birth is on its way
             model.links.disconnect(dev, "link closed")
 
     client = _SlowClient(during)
-    front = SparkplugFront(config, model, None, tmp_path)
-    model.subscribe(front._on_change)
     session = asyncio.ensure_future(front._session(client))  # type: ignore[arg-type]
     try:
         await wait_for(lambda: any("NBIRTH" in t for t in client.topics), 2, "NBIRTH")
@@ -256,27 +262,9 @@ class _SwallowingClient(_SlowClient):
 async def test_a_stop_is_not_lost_in_a_publish(tmp_path: Path) -> None:
     """The front stops when told, even if a publish swallowed the cancellation (a bridge that
     waited for the next change there never stopped)."""
-    from bridge.config import Config
-    from bridge.fronts.mqtt.client import SparkplugFront
-    from bridge.model import Model
-    from device.simulator.device import Identity, SimulatedDevice
-    from device.simulator.scenario import load_scenario
-
-    config = Config.model_validate(
-        {
-            "mqtt": {"enabled": True, "url": "mqtt://127.0.0.1:1"},
-            "devices": [{"name": "board1", "serial_number": "OS-SIM-0001", "unit_id": 1}],
-        }
-    )
-    model = Model(config)
-    dev = model.devices["board1"]
-    sim = SimulatedDevice(load_scenario(PLANT), identity=Identity.for_serial("OS-SIM-0001"), seed=1)
-    model.links.identify(dev, sim.hello())
-    model.links.connect(dev, "127.0.0.1:1", "tcp-in")
+    front, model, dev = _front_with_a_board(tmp_path)
     model.links.count(dev, blocks=1)
     client = _SwallowingClient(lambda topic: None)
-    front = SparkplugFront(config, model, None, tmp_path)
-    model.subscribe(front._on_change)
     session = asyncio.ensure_future(front._session(client))  # type: ignore[arg-type]
     await wait_for(lambda: any("DBIRTH" in t for t in client.topics), 2, "DBIRTH")
     model.links.disconnect(dev, "link closed")  # a change: its DDEATH is being published ...

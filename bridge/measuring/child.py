@@ -8,13 +8,10 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import struct
 import sys
 
-from .jobs import Flush, Measured
+from .jobs import HEAD, Flush, Measured
 from .meters import Meters
-
-HEAD = struct.Struct("<I")
 
 
 def serve(requests_fd: int, answers_fd: int) -> None:

@@ -6,6 +6,7 @@ measured with the scales, thresholds and stream it was sent under."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ from bridge.core import AnalyzerSettings, EnergyBank, Thresholds, Update, Voltag
 from device.protocol import Samples
 
 FloatArray = npt.NDArray[np.float64]
+# between the bridge and its measuring process each message is this length, then a pickle of that length
+HEAD = struct.Struct("<I")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,16 +15,14 @@ import fcntl
 import itertools
 import os
 import pickle
-import struct
 import sys
 from pathlib import Path
 
 from bridge.logs import get_logger
 
-from .jobs import Flush, Measured, Request
+from .jobs import HEAD, Flush, Measured, Request
 from .port import Handler, MeasuringFailed
 
-HEAD = struct.Struct("<I")  # the length of the pickle that follows
 # 100 boards send ~35 MB/s of payloads: in Linux's default 64 kB pipe that is a refill every 2 ms, and
 # the child reads only between batches; 1 MB (the unprivileged maximum) holds ~30 ms of it
 PIPE_BYTES = 1 << 20

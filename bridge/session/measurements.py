@@ -17,12 +17,12 @@ _FIELDS = (
 )  # fmt: skip
 
 
-def snapshot_of(analyzer: Measured, w: WindowMetrics, number: int) -> DeviceSnapshot:
+def snapshot_of(measured: Measured, w: WindowMetrics, number: int) -> DeviceSnapshot:
     """The model's snapshot of window ``w``, with the energy counters of the same answer."""
-    energy = analyzer.energy.values()
+    energy = measured.energy.values()
     # whole arrays to Python values at once (the same floats as float() of each element)
     col = {name: getattr(w, name).tolist() for name in _FIELDS}
-    urms_half = analyzer.last_urms_half.tolist()
+    urms_half = measured.last_urms_half.tolist()
     circuits = tuple(
         CircuitValues(
             v_rms=col["v_rms"][c],
@@ -45,7 +45,7 @@ def snapshot_of(analyzer: Measured, w: WindowMetrics, number: int) -> DeviceSnap
             harmonics_i=tuple(col["harmonics_i"][c]),
             **energy[c],
         )
-        for c in range(analyzer.c)
+        for c in range(measured.c)
     )
     return DeviceSnapshot(
         number=number,
